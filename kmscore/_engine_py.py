@@ -1,0 +1,116 @@
+"""Pure-Python twin of the native engine, over ``cryptography``'s AESGCM.
+
+Chosen only when ``KMSCORE_PUREPYTHON=1`` is set. Same classes, same results,
+same errors as :mod:`kmscore._engine`; the same tests run on both.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Sequence
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.backends.openssl.backend import backend as _ossl_backend
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from kmscore.errors import InvalidCiphertextException
+
+KEY_LENGTH = 32
+IV_LENGTH = 12
+TAG_LENGTH = 16
+DATA_KEY_MAX = 1024
+_SEAL_OVERHEAD = IV_LENGTH + TAG_LENGTH
+Buffer = bytes | bytearray | memoryview
+
+
+class AesGcmKey:
+    """An AES-256-GCM key. See :class:`kmscore.engine.AesGcmKey`."""
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, key: Buffer) -> None:
+        if len(memoryview(key)) != KEY_LENGTH:
+            raise ValueError("AES-256-GCM keys are 32 bytes")
+        self._aead = AESGCM(bytes(key))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("AesGcmKey holds key material and cannot be pickled")
+
+    def __repr__(self) -> str:
+        return "<AesGcmKey AES-256-GCM>"
+
+    def seal(self, iv: Buffer, plaintext: Buffer, aad: Buffer = b"") -> bytes:
+        if len(memoryview(iv)) != IV_LENGTH:
+            raise ValueError("AES-256-GCM IVs are 12 bytes")
+        return self._aead.encrypt(bytes(iv), bytes(plaintext), bytes(aad))
+
+    def open(self, iv: Buffer, data: Buffer, aad: Buffer = b"") -> bytes:
+        if len(memoryview(iv)) != IV_LENGTH or len(memoryview(data)) < TAG_LENGTH:
+            raise InvalidCiphertextException()
+        try:
+            return self._aead.decrypt(bytes(iv), bytes(data), bytes(aad))
+        except InvalidTag:
+            raise InvalidCiphertextException() from None
+
+    def generate_data_keys(
+        self, count: int, key_length: int, aad: Buffer = b""
+    ) -> tuple[bytes, bytes]:
+        if count < 0:
+            raise ValueError("count must not be negative")
+        if not 1 <= key_length <= DATA_KEY_MAX:
+            raise ValueError("data keys are 1 to 1024 bytes")
+        if count > 0x7FFFFFFF // (key_length + _SEAL_OVERHEAD):
+            raise ValueError("count is too large for one batch")
+        draw = os.urandom(count * (key_length + IV_LENGTH))
+        plain = draw[: count * key_length]
+        ivs = draw[count * key_length :]
+        aad_b = bytes(aad)
+        sealed = bytearray()
+        for i in range(count):
+            iv = ivs[i * IV_LENGTH : (i + 1) * IV_LENGTH]
+            sealed += iv
+            sealed += self._aead.encrypt(iv, plain[i * key_length : (i + 1) * key_length], aad_b)
+        return plain, bytes(sealed)
+
+    def seal_many(self, plaintexts: Sequence[Buffer], aads: Sequence[Buffer]) -> list[bytes]:
+        if len(aads) != len(plaintexts):
+            raise ValueError("seal_many needs one AAD per plaintext")
+        ivs = os.urandom(IV_LENGTH * len(plaintexts))
+        out = []
+        for i, (pt, aad) in enumerate(zip(plaintexts, aads, strict=True)):
+            iv = ivs[i * IV_LENGTH : (i + 1) * IV_LENGTH]
+            out.append(iv + self._aead.encrypt(iv, bytes(pt), bytes(aad)))
+        return out
+
+    def open_many(
+        self, sealed: Sequence[Buffer], aads: Sequence[Buffer]
+    ) -> list[bytes | None]:
+        if len(aads) != len(sealed):
+            raise ValueError("open_many needs one AAD per ciphertext")
+        out: list[bytes | None] = []
+        for item, aad in zip(sealed, aads, strict=True):
+            b = bytes(item)
+            if len(b) < _SEAL_OVERHEAD:
+                out.append(None)
+                continue
+            try:
+                out.append(self._aead.decrypt(b[:IV_LENGTH], b[IV_LENGTH:], bytes(aad)))
+            except InvalidTag:
+                out.append(None)
+        return out
+
+
+def constant_time_equals(a: Buffer, b: Buffer) -> bool:
+    """True when two byte strings are equal, compared in constant time."""
+    return hmac.compare_digest(bytes(a), bytes(b))
+
+
+def openssl_version() -> str:
+    """The version text of the OpenSSL inside ``cryptography``."""
+    return str(_ossl_backend.openssl_version_text())
+
+
+def openssl_header_version() -> str:
+    """The twin is not built against headers; the same as :func:`openssl_version`."""
+    return openssl_version()

@@ -1,0 +1,80 @@
+"""The AES-256-GCM engine: the hot path of every data key.
+
+``AesGcmKey(key)`` sets the key schedule once; its methods are:
+
+- ``seal(iv, plaintext, aad) -> ciphertext || tag``: ``ValueError`` for an IV
+  that is not 12 bytes (a caller bug: the service makes its own IVs).
+- ``open(iv, data, aad) -> plaintext``: raises
+  :class:`~kmscore.errors.InvalidCiphertextException` for any authentication
+  failure, wrong IV length or short data, without saying which.
+- ``generate_data_keys(count, key_length, aad) -> (plaintexts, sealed)``: makes
+  ``count`` random data keys of 1-1024 bytes and seals each under this key with
+  its own random IV and the same AAD, drawing all randomness in one RNG call.
+  ``plaintexts`` packs the keys back to back; ``sealed`` packs
+  ``IV || ciphertext || tag`` items of ``12 + key_length + 16`` bytes.
+- ``seal_many(plaintexts, aads) -> [IV || ciphertext || tag, ...]`` with fresh
+  random IVs drawn in one RNG call.
+- ``open_many(sealed, aads) -> [plaintext or None, ...]``: ``None`` marks an
+  item that failed to authenticate; the others are unaffected.
+
+Keys of other sizes raise ``ValueError``. The service uses only 256-bit keys,
+96-bit IVs and 128-bit tags.
+
+``BACKEND`` is ``"native"`` (the C engine over the system OpenSSL, via Cython)
+or ``"python"`` (``cryptography``'s AESGCM). The Python twin is chosen only when
+``KMSCORE_PUREPYTHON=1`` is set; otherwise a missing native extension is an
+ImportError, never a silent fallback.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final, Literal
+
+__all__ = [
+    "BACKEND",
+    "DATA_KEY_MAX",
+    "IV_LENGTH",
+    "KEY_LENGTH",
+    "TAG_LENGTH",
+    "AesGcmKey",
+    "constant_time_equals",
+    "openssl_header_version",
+    "openssl_version",
+]
+
+BACKEND: Final[Literal["native", "python"]]
+
+if os.environ.get("KMSCORE_PUREPYTHON") == "1":
+    from kmscore._engine_py import (
+        DATA_KEY_MAX,
+        IV_LENGTH,
+        KEY_LENGTH,
+        TAG_LENGTH,
+        AesGcmKey,
+        constant_time_equals,
+        openssl_header_version,
+        openssl_version,
+    )
+
+    BACKEND = "python"
+else:
+    try:
+        from kmscore._engine import (
+            DATA_KEY_MAX,
+            IV_LENGTH,
+            KEY_LENGTH,
+            TAG_LENGTH,
+            AesGcmKey,
+            constant_time_equals,
+            openssl_header_version,
+            openssl_version,
+        )
+    except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
+        raise ImportError(
+            "kmscore's native engine (kmscore._engine) is not built. Install the "
+            "package with its build (pip install -e .), or set KMSCORE_PUREPYTHON=1 "
+            "to use the pure-Python twin on purpose."
+        ) from exc
+
+    BACKEND = "native"
