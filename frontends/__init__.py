@@ -1,2 +1,5 @@
-"""Frontends of kmscore: each decodes a request, identifies the caller, calls one
-operation and encodes the answer. Installed as ``kmscore.frontends``."""
+"""Frontends of kmscore, installed as ``kmscore.frontends``.
+
+Each frontend decodes a request, identifies the caller, calls one operation and
+encodes the answer.
+"""

@@ -83,9 +83,7 @@ class AesGcmKey:
             out.append(iv + self._aead.encrypt(iv, bytes(pt), bytes(aad)))
         return out
 
-    def open_many(
-        self, sealed: Sequence[Buffer], aads: Sequence[Buffer]
-    ) -> list[bytes | None]:
+    def open_many(self, sealed: Sequence[Buffer], aads: Sequence[Buffer]) -> list[bytes | None]:
         if len(aads) != len(sealed):
             raise ValueError("open_many needs one AAD per ciphertext")
         out: list[bytes | None] = []

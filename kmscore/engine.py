@@ -43,9 +43,10 @@ __all__ = [
     "openssl_version",
 ]
 
-BACKEND: Final[Literal["native", "python"]]
+_PUREPYTHON = os.environ.get("KMSCORE_PUREPYTHON") == "1"
+BACKEND: Final[Literal["native", "python"]] = "python" if _PUREPYTHON else "native"
 
-if os.environ.get("KMSCORE_PUREPYTHON") == "1":
+if _PUREPYTHON:
     from kmscore._engine_py import (
         DATA_KEY_MAX,
         IV_LENGTH,
@@ -56,11 +57,10 @@ if os.environ.get("KMSCORE_PUREPYTHON") == "1":
         openssl_header_version,
         openssl_version,
     )
-
-    BACKEND = "python"
 else:
     try:
-        from kmscore._engine import (
+        # mypy types this module by the twin imported above; both share one interface.
+        from kmscore._engine import (  # type: ignore[assignment]
             DATA_KEY_MAX,
             IV_LENGTH,
             KEY_LENGTH,
@@ -76,5 +76,3 @@ else:
             "package with its build (pip install -e .), or set KMSCORE_PUREPYTHON=1 "
             "to use the pure-Python twin on purpose."
         ) from exc
-
-    BACKEND = "native"

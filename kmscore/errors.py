@@ -15,9 +15,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
-    "KMSError",
-    "error_class",
-    "from_code",
     "AccessDeniedException",
     "AlreadyExistsException",
     "ConflictException",
@@ -39,11 +36,12 @@ __all__ = [
     "InvalidKeyUsageException",
     "InvalidMarkerException",
     "InvalidSignatureException",
-    "KeyUnavailableException",
+    "KMSError",
     "KMSInternalException",
     "KMSInvalidMacException",
     "KMSInvalidSignatureException",
     "KMSInvalidStateException",
+    "KeyUnavailableException",
     "LimitExceededException",
     "MalformedPolicyDocumentException",
     "MissingAuthenticationTokenException",
@@ -55,6 +53,8 @@ __all__ = [
     "UnrecognizedClientException",
     "UnsupportedOperationException",
     "ValidationException",
+    "error_class",
+    "from_code",
 ]
 
 _REGISTRY: dict[str, type[KMSError]] = {}
@@ -120,54 +120,80 @@ def from_code(code: str, message: str) -> KMSError:
 
 
 class AlreadyExistsException(KMSError):
+    """The named resource, such as an alias, already exists."""
+
     code = "AlreadyExistsException"
 
 
 class ConflictException(KMSError):
+    """The request conflicts with the current state of the resource."""
+
     code = "ConflictException"
 
 
 class CustomKeyStoreInvalidStateException(KMSError):
+    """The custom key store's state does not allow the operation."""
+
     code = "CustomKeyStoreInvalidStateException"
 
 
 class CustomKeyStoreNotFoundException(KMSError):
+    """No custom key store has the given ID or name."""
+
     code = "CustomKeyStoreNotFoundException"
 
 
 class DependencyTimeoutException(KMSError):
+    """A system the service depends on did not answer in time; retry."""
+
     code = "DependencyTimeoutException"
     sender_fault = False
     http_status = 503
 
 
 class DisabledException(KMSError):
+    """The KMS key is disabled."""
+
     code = "DisabledException"
 
 
 class DryRunOperationException(KMSError):
+    """The request would have succeeded, but ``DryRun`` was set."""
+
     code = "DryRunOperationException"
     default_message = "The request would have succeeded, but the DryRun option is set."
 
 
 class ExpiredImportTokenException(KMSError):
+    """The import token has expired; get new import parameters."""
+
     code = "ExpiredImportTokenException"
 
 
 class IncorrectKeyException(KMSError):
+    """The KMS key named in the request did not encrypt the ciphertext."""
+
     code = "IncorrectKeyException"
-    default_message = "The key ID in the request does not identify the key that encrypted the ciphertext."
+    default_message = (
+        "The key ID in the request does not identify the key that encrypted the ciphertext."
+    )
 
 
 class IncorrectKeyMaterialException(KMSError):
+    """The imported key material differs from the key's earlier material."""
+
     code = "IncorrectKeyMaterialException"
 
 
 class InvalidAliasNameException(KMSError):
+    """The alias name is malformed or uses the reserved ``alias/aws/`` prefix."""
+
     code = "InvalidAliasNameException"
 
 
 class InvalidArnException(KMSError):
+    """A key or alias ARN is malformed."""
+
     code = "InvalidArnException"
 
 
@@ -182,32 +208,46 @@ class InvalidCiphertextException(KMSError):
 
 
 class InvalidGrantIdException(KMSError):
+    """No grant has the given grant ID."""
+
     code = "InvalidGrantIdException"
 
 
 class InvalidGrantTokenException(KMSError):
+    """A grant token is malformed or not valid for the request."""
+
     code = "InvalidGrantTokenException"
 
 
 class InvalidImportTokenException(KMSError):
+    """The import token is malformed or belongs to another key."""
+
     code = "InvalidImportTokenException"
 
 
 class InvalidKeyUsageException(KMSError):
+    """The key usage or key spec of the KMS key does not allow the operation."""
+
     code = "InvalidKeyUsageException"
 
 
 class InvalidMarkerException(KMSError):
+    """The pagination marker was not issued by an earlier call."""
+
     code = "InvalidMarkerException"
 
 
 class KeyUnavailableException(KMSError):
+    """The key material cannot be reached right now; retry."""
+
     code = "KeyUnavailableException"
     sender_fault = False
     http_status = 500
 
 
 class KMSInternalException(KMSError):
+    """An internal error; the caller is not at fault."""
+
     code = "KMSInternalException"
     sender_fault = False
     http_status = 500
@@ -215,34 +255,50 @@ class KMSInternalException(KMSError):
 
 
 class KMSInvalidMacException(KMSError):
+    """The HMAC did not verify."""
+
     code = "KMSInvalidMacException"
 
 
 class KMSInvalidSignatureException(KMSError):
+    """The signature did not verify."""
+
     code = "KMSInvalidSignatureException"
 
 
 class KMSInvalidStateException(KMSError):
+    """The key state (for example ``PendingDeletion``) does not allow the operation."""
+
     code = "KMSInvalidStateException"
 
 
 class LimitExceededException(KMSError):
+    """A quota on keys, aliases or grants would be exceeded."""
+
     code = "LimitExceededException"
 
 
 class MalformedPolicyDocumentException(KMSError):
+    """The key policy is not a valid policy document or is too large."""
+
     code = "MalformedPolicyDocumentException"
 
 
 class NotFoundException(KMSError):
+    """The key, alias, grant or other named entity does not exist."""
+
     code = "NotFoundException"
 
 
 class TagException(KMSError):
+    """A tag key or value is malformed, reserved or repeated."""
+
     code = "TagException"
 
 
 class UnsupportedOperationException(KMSError):
+    """The operation is not supported for this key or key store."""
+
     code = "UnsupportedOperationException"
 
 
@@ -250,41 +306,59 @@ class UnsupportedOperationException(KMSError):
 
 
 class AccessDeniedException(KMSError):
+    """The caller is not authorized for the operation."""
+
     code = "AccessDeniedException"
 
 
 class IncompleteSignatureException(KMSError):
+    """The request's SigV4 signature lacks required parts."""
+
     code = "IncompleteSignature"
     http_status = 403
 
 
 class InvalidSignatureException(KMSError):
+    """The request's SigV4 signature does not match the request."""
+
     code = "InvalidSignatureException"
     http_status = 403
 
 
 class MissingAuthenticationTokenException(KMSError):
+    """The request carries no credentials."""
+
     code = "MissingAuthenticationToken"
     http_status = 403
 
 
 class SerializationException(KMSError):
+    """The request body cannot be decoded."""
+
     code = "SerializationException"
 
 
 class ThrottlingException(KMSError):
+    """Too many requests; slow down and retry."""
+
     code = "ThrottlingException"
 
 
 class UnknownOperationException(KMSError):
+    """The request names an operation the service does not implement."""
+
     code = "UnknownOperationException"
 
 
 class UnrecognizedClientException(KMSError):
+    """The access key in the request is not known."""
+
     code = "UnrecognizedClientException"
     http_status = 403
     default_message = "The security token included in the request is invalid."
 
 
 class ValidationException(KMSError):
+    """A request field is missing, malformed or out of range."""
+
     code = "ValidationException"
