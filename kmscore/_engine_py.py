@@ -24,15 +24,26 @@ _SEAL_OVERHEAD = IV_LENGTH + TAG_LENGTH
 Buffer = bytes | bytearray | memoryview
 
 
+def _bytes(data: Buffer) -> bytes:
+    # Through memoryview, as the native engine pins buffers: bytes(5) would be
+    # five zero bytes and bytes([1, 2]) two, silently sealed instead of refused.
+    return data if type(data) is bytes else memoryview(data).tobytes()
+
+
+def _nbytes(data: Buffer) -> int:
+    # Lengths in bytes, as the native engine counts them, not in items.
+    return memoryview(data).nbytes
+
+
 class AesGcmKey:
     """An AES-256-GCM key. See :class:`kmscore.engine.AesGcmKey`."""
 
     __slots__ = ("_aead",)
 
     def __init__(self, key: Buffer) -> None:
-        if len(memoryview(key)) != KEY_LENGTH:
+        if _nbytes(key) != KEY_LENGTH:
             raise ValueError("AES-256-GCM keys are 32 bytes")
-        self._aead = AESGCM(bytes(key))
+        self._aead = AESGCM(_bytes(key))
 
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("AesGcmKey holds key material and cannot be pickled")
@@ -41,15 +52,17 @@ class AesGcmKey:
         return "<AesGcmKey AES-256-GCM>"
 
     def seal(self, iv: Buffer, plaintext: Buffer, aad: Buffer = b"") -> bytes:
-        if len(memoryview(iv)) != IV_LENGTH:
+        iv_b, pt_b, aad_b = _bytes(iv), _bytes(plaintext), _bytes(aad)
+        if len(iv_b) != IV_LENGTH:
             raise ValueError("AES-256-GCM IVs are 12 bytes")
-        return self._aead.encrypt(bytes(iv), bytes(plaintext), bytes(aad))
+        return self._aead.encrypt(iv_b, pt_b, aad_b)
 
     def open(self, iv: Buffer, data: Buffer, aad: Buffer = b"") -> bytes:
-        if len(memoryview(iv)) != IV_LENGTH or len(memoryview(data)) < TAG_LENGTH:
+        iv_b, data_b, aad_b = _bytes(iv), _bytes(data), _bytes(aad)
+        if len(iv_b) != IV_LENGTH or len(data_b) < TAG_LENGTH:
             raise InvalidCiphertextException()
         try:
-            return self._aead.decrypt(bytes(iv), bytes(data), bytes(aad))
+            return self._aead.decrypt(iv_b, data_b, aad_b)
         except InvalidTag:
             raise InvalidCiphertextException() from None
 
@@ -65,7 +78,7 @@ class AesGcmKey:
         draw = os.urandom(count * (key_length + IV_LENGTH))
         plain = draw[: count * key_length]
         ivs = draw[count * key_length :]
-        aad_b = bytes(aad)
+        aad_b = _bytes(aad)
         sealed = bytearray()
         for i in range(count):
             iv = ivs[i * IV_LENGTH : (i + 1) * IV_LENGTH]
@@ -80,7 +93,7 @@ class AesGcmKey:
         out = []
         for i, (pt, aad) in enumerate(zip(plaintexts, aads, strict=True)):
             iv = ivs[i * IV_LENGTH : (i + 1) * IV_LENGTH]
-            out.append(iv + self._aead.encrypt(iv, bytes(pt), bytes(aad)))
+            out.append(iv + self._aead.encrypt(iv, _bytes(pt), _bytes(aad)))
         return out
 
     def open_many(self, sealed: Sequence[Buffer], aads: Sequence[Buffer]) -> list[bytes | None]:
@@ -88,12 +101,12 @@ class AesGcmKey:
             raise ValueError("open_many needs one AAD per ciphertext")
         out: list[bytes | None] = []
         for item, aad in zip(sealed, aads, strict=True):
-            b = bytes(item)
+            b, aad_b = _bytes(item), _bytes(aad)
             if len(b) < _SEAL_OVERHEAD:
                 out.append(None)
                 continue
             try:
-                out.append(self._aead.decrypt(b[:IV_LENGTH], b[IV_LENGTH:], bytes(aad)))
+                out.append(self._aead.decrypt(b[:IV_LENGTH], b[IV_LENGTH:], aad_b))
             except InvalidTag:
                 out.append(None)
         return out
@@ -101,7 +114,7 @@ class AesGcmKey:
 
 def constant_time_equals(a: Buffer, b: Buffer) -> bool:
     """True when two byte strings are equal, compared in constant time."""
-    return hmac.compare_digest(bytes(a), bytes(b))
+    return hmac.compare_digest(_bytes(a), _bytes(b))
 
 
 def openssl_version() -> str:
