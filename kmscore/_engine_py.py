@@ -111,6 +111,30 @@ class AesGcmKey:
                 out.append(None)
         return out
 
+    def encrypt(self, plaintext: Buffer, aad: Buffer = b"", header: Buffer = b"") -> bytes:
+        iv = os.urandom(IV_LENGTH)
+        return bytes(header) + iv + self._aead.encrypt(iv, bytes(plaintext), bytes(aad))
+
+    def decrypt(self, data: Buffer, aad: Buffer = b"", offset: int = 0) -> bytes:
+        b = bytes(data)
+        if offset < 0 or len(b) - offset < _SEAL_OVERHEAD:
+            raise InvalidCiphertextException()
+        iv = b[offset : offset + IV_LENGTH]
+        try:
+            return self._aead.decrypt(iv, b[offset + IV_LENGTH :], bytes(aad))
+        except InvalidTag:
+            raise InvalidCiphertextException() from None
+
+    def generate_data_key_blobs(
+        self, count: int, key_length: int, aad: Buffer = b"", header: Buffer = b""
+    ) -> tuple[list[bytes], list[bytes]]:
+        plain, sealed = self.generate_data_keys(count, key_length, aad)
+        item = key_length + _SEAL_OVERHEAD
+        h = bytes(header)
+        keys = [plain[i * key_length : (i + 1) * key_length] for i in range(count)]
+        blobs = [h + sealed[i * item : (i + 1) * item] for i in range(count)]
+        return keys, blobs
+
 
 def constant_time_equals(a: Buffer, b: Buffer) -> bool:
     """True when two byte strings are equal, compared in constant time."""

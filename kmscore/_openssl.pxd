@@ -10,3 +10,6 @@ cdef extern from "openssl/crypto.h" nogil:
 
 cdef extern from "openssl/opensslv.h" nogil:
     const char *OPENSSL_VERSION_TEXT
+
+cdef extern from "openssl/rand.h" nogil:
+    int RAND_bytes(unsigned char *buf, int num)

@@ -17,6 +17,16 @@
 - ``open_many(sealed, aads) -> [plaintext or None, ...]``: ``None`` marks an
   item that failed to authenticate; the others are unaffected.
 
+Service-shaped calls, which save Python steps on the hot path:
+
+- ``encrypt(plaintext, aad, header) -> header || IV || ciphertext || tag`` with
+  a fresh random IV drawn by the engine.
+- ``decrypt(data, aad, offset) -> plaintext`` opens the ``IV || ciphertext ||
+  tag`` that starts at ``data[offset]`` without slicing it out first.
+- ``generate_data_key_blobs(count, key_length, aad, header) -> ([key, ...],
+  [header || IV || ciphertext || tag, ...])``: the batch call, split into
+  ready-made ciphertext blobs. The engine's packed copy of the keys is wiped.
+
 Keys of other sizes raise ``ValueError``. The service uses only 256-bit keys,
 96-bit IVs and 128-bit tags.
 

@@ -78,6 +78,12 @@ class KMSError(Exception):
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         code = cls.__dict__.get("code")
+        if code is None:
+            # A specialization of a registered class (say, a root key error
+            # that is a KMSInternalException) keeps its parent's code.
+            if not cls.code:
+                raise TypeError(f"{cls.__name__} must define a non-empty code")
+            return
         if not code:
             raise TypeError(f"{cls.__name__} must define a non-empty code")
         if code in _REGISTRY:

@@ -1,0 +1,80 @@
+"""Encryption context: validation and the canonical, unambiguous encoding.
+
+The canonical form is a u16 pair count, then the pairs sorted by the UTF-8
+bytes of the key, each key and value as a u16 length followed by its UTF-8
+bytes (big-endian). Strings are never joined with delimiters, so
+``{"ab": "c"}`` and ``{"a": "bc"}`` encode differently. The canonical bytes
+follow the blob header in the AES-GCM AAD.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from typing import Final
+
+from kmscore.errors import ValidationException
+
+__all__ = ["MAX_CONTEXT_BYTES", "EncryptionContext", "canonical", "validate"]
+
+EncryptionContext = dict[str, str]
+
+#: Our limit on the canonical encoding; AWS documents none, and the
+#: Encryption SDK's message header needs the context to stay small.
+MAX_CONTEXT_BYTES: Final = 8192
+_EMPTY: Final = b"\x00\x00"
+_U16: Final = struct.Struct(">H")
+
+
+def validate(context: object, field: str = "EncryptionContext") -> EncryptionContext:
+    """Check an encryption context from a request and return it as a plain dict.
+
+    Args:
+        context: The request's value: a mapping of str to str, or None.
+        field: The request field, named in error messages.
+
+    Returns:
+        The context as a new dict (empty when ``context`` is None).
+
+    Raises:
+        ValidationException: not a mapping of non-empty str keys to str values,
+            not encodable as UTF-8, or larger than :data:`MAX_CONTEXT_BYTES`.
+    """
+    if context is None:
+        return {}
+    if not isinstance(context, Mapping):
+        raise ValidationException(f"{field} must be a map of strings to strings.")
+    out: EncryptionContext = {}
+    for k, v in context.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise ValidationException(f"{field} keys and values must be strings.")
+        if not k:
+            raise ValidationException(f"{field} keys must not be empty.")
+        out[k] = v
+    canonical(out, field)
+    return out
+
+
+def canonical(context: Mapping[str, str], field: str = "EncryptionContext") -> bytes:
+    """The canonical bytes of a (validated) encryption context.
+
+    Raises:
+        ValidationException: a string is not valid Unicode, or the encoding
+            exceeds :data:`MAX_CONTEXT_BYTES`.
+    """
+    if not context:
+        return _EMPTY
+    try:
+        pairs = sorted((k.encode(), v.encode()) for k, v in context.items())
+    except UnicodeEncodeError:
+        raise ValidationException(f"{field} must be valid Unicode.") from None
+    parts = [_U16.pack(len(pairs))]
+    size = 2
+    for k, v in pairs:
+        size += 4 + len(k) + len(v)
+        if size > MAX_CONTEXT_BYTES:
+            raise ValidationException(
+                f"{field} is too large: its encoding exceeds {MAX_CONTEXT_BYTES} bytes."
+            )
+        parts += (_U16.pack(len(k)), k, _U16.pack(len(v)), v)
+    return b"".join(parts)

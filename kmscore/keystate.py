@@ -1,0 +1,148 @@
+"""Key states: one enum, one transition table, one guard.
+
+Every operation passes through :func:`check_state` before it touches key
+material, so a disabled key can never encrypt because some code path forgot a
+flag. The tables follow AWS KMS's "Key states of AWS KMS keys" reference.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+from kmscore.errors import DisabledException, KMSInvalidStateException
+
+__all__ = ["KeyState", "can_transition", "check_state", "require_transition"]
+
+
+class KeyState(enum.StrEnum):
+    """The states of a KMS key, spelled as AWS spells them."""
+
+    CREATING = "Creating"
+    ENABLED = "Enabled"
+    DISABLED = "Disabled"
+    PENDING_DELETION = "PendingDeletion"
+    PENDING_IMPORT = "PendingImport"
+    PENDING_REPLICA_DELETION = "PendingReplicaDeletion"
+    UNAVAILABLE = "Unavailable"
+    UPDATING = "Updating"
+
+
+S = KeyState
+
+# Which states each state may move to.
+_TRANSITIONS: Final[dict[KeyState, frozenset[KeyState]]] = {
+    S.CREATING: frozenset({S.ENABLED, S.PENDING_IMPORT}),
+    S.ENABLED: frozenset({S.DISABLED, S.PENDING_DELETION, S.PENDING_IMPORT}),
+    S.DISABLED: frozenset({S.ENABLED, S.PENDING_DELETION, S.PENDING_IMPORT}),
+    S.PENDING_DELETION: frozenset({S.DISABLED, S.PENDING_IMPORT}),
+    S.PENDING_IMPORT: frozenset({S.ENABLED, S.PENDING_DELETION}),
+    S.PENDING_REPLICA_DELETION: frozenset(),
+    S.UNAVAILABLE: frozenset({S.ENABLED, S.DISABLED, S.PENDING_DELETION}),
+    S.UPDATING: frozenset({S.ENABLED, S.DISABLED}),
+}
+
+_ALL: Final = frozenset(KeyState)
+# Operations that use key material. Disabled keys answer DisabledException,
+# every other non-enabled state KMSInvalidStateException.
+_CRYPTO: Final = frozenset(
+    {
+        "Encrypt",
+        "Decrypt",
+        "ReEncrypt",
+        "GenerateDataKey",
+        "GenerateDataKeyWithoutPlaintext",
+        "GenerateDataKeyPair",
+        "GenerateDataKeyPairWithoutPlaintext",
+        "GenerateDataKeys",
+        "DecryptMany",
+        "Sign",
+        "Verify",
+        "GenerateMac",
+        "VerifyMac",
+        "GetPublicKey",
+        "DeriveSharedSecret",
+    }
+)
+_USABLE: Final = frozenset({S.ENABLED, S.DISABLED})
+
+# Non-crypto operations and the states in which they are allowed.
+_ALLOWED: Final[dict[str, frozenset[KeyState]]] = {
+    "DescribeKey": _ALL,
+    "ListResourceTags": _ALL,
+    "ListAliases": _ALL,
+    "DeleteAlias": _ALL,
+    "GetKeyPolicy": _ALL,
+    "ListKeyPolicies": _ALL,
+    "ListGrants": _ALL,
+    "RevokeGrant": _ALL,
+    "RetireGrant": _ALL,
+    "EnableKey": _USABLE,
+    "DisableKey": _USABLE,
+    "ScheduleKeyDeletion": _USABLE | {S.PENDING_IMPORT},
+    "CancelKeyDeletion": frozenset({S.PENDING_DELETION}),
+    "UpdateKeyDescription": _USABLE | {S.PENDING_IMPORT},
+    "CreateAlias": _USABLE | {S.PENDING_IMPORT},
+    "UpdateAlias": _USABLE | {S.PENDING_IMPORT},
+    "TagResource": _USABLE | {S.PENDING_IMPORT},
+    "UntagResource": _USABLE | {S.PENDING_IMPORT},
+    "PutKeyPolicy": _USABLE | {S.PENDING_IMPORT},
+    "CreateGrant": _USABLE | {S.PENDING_IMPORT},
+    "GetKeyRotationStatus": _USABLE | {S.PENDING_IMPORT},
+    "ListKeyRotations": _USABLE | {S.PENDING_IMPORT},
+    # Rotation changes need the key enabled; a disabled key answers
+    # DisabledException, as AWS does.
+    "EnableKeyRotation": frozenset({S.ENABLED}),
+    "DisableKeyRotation": frozenset({S.ENABLED}),
+    "RotateKeyOnDemand": frozenset({S.ENABLED}),
+}
+_DISABLED_MEANS_DISABLED: Final = _CRYPTO | {
+    "EnableKeyRotation",
+    "DisableKeyRotation",
+    "RotateKeyOnDemand",
+}
+
+
+def can_transition(current: KeyState, target: KeyState) -> bool:
+    """Whether the transition table allows moving from ``current`` to ``target``."""
+    return target in _TRANSITIONS[current]
+
+
+def require_transition(key_arn: str, current: KeyState, target: KeyState) -> None:
+    """Refuse a transition the table does not allow.
+
+    Raises:
+        KMSInvalidStateException: ``current`` may not move to ``target``.
+    """
+    if current != target and not can_transition(current, target):
+        raise KMSInvalidStateException(f"{key_arn} is {current.value} and cannot become {target.value}.")
+
+
+def check_state(operation: str, key_arn: str, state: KeyState) -> None:
+    """The one guard every operation passes before it acts on a key.
+
+    Args:
+        operation: The AWS operation name, e.g. ``"Encrypt"``.
+        key_arn: The key's ARN, used in the message.
+        state: The key's current state.
+
+    Raises:
+        DisabledException: The key is disabled and the operation needs it enabled.
+        KMSInvalidStateException: The key's state does not allow the operation.
+    """
+    if operation in _CRYPTO:
+        if state is S.ENABLED:
+            return
+    else:
+        allowed = _ALLOWED.get(operation)
+        if allowed is None:
+            raise KMSInvalidStateException(f"{operation} has no key state rule.")
+        if state in allowed:
+            return
+    if state is S.DISABLED and operation in _DISABLED_MEANS_DISABLED:
+        raise DisabledException(f"{key_arn} is disabled.")
+    if state is S.PENDING_DELETION:
+        raise KMSInvalidStateException(f"{key_arn} is pending deletion.")
+    if state is S.PENDING_IMPORT:
+        raise KMSInvalidStateException(f"{key_arn} is pending import.")
+    raise KMSInvalidStateException(f"{key_arn} is {state.value}, so {operation} is not allowed.")

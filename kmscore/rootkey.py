@@ -1,0 +1,192 @@
+"""The root of trust: the key that wraps all key material at rest.
+
+The root key comes from a 0600 file made at init (``root.key`` in the data
+dir: 32 random bytes) or from a passphrase stretched with Argon2id (PyNaCl's
+``pwhash``), whose salt and cost are kept in the store. Key material is sealed
+under it with AES-256-GCM; the AAD binds each wrapped material to its key ARN
+and version, so wrapped material cannot be moved to another key.
+
+A check value (a known label sealed under the root key) is kept in the store,
+so a wrong passphrase or a wrong root key file fails clearly at open, never
+later as garbage.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from kmscore import engine
+from kmscore.errors import InvalidCiphertextException, KMSInternalException
+from kmscore.fsutil import write_private_file
+
+__all__ = ["ROOT_KEY_FILE", "Argon2Params", "RootKey", "RootKeyError"]
+
+ROOT_KEY_FILE: Final = "root.key"
+_CHECK_AAD: Final = b"kmscore/root-key-check/v1"
+_CHECK_LABEL: Final = b"kmscore root key check value"
+_MATERIAL_AAD: Final = b"kmscore/key-material/v1\x00"
+
+
+class RootKeyError(KMSInternalException):
+    """The root key cannot be had: missing, unreadable, wrong, or too open."""
+
+
+@dataclass(frozen=True, slots=True)
+class Argon2Params:
+    """Argon2id cost and salt for a passphrase-derived root key."""
+
+    salt: bytes
+    opslimit: int
+    memlimit: int
+
+    @classmethod
+    def new(cls, *, interactive: bool = False) -> Argon2Params:
+        """Fresh parameters: MODERATE cost (about 1 s here) unless ``interactive``."""
+        from nacl.pwhash import argon2id
+
+        if interactive:
+            ops, mem = argon2id.OPSLIMIT_INTERACTIVE, argon2id.MEMLIMIT_INTERACTIVE
+        else:
+            ops, mem = argon2id.OPSLIMIT_MODERATE, argon2id.MEMLIMIT_MODERATE
+        return cls(os.urandom(argon2id.SALTBYTES), ops, mem)
+
+
+class RootKey:
+    """Wraps and unwraps key material. Never shows its own bytes."""
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, key: bytes) -> None:
+        """Use 32 raw bytes as the root key.
+
+        Raises:
+            RootKeyError: the key is not 32 bytes.
+        """
+        if len(key) != engine.KEY_LENGTH:
+            raise RootKeyError("The root key must be 32 bytes.")
+        self._aead = engine.AesGcmKey(key)
+
+    def __repr__(self) -> str:
+        return "<RootKey>"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("RootKey cannot be pickled")
+
+    # --- making and loading ------------------------------------------------
+
+    @classmethod
+    def create_file(cls, path: Path) -> RootKey:
+        """Make a new random root key in a new 0600 file.
+
+        Raises:
+            FileExistsError: the file exists already.
+        """
+        key = os.urandom(engine.KEY_LENGTH)
+        write_private_file(path, key)
+        return cls(key)
+
+    @classmethod
+    def load_file(cls, path: Path) -> RootKey:
+        """Load the root key file made by :meth:`create_file`.
+
+        Raises:
+            RootKeyError: the file is missing, not a regular file of this user,
+                readable by others, or not 32 bytes.
+        """
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise RootKeyError(f"The root key file {path} does not exist.") from None
+        except OSError as exc:
+            raise RootKeyError(f"The root key file {path} cannot be opened: {exc.strerror}.") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise RootKeyError(f"The root key file {path} is not a regular file.")
+            if st.st_uid != os.geteuid():
+                raise RootKeyError(f"The root key file {path} belongs to another user.")
+            if stat.S_IMODE(st.st_mode) & 0o077:
+                raise RootKeyError(
+                    f"The root key file {path} is readable by others "
+                    f"(mode {stat.S_IMODE(st.st_mode):04o}); it must be 0600."
+                )
+            data = os.read(fd, engine.KEY_LENGTH + 1)
+        finally:
+            os.close(fd)
+        if len(data) != engine.KEY_LENGTH:
+            raise RootKeyError(f"The root key file {path} is damaged (not 32 bytes).")
+        return cls(data)
+
+    @classmethod
+    def from_passphrase(cls, passphrase: bytes, params: Argon2Params) -> RootKey:
+        """Stretch a passphrase with Argon2id into the root key.
+
+        Raises:
+            RootKeyError: the passphrase is empty.
+        """
+        from nacl.pwhash import argon2id
+
+        if not passphrase:
+            raise RootKeyError("The passphrase must not be empty.")
+        key = argon2id.kdf(
+            engine.KEY_LENGTH,
+            passphrase,
+            params.salt,
+            opslimit=params.opslimit,
+            memlimit=params.memlimit,
+        )
+        return cls(key)
+
+    # --- check value -------------------------------------------------------
+
+    def check_value(self) -> bytes:
+        """A value that proves, later, that the same root key is in use."""
+        iv = os.urandom(engine.IV_LENGTH)
+        return iv + self._aead.seal(iv, _CHECK_LABEL, _CHECK_AAD)
+
+    def verify_check_value(self, value: bytes) -> None:
+        """Confirm this is the root key that made ``value``.
+
+        Raises:
+            RootKeyError: it is not (wrong passphrase or wrong key file).
+        """
+        try:
+            label = self._aead.open(value[: engine.IV_LENGTH], value[engine.IV_LENGTH :], _CHECK_AAD)
+        except InvalidCiphertextException:
+            label = b""
+        if not engine.constant_time_equals(label, _CHECK_LABEL):
+            raise RootKeyError(
+                "The root key does not match this data directory "
+                "(wrong passphrase or wrong root key file)."
+            )
+
+    # --- wrapping ----------------------------------------------------------
+
+    @staticmethod
+    def _aad(key_arn: str, version: int) -> bytes:
+        return _MATERIAL_AAD + key_arn.encode() + b"\x00" + version.to_bytes(4, "big")
+
+    def wrap(self, material: bytes, key_arn: str, version: int) -> bytes:
+        """Seal key material for storage: IV || ciphertext || tag."""
+        iv = os.urandom(engine.IV_LENGTH)
+        return iv + self._aead.seal(iv, material, self._aad(key_arn, version))
+
+    def unwrap(self, wrapped: bytes, key_arn: str, version: int) -> bytes:
+        """Open stored key material.
+
+        Raises:
+            KMSInternalException: the stored material does not authenticate
+                (damaged store, or material moved between keys).
+        """
+        try:
+            return self._aead.open(
+                wrapped[: engine.IV_LENGTH], wrapped[engine.IV_LENGTH :], self._aad(key_arn, version)
+            )
+        except InvalidCiphertextException:
+            raise KMSInternalException(
+                f"Stored key material for {key_arn} version {version} failed to authenticate."
+            ) from None

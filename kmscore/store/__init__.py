@@ -1,0 +1,161 @@
+"""Key store: where keys, key material, aliases and tags live.
+
+The contract every implementation keeps:
+
+- **Atomic.** Each method either happens entirely or not at all.
+- **Durable on return.** When a method that changes state returns, the change
+  survives a crash of the process or the machine (``kill -9``, power loss).
+- **Encrypted material only.** The store receives key material already wrapped
+  under the root key (:mod:`kmscore.rootkey`) and never sees plaintext keys.
+- **Optimistic updates.** :meth:`KeyStore.update_key` succeeds only if the
+  stored revision equals the given record's, and stores the revision plus one;
+  otherwise it raises :class:`~kmscore.errors.ConflictException` and changes
+  nothing. Concurrent writers (threads or processes) retry.
+- **Monotonic reservations.** :meth:`KeyStore.reserve_invocations` only ever
+  increases a material version's reserved count.
+- **Change detection.** :meth:`KeyStore.change_token` returns a value that
+  differs after any committed change by any writer, so caches can be
+  invalidated across processes cheaply.
+
+Implementations: :class:`kmscore.store.sqlite.SQLiteKeyStore` (embedded
+default). PostgreSQL will follow for fleets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from kmscore.keys import AliasRecord, KeyMaterialRecord, KeyRecord
+
+__all__ = ["KeyStore"]
+
+
+class KeyStore(Protocol):
+    """The storage interface of the key service. See the module docstring."""
+
+    # --- data dir settings ---------------------------------------------------
+    def get_setting(self, name: str) -> bytes | None:
+        """A setting of the data dir (region, account, root key check...)."""
+        ...
+
+    def init_settings(self, settings: Mapping[str, bytes]) -> None:
+        """Store settings that do not exist yet; existing ones are kept."""
+        ...
+
+    # --- keys ----------------------------------------------------------------
+    def create_key(
+        self, key: KeyRecord, material: KeyMaterialRecord | None, tags: Mapping[str, str]
+    ) -> None:
+        """Add a new key with its first material version (if any) and tags.
+
+        Raises:
+            AlreadyExistsException: the key id exists.
+        """
+        ...
+
+    def get_key(self, key_id: str) -> KeyRecord | None:
+        """The key, or None."""
+        ...
+
+    def list_keys(self, after: str | None, limit: int) -> list[KeyRecord]:
+        """Keys in key id order, starting after ``after``, at most ``limit``."""
+        ...
+
+    def update_key(self, key: KeyRecord) -> KeyRecord:
+        """Replace a key's metadata if its revision is unchanged.
+
+        Returns:
+            The stored record, with its new revision.
+
+        Raises:
+            ConflictException: the stored revision differs (retry).
+            NotFoundException: the key does not exist.
+        """
+        ...
+
+    def delete_key(self, key_id: str) -> None:
+        """Delete a key with all its material, aliases and tags, for good."""
+        ...
+
+    # --- key material ----------------------------------------------------------
+    def add_material(self, key: KeyRecord, material: KeyMaterialRecord) -> KeyRecord:
+        """Add a material version and update the key (rotation), atomically.
+
+        Raises:
+            ConflictException: the key's revision changed (retry).
+        """
+        ...
+
+    def get_material(self, key_id: str, version: int) -> KeyMaterialRecord | None:
+        """One material version, or None."""
+        ...
+
+    def list_materials(self, key_id: str) -> list[KeyMaterialRecord]:
+        """All material versions of a key, oldest first."""
+        ...
+
+    def reserve_invocations(self, key_id: str, version: int, count: int) -> int:
+        """Reserve ``count`` more AES-GCM invocations; return the new total."""
+        ...
+
+    # --- aliases ---------------------------------------------------------------
+    def create_alias(self, alias: AliasRecord) -> None:
+        """Add an alias.
+
+        Raises:
+            AlreadyExistsException: the alias name exists.
+        """
+        ...
+
+    def update_alias(self, alias: AliasRecord) -> None:
+        """Point an existing alias at another key.
+
+        Raises:
+            NotFoundException: the alias does not exist.
+        """
+        ...
+
+    def delete_alias(self, alias_name: str) -> None:
+        """Remove an alias.
+
+        Raises:
+            NotFoundException: the alias does not exist.
+        """
+        ...
+
+    def get_alias(self, alias_name: str) -> AliasRecord | None:
+        """The alias, or None."""
+        ...
+
+    def list_aliases(
+        self, key_id: str | None, after: str | None, limit: int
+    ) -> list[AliasRecord]:
+        """Aliases in name order (of one key, if given), after ``after``."""
+        ...
+
+    # --- tags ------------------------------------------------------------------
+    def put_tags(self, key_id: str, tags: Mapping[str, str], max_tags: int) -> None:
+        """Add or overwrite tags.
+
+        Raises:
+            LimitExceededException: the key would have more than ``max_tags``.
+        """
+        ...
+
+    def remove_tags(self, key_id: str, tag_keys: Sequence[str]) -> None:
+        """Remove tags; absent keys are ignored."""
+        ...
+
+    def list_tags(self, key_id: str) -> list[tuple[str, str]]:
+        """A key's tags in tag key order."""
+        ...
+
+    # --- housekeeping ------------------------------------------------------------
+    def change_token(self) -> int:
+        """A value that changes after any committed change by any writer."""
+        ...
+
+    def close(self) -> None:
+        """Release the store. Further calls fail."""
+        ...

@@ -1,0 +1,72 @@
+"""Schema migrations of the SQLite key store, numbered from the first day.
+
+``PRAGMA user_version`` holds the number of the last migration applied. Each
+migration runs in its own transaction; a store newer than this code refuses to
+open rather than guess.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["MIGRATIONS"]
+
+MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
+    (
+        1,
+        """
+        CREATE TABLE settings (
+            name  TEXT PRIMARY KEY,
+            value BLOB NOT NULL
+        ) STRICT;
+
+        CREATE TABLE keys (
+            key_id                   TEXT PRIMARY KEY,
+            arn                      TEXT NOT NULL,
+            account                  TEXT NOT NULL,
+            creation_date            REAL NOT NULL,
+            description              TEXT NOT NULL,
+            key_usage                TEXT NOT NULL,
+            key_spec                 TEXT NOT NULL,
+            origin                   TEXT NOT NULL,
+            state                    TEXT NOT NULL,
+            current_version          INTEGER NOT NULL,
+            multi_region             INTEGER NOT NULL,
+            deletion_date            REAL,
+            pending_window_days      INTEGER,
+            rotation_enabled         INTEGER NOT NULL,
+            rotation_period_days     INTEGER,
+            next_rotation_date       REAL,
+            on_demand_rotation_start REAL,
+            policy                   TEXT,
+            revision                 INTEGER NOT NULL
+        ) STRICT;
+
+        CREATE TABLE key_materials (
+            key_id        TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+            version       INTEGER NOT NULL,
+            wrapped       BLOB NOT NULL,
+            creation_date REAL NOT NULL,
+            material_id   TEXT NOT NULL,
+            rotation_type TEXT,
+            reserved      INTEGER NOT NULL,
+            PRIMARY KEY (key_id, version)
+        ) STRICT;
+
+        CREATE TABLE aliases (
+            alias_name        TEXT PRIMARY KEY,
+            key_id            TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+            creation_date     REAL NOT NULL,
+            last_updated_date REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX aliases_by_key ON aliases(key_id, alias_name);
+
+        CREATE TABLE tags (
+            key_id    TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+            tag_key   TEXT NOT NULL,
+            tag_value TEXT NOT NULL,
+            PRIMARY KEY (key_id, tag_key)
+        ) STRICT;
+        """,
+    ),
+)

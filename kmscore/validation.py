@@ -1,0 +1,219 @@
+"""Request validation at the edge of every operation.
+
+Each operation declares its request as a :class:`Shape` of typed members with
+AWS's constraints (required, length, range, enum, pattern). :func:`validate`
+checks a request against it before the handler runs, so bad input changes
+nothing, and raises a :class:`~kmscore.errors.ValidationException` that names
+the member in AWS's words ("1 validation error detected: Value at
+'plaintext' failed to satisfy constraint: ..."). Values are never echoed, so
+no plaintext can reach a message. The conformance test compares these shapes
+with botocore's KMS model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from kmscore.errors import ValidationException
+
+__all__ = [
+    "Blob",
+    "Boolean",
+    "Integer",
+    "List",
+    "Map",
+    "Member",
+    "Shape",
+    "String",
+    "Structure",
+    "validate",
+]
+
+_BYTES: Final = (bytes, bytearray, memoryview)
+
+
+def _wire(name: str) -> str:
+    """AWS names members in messages with a lower-case first letter."""
+    return name[:1].lower() + name[1:]
+
+
+def _fail(path: str, constraint: str) -> ValidationException:
+    return ValidationException(
+        f"1 validation error detected: Value at '{path}' failed to satisfy constraint: "
+        f"{constraint}"
+    )
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of a request. Subclasses check their own type and limits."""
+
+    required: bool = False
+
+    def check(self, value: Any, path: str) -> Any:
+        """Validate and return the value (normalized where useful).
+
+        Raises:
+            ValidationException: the value breaks a constraint.
+        """
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class String(Member):
+    """A string with optional length limits, enum and pattern."""
+
+    min_len: int | None = None
+    max_len: int | None = None
+    enum: tuple[str, ...] | None = None
+    pattern: str | None = None
+
+    def check(self, value: Any, path: str) -> str:
+        """See :meth:`Member.check`."""
+        if not isinstance(value, str):
+            raise _fail(path, "Member must be a string")
+        if self.min_len is not None and len(value) < self.min_len:
+            raise _fail(path, f"Member must have length greater than or equal to {self.min_len}")
+        if self.max_len is not None and len(value) > self.max_len:
+            raise _fail(path, f"Member must have length less than or equal to {self.max_len}")
+        if self.enum is not None and value not in self.enum:
+            raise _fail(path, f"Member must satisfy enum value set: [{', '.join(self.enum)}]")
+        if self.pattern is not None and not re.fullmatch(self.pattern, value):
+            raise _fail(path, f"Member must satisfy regular expression pattern: {self.pattern}")
+        return value
+
+
+@dataclass(frozen=True)
+class Blob(Member):
+    """Bytes with optional length limits; returned as ``bytes``."""
+
+    min_len: int | None = None
+    max_len: int | None = None
+
+    def check(self, value: Any, path: str) -> bytes:
+        """See :meth:`Member.check`."""
+        if not isinstance(value, _BYTES):
+            raise _fail(path, "Member must be bytes")
+        data = bytes(value)
+        if self.min_len is not None and len(data) < self.min_len:
+            raise _fail(path, f"Member must have length greater than or equal to {self.min_len}")
+        if self.max_len is not None and len(data) > self.max_len:
+            raise _fail(path, f"Member must have length less than or equal to {self.max_len}")
+        return data
+
+
+@dataclass(frozen=True)
+class Integer(Member):
+    """An integer (not a bool) with an optional range."""
+
+    min_value: int | None = None
+    max_value: int | None = None
+
+    def check(self, value: Any, path: str) -> int:
+        """See :meth:`Member.check`."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(path, "Member must be an integer")
+        if self.min_value is not None and value < self.min_value:
+            raise _fail(path, f"Member must have value greater than or equal to {self.min_value}")
+        if self.max_value is not None and value > self.max_value:
+            raise _fail(path, f"Member must have value less than or equal to {self.max_value}")
+        return value
+
+
+@dataclass(frozen=True)
+class Boolean(Member):
+    """A boolean."""
+
+    def check(self, value: Any, path: str) -> bool:
+        """See :meth:`Member.check`."""
+        if not isinstance(value, bool):
+            raise _fail(path, "Member must be a boolean")
+        return value
+
+
+@dataclass(frozen=True)
+class List(Member):
+    """A list of items of one member type, with optional length limits."""
+
+    item: Member = field(default_factory=lambda: String())
+    min_len: int | None = None
+    max_len: int | None = None
+
+    def check(self, value: Any, path: str) -> list[Any]:
+        """See :meth:`Member.check`."""
+        if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
+            raise _fail(path, "Member must be a list")
+        items = list(value)
+        if self.min_len is not None and len(items) < self.min_len:
+            raise _fail(path, f"Member must have length greater than or equal to {self.min_len}")
+        if self.max_len is not None and len(items) > self.max_len:
+            raise _fail(path, f"Member must have length less than or equal to {self.max_len}")
+        return [self.item.check(v, f"{path}.{i + 1}.member") for i, v in enumerate(items)]
+
+
+@dataclass(frozen=True)
+class Map(Member):
+    """A map of string keys to string values (encryption contexts)."""
+
+    def check(self, value: Any, path: str) -> dict[str, str]:
+        """See :meth:`Member.check`."""
+        if not isinstance(value, Mapping):
+            raise _fail(path, "Member must be a map of strings to strings")
+        for k, v in value.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise _fail(path, "Member must be a map of strings to strings")
+        return dict(value)
+
+
+@dataclass(frozen=True)
+class Structure(Member):
+    """A nested structure with its own members."""
+
+    members: Mapping[str, Member] = field(default_factory=dict)
+
+    def check(self, value: Any, path: str) -> dict[str, Any]:
+        """See :meth:`Member.check`."""
+        if not isinstance(value, Mapping):
+            raise _fail(path, "Member must be a structure")
+        return _check_members(self.members, value, path + ".")
+
+
+Shape = Mapping[str, Member]
+
+
+def _check_members(members: Shape, request: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    for name in request:
+        if name not in members:
+            raise ValidationException(f"Unknown parameter {prefix}{name!s}.")
+    out: dict[str, Any] = {}
+    for name, member in members.items():
+        value = request.get(name)
+        if value is None:
+            if member.required:
+                raise _fail(prefix + _wire(name), "Member must not be null")
+            continue
+        out[name] = member.check(value, prefix + _wire(name))
+    return out
+
+
+def validate(shape: Shape, request: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a request against its operation's shape.
+
+    Args:
+        shape: The operation's declared members.
+        request: The request as received (AWS member names).
+
+    Returns:
+        A new dict with the validated members; absent optional members are
+        left out, blobs are ``bytes``.
+
+    Raises:
+        ValidationException: an unknown member, a missing required member, or
+            a value that breaks its member's constraints.
+    """
+    if not isinstance(request, Mapping):
+        raise ValidationException("The request must be a structure.")
+    return _check_members(shape, request, "")
