@@ -18,13 +18,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Final
 
+from kmscore import blob
 from kmscore.engine import AesGcmKey
 from kmscore.errors import KMSInternalException
 from kmscore.keys import KeyRecord
 from kmscore.rootkey import RootKey
 from kmscore.store import KeyStore
 
-__all__ = ["DEFAULT_BLOCK", "DEFAULT_LIMIT", "Keyring"]
+__all__ = ["DEFAULT_BLOCK", "DEFAULT_LIMIT", "KeyVersion", "Keyring"]
 
 #: Invocations reserved per store write.
 DEFAULT_BLOCK: Final = 1 << 20
@@ -34,9 +35,14 @@ DEFAULT_LIMIT: Final = (1 << 32) - (1 << 26)
 
 
 @dataclass(slots=True)
-class _Version:
+class KeyVersion:
+    """One loaded key material version: its engine context and blob header."""
+
+    key_id: str
+    version: int
     aead: AesGcmKey
     material_id: str
+    header: bytes
     used: int = 0
     reserved: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -63,10 +69,11 @@ class Keyring:
         self._root_key = root_key
         self._block = block
         self._limit = limit
-        self._versions: dict[tuple[str, int], _Version] = {}
+        self._versions: dict[tuple[str, int], KeyVersion] = {}
+        self._by_header: dict[bytes, KeyVersion] = {}
         self._lock = threading.Lock()
 
-    def _load(self, key: KeyRecord, version: int) -> _Version:
+    def _load(self, key: KeyRecord, version: int) -> KeyVersion:
         slot = self._versions.get((key.key_id, version))
         if slot is not None:
             return slot
@@ -80,10 +87,30 @@ class Keyring:
                     f"Key {key.arn} has no key material version {version}."
                 )
             raw = self._root_key.unwrap(material.wrapped, key.arn, version)
-            slot = _Version(AesGcmKey(raw), material.material_id)
+            slot = KeyVersion(
+                key.key_id,
+                version,
+                AesGcmKey(raw),
+                material.material_id,
+                blob.header(key.key_id, version),
+            )
             del raw
             self._versions[(key.key_id, version)] = slot
+            self._by_header[slot.header] = slot
             return slot
+
+    def load(self, key: KeyRecord, version: int) -> KeyVersion:
+        """One key version, loaded on first use.
+
+        Raises:
+            KMSInternalException: the version does not exist or its stored
+                material does not authenticate.
+        """
+        return self._load(key, version)
+
+    def lookup_header(self, header: bytes) -> KeyVersion | None:
+        """The loaded version whose blobs start with ``header``, if any."""
+        return self._by_header.get(header)
 
     def aead(self, key: KeyRecord, version: int) -> AesGcmKey:
         """The engine context of one key version (loaded on first use).
@@ -124,9 +151,10 @@ class Keyring:
         """Forget every cached version of a key (its state changed)."""
         with self._lock:
             for k in [k for k in self._versions if k[0] == key_id]:
-                del self._versions[k]
+                self._by_header.pop(self._versions.pop(k).header, None)
 
     def clear(self) -> None:
         """Forget everything."""
         with self._lock:
             self._versions.clear()
+            self._by_header.clear()

@@ -98,14 +98,18 @@ class Call:
     authorized: bool = False
 
     def authorize(
-        self, key: KeyRecord | None, action: str | None = None, **conditions: Any
+        self,
+        key: KeyRecord | None,
+        action: str | None = None,
+        conditions: Mapping[str, Any] | None = None,
     ) -> None:
         """Ask the service's authorizer whether the caller may act on ``key``.
 
         Args:
             key: The key acted on, or None for account-level actions.
             action: The IAM action; ``kms:<operation>`` by default.
-            **conditions: Condition key values of this request.
+            conditions: Condition key values of this request, by their policy
+                names (``kms:EncryptionContext:<k>``, ``kms:KeySpec``, ...).
 
         Raises:
             AccessDeniedException: the caller may not.
@@ -113,7 +117,7 @@ class Call:
         if key is not None and key.arn not in self.resources:
             self.resources.append(key.arn)
         self.service.authorizer.authorize(
-            self, action or f"kms:{self.operation}", key, conditions
+            self, action or f"kms:{self.operation}", key, conditions or {}
         )
         self.authorized = True
 

@@ -1,0 +1,109 @@
+"""Making key material versions, rotating keys, and periodic housekeeping.
+
+Rotation appends a material version and points the key at it; older versions
+stay to decrypt what they encrypted. Housekeeping deletes keys whose deletion
+window has ended and rotates keys whose automatic rotation date has passed.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+from kmscore.errors import ConflictException, NotFoundException
+from kmscore.keys import KeyMaterialRecord, KeyRecord
+from kmscore.keystate import KeyState
+
+if TYPE_CHECKING:
+    from kmscore.service import KeyService
+
+__all__ = ["AUTOMATIC", "ON_DEMAND", "new_material", "rotate", "run_maintenance"]
+
+AUTOMATIC: Final = "AUTOMATIC"
+ON_DEMAND: Final = "ON_DEMAND"
+_MATERIAL_LENGTH: Final = 32
+
+
+def new_material(
+    service: KeyService,
+    key_id: str,
+    version: int,
+    now: datetime,
+    rotation_type: str | None = None,
+) -> KeyMaterialRecord:
+    """Fresh random AES-256 material for one version, wrapped under the root key."""
+    raw = os.urandom(_MATERIAL_LENGTH)
+    wrapped = service.root_key.wrap(raw, service.key_arn(key_id), version)
+    del raw
+    return KeyMaterialRecord(
+        key_id=key_id,
+        version=version,
+        wrapped=wrapped,
+        creation_date=now,
+        material_id=os.urandom(32).hex(),
+        rotation_type=rotation_type,
+    )
+
+
+def rotate(
+    service: KeyService, key: KeyRecord, rotation_type: str, *, after_version: int | None = None
+) -> KeyRecord:
+    """Add a material version to ``key`` and make it current.
+
+    Args:
+        service: The key service.
+        key: The key (any recent revision).
+        rotation_type: ``AUTOMATIC`` or ``ON_DEMAND``.
+        after_version: Rotate only if the current version is still this one
+            (so processes racing to retire an exhausted version rotate once).
+
+    Returns:
+        The stored key.
+
+    Raises:
+        NotFoundException: the key was deleted meanwhile.
+    """
+    for _ in range(20):
+        if after_version is not None and key.current_version > after_version:
+            return key
+        now = service.clock()
+        version = key.current_version + 1
+        material = new_material(service, key.key_id, version, now, rotation_type)
+        changes: dict[str, object] = {"current_version": version}
+        if rotation_type == AUTOMATIC and key.rotation_enabled and key.rotation_period_days:
+            changes["next_rotation_date"] = now + timedelta(days=key.rotation_period_days)
+        try:
+            stored = service.store.add_material(key.replace(**changes), material)
+        except ConflictException:
+            fresh = service.store.get_key(key.key_id)
+            if fresh is None:
+                raise NotFoundException(f"Key '{key.arn}' does not exist") from None
+            key = fresh
+            continue
+        service.forget(key.key_id)
+        return stored
+    raise ConflictException(f"Key {key.arn} is being rotated concurrently; retry.")
+
+
+def run_maintenance(service: KeyService) -> None:
+    """Delete keys past their deletion date; rotate keys past their rotation date."""
+    now = service.clock()
+    after: str | None = None
+    while True:
+        page = service.store.list_keys(after, 500)
+        if not page:
+            break
+        for key in page:
+            if key.state is KeyState.PENDING_DELETION:
+                if key.deletion_date is not None and key.deletion_date <= now:
+                    service.delete_expired(key)
+            elif (
+                key.state is KeyState.ENABLED
+                and key.rotation_enabled
+                and key.next_rotation_date is not None
+                and key.next_rotation_date <= now
+            ):
+                rotate(service, key, AUTOMATIC)
+        after = page[-1].key_id
+    service.mark_maintained()

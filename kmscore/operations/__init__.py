@@ -1,0 +1,22 @@
+"""The KMS operations: one handler per operation, registered by AWS name.
+
+Importing this package registers every handler in
+:data:`~kmscore.operations.registry.OPERATIONS`; frontends call
+:func:`~kmscore.operations.registry.dispatch`.
+"""
+
+from kmscore.operations import aliases, batch, crypto, keys, rotation, tags
+from kmscore.operations.registry import OPERATIONS, Operation, dispatch, operation
+
+__all__ = [
+    "OPERATIONS",
+    "Operation",
+    "aliases",
+    "batch",
+    "crypto",
+    "dispatch",
+    "keys",
+    "operation",
+    "rotation",
+    "tags",
+]

@@ -1,0 +1,137 @@
+"""Batch extensions: GenerateDataKeys and DecryptMany.
+
+Not AWS operations: extensions with their own names, on the engine's batch
+path, each authorized per key and audited as one call.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from kmscore import context as ec
+from kmscore.errors import InvalidCiphertextException, KMSError, ValidationException
+from kmscore.keys import KeyRecord
+from kmscore.operations.common import (
+    CONTEXT,
+    DATA_KEY_SPEC,
+    DRY_RUN,
+    GRANT_TOKENS,
+    KEY_ID,
+    NUMBER_OF_BYTES,
+    OPTIONAL_KEY_ID,
+    data_key_length,
+    dry_run,
+)
+from kmscore.operations.crypto import conditions, decryption_key, encryption_key, generate_data_keys
+from kmscore.operations.registry import operation
+from kmscore.service import Call
+from kmscore.validation import Blob, Boolean, Integer, List
+
+MAX_BATCH: Final = 10_000
+
+
+@operation(
+    "GenerateDataKeys",
+    {
+        "KeyId": KEY_ID,
+        "Count": Integer(required=True, min_value=1, max_value=MAX_BATCH),
+        "EncryptionContext": CONTEXT,
+        "NumberOfBytes": NUMBER_OF_BYTES,
+        "KeySpec": DATA_KEY_SPEC,
+        "WithoutPlaintext": Boolean(),
+        "GrantTokens": GRANT_TOKENS,
+        "DryRun": DRY_RUN,
+    },
+)
+def generate_data_keys_op(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """GenerateDataKeys: ``Count`` data keys under one KMS key and context.
+
+    Response: ``KeyId`` (ARN), ``KeyMaterialId``, ``CiphertextBlobs`` and,
+    unless ``WithoutPlaintext``, ``Plaintexts`` (parallel lists).
+    """
+    length = data_key_length(req)
+    key = encryption_key(call, req["KeyId"], None)
+    context = ec.validate(req.get("EncryptionContext"))
+    aad = ec.canonical(context)
+    action = "kms:GenerateDataKeyWithoutPlaintext" if req.get("WithoutPlaintext") else None
+    call.authorize(key, action=action, conditions=conditions(context))
+    dry_run(req)
+    keys, blobs, material_id = generate_data_keys(call.service, key, req["Count"], length, aad)
+    out: dict[str, Any] = {"KeyId": key.arn, "KeyMaterialId": material_id, "CiphertextBlobs": blobs}
+    if not req.get("WithoutPlaintext"):
+        out["Plaintexts"] = keys
+    return out
+
+
+@operation(
+    "DecryptMany",
+    {
+        "CiphertextBlobs": List(
+            item=Blob(min_len=1, max_len=6144), required=True, min_len=1, max_len=MAX_BATCH
+        ),
+        "EncryptionContext": CONTEXT,
+        "EncryptionContexts": List(item=CONTEXT, max_len=MAX_BATCH),
+        "KeyId": OPTIONAL_KEY_ID,
+        "GrantTokens": GRANT_TOKENS,
+        "DryRun": DRY_RUN,
+    },
+)
+def decrypt_many(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """DecryptMany: many blobs in one call; each item succeeds or fails alone.
+
+    ``EncryptionContext`` applies to every blob; ``EncryptionContexts`` gives
+    one per blob (not both). Response ``Results``: per blob, either
+    ``{"KeyId", "Plaintext"}`` or ``{"Error": {"Code", "Message"}}``. The
+    caller must be allowed ``kms:Decrypt`` on every key named, with each
+    context; a denial fails the whole call, as it reveals nothing per item.
+    """
+    blobs: list[bytes] = req["CiphertextBlobs"]
+    if "EncryptionContext" in req and "EncryptionContexts" in req:
+        raise ValidationException("Give EncryptionContext or EncryptionContexts, not both.")
+    if "EncryptionContexts" in req:
+        if len(req["EncryptionContexts"]) != len(blobs):
+            raise ValidationException("EncryptionContexts must have one entry per ciphertext.")
+        contexts = [ec.validate(c, "EncryptionContexts") for c in req["EncryptionContexts"]]
+    else:
+        contexts = [ec.validate(req.get("EncryptionContext"))] * len(blobs)
+    aads: dict[int, bytes] = {}
+    results: list[dict[str, Any] | None] = [None] * len(blobs)
+    # (key_id, version) -> indexes of its blobs; one engine call per group.
+    groups: dict[tuple[str, int], list[int]] = {}
+    keys: dict[str, KeyRecord] = {}
+    # One decision per (key, context object): a shared context is one object.
+    authorized: set[tuple[str, int]] = set()
+    for i, data in enumerate(blobs):
+        try:
+            key, version = decryption_key(call, data, req.get("KeyId"), None)
+        except KMSError as exc:
+            results[i] = {"Error": exc.to_dict()}
+            continue
+        decision = (key.key_id, id(contexts[i]))
+        if decision not in authorized:
+            call.authorize(key, action="kms:Decrypt", conditions=conditions(contexts[i]))
+            authorized.add(decision)
+        keys[key.key_id] = key
+        aads[i] = ec.canonical(contexts[i])
+        groups.setdefault((key.key_id, version), []).append(i)
+    if not authorized:
+        call.authorize(None, action="kms:Decrypt")
+    dry_run(req)
+    svc = call.service
+    for (key_id, version), indexes in groups.items():
+        key = keys[key_id]
+        if not 1 <= version <= key.current_version:
+            for i in indexes:
+                results[i] = {"Error": InvalidCiphertextException().to_dict()}
+            continue
+        kv = svc.keyring.load(key, version)
+        hdr = kv.header
+        opened = kv.aead.open_many(
+            [memoryview(blobs[i])[len(hdr) :] for i in indexes], [hdr + aads[i] for i in indexes]
+        )
+        for i, plaintext in zip(indexes, opened, strict=True):
+            if plaintext is None:
+                results[i] = {"Error": InvalidCiphertextException().to_dict()}
+            else:
+                results[i] = {"KeyId": key.arn, "Plaintext": plaintext}
+    return {"Results": results}

@@ -1,0 +1,252 @@
+"""Symmetric cryptography: Encrypt, Decrypt, ReEncrypt, GenerateDataKey,
+GenerateDataKeyWithoutPlaintext, GenerateRandom.
+
+Each handler: validate the request (done by the dispatcher against the
+shape), resolve the key, check its state and usage, authorize with the
+request's condition values, honour DryRun, then do the work.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from kmscore import context as ec
+from kmscore.errors import (
+    CustomKeyStoreNotFoundException,
+    IncorrectKeyException,
+    NotFoundException,
+    ValidationException,
+)
+from kmscore.keys import KeyRecord
+from kmscore.keystate import check_state
+from kmscore.operations.common import (
+    CIPHERTEXT,
+    CONTEXT,
+    DATA_KEY_SPEC,
+    DRY_RUN,
+    DRY_RUN_MODIFIERS,
+    ENCRYPTION_ALGORITHM,
+    GRANT_TOKENS,
+    KEY_ID,
+    NUMBER_OF_BYTES,
+    OPTIONAL_KEY_ID,
+    RECIPIENT,
+    data_key_length,
+    dry_run,
+    refuse_recipient,
+    require_symmetric_encryption,
+)
+from kmscore.operations.registry import operation
+from kmscore.service import Call, KeyService
+from kmscore.symmetric import blob_key_id, current_version, open_blob, seal
+from kmscore.validation import Blob, String
+
+SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"
+
+
+def conditions(context: dict[str, str]) -> dict[str, Any]:
+    """Condition values of a symmetric request (the authorizer expands the context)."""
+    return {"kms:EncryptionAlgorithm": SYMMETRIC_DEFAULT, "kms:EncryptionContext": context}
+
+
+def encryption_key(call: Call, ref: str, algorithm: str | None) -> KeyRecord:
+    """Resolve a key for encryption and check its state and usage."""
+    key = call.service.resolve(ref)
+    check_state(call.operation, key.arn, key.state)
+    require_symmetric_encryption(key, algorithm)
+    return key
+
+
+def decryption_key(
+    call: Call, data: bytes, key_ref: str | None, algorithm: str | None
+) -> tuple[KeyRecord, int]:
+    """The key and version that made a blob, checked against an expected key.
+
+    Raises:
+        InvalidCiphertextException: the blob is malformed.
+        NotFoundException: the blob's key does not exist (any more).
+        IncorrectKeyException: ``key_ref`` names another key.
+    """
+    svc = call.service
+    key_id, version = blob_key_id(svc, data)
+    key = svc.get_key(key_id)
+    if key_ref is not None:
+        expected = svc.resolve(key_ref)
+        if key is None or expected.key_id != key_id:
+            raise IncorrectKeyException()
+    if key is None:
+        raise NotFoundException(f"Key '{svc.key_arn(key_id)}' does not exist")
+    check_state(call.operation, key.arn, key.state)
+    require_symmetric_encryption(key, algorithm)
+    return key, version
+
+
+@operation(
+    "Encrypt",
+    {
+        "KeyId": KEY_ID,
+        "Plaintext": Blob(required=True, min_len=1, max_len=4096),
+        "EncryptionContext": CONTEXT,
+        "GrantTokens": GRANT_TOKENS,
+        "EncryptionAlgorithm": ENCRYPTION_ALGORITHM,
+        "DryRun": DRY_RUN,
+    },
+)
+def encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """Encrypt: up to 4096 bytes under a symmetric key."""
+    key = encryption_key(call, req["KeyId"], req.get("EncryptionAlgorithm"))
+    context = ec.validate(req.get("EncryptionContext"))
+    aad = ec.canonical(context)
+    call.authorize(key, conditions=conditions(context))
+    dry_run(req)
+    ciphertext, _ = seal(call.service, key, req["Plaintext"], aad)
+    return {"CiphertextBlob": ciphertext, "KeyId": key.arn, "EncryptionAlgorithm": SYMMETRIC_DEFAULT}
+
+
+@operation(
+    "Decrypt",
+    {
+        "CiphertextBlob": CIPHERTEXT,
+        "EncryptionContext": CONTEXT,
+        "GrantTokens": GRANT_TOKENS,
+        "KeyId": OPTIONAL_KEY_ID,
+        "EncryptionAlgorithm": ENCRYPTION_ALGORITHM,
+        "Recipient": RECIPIENT,
+        "DryRun": DRY_RUN,
+        "DryRunModifiers": DRY_RUN_MODIFIERS,
+    },
+)
+def decrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """Decrypt: a blob made by Encrypt or GenerateDataKey; KeyId is optional."""
+    refuse_recipient(req)
+    data = req["CiphertextBlob"]
+    key, version = decryption_key(call, data, req.get("KeyId"), req.get("EncryptionAlgorithm"))
+    context = ec.validate(req.get("EncryptionContext"))
+    aad = ec.canonical(context)
+    call.authorize(key, conditions=conditions(context))
+    if req.get("DryRun") and "IGNORE_CIPHERTEXT" in req.get("DryRunModifiers", ()):
+        dry_run(req)
+    plaintext, kv = open_blob(call.service, key, version, data, aad)
+    dry_run(req)
+    return {
+        "KeyId": key.arn,
+        "Plaintext": plaintext,
+        "EncryptionAlgorithm": SYMMETRIC_DEFAULT,
+        "KeyMaterialId": kv.material_id,
+    }
+
+
+@operation(
+    "ReEncrypt",
+    {
+        "CiphertextBlob": CIPHERTEXT,
+        "SourceEncryptionContext": CONTEXT,
+        "SourceKeyId": OPTIONAL_KEY_ID,
+        "DestinationKeyId": KEY_ID,
+        "DestinationEncryptionContext": CONTEXT,
+        "SourceEncryptionAlgorithm": ENCRYPTION_ALGORITHM,
+        "DestinationEncryptionAlgorithm": ENCRYPTION_ALGORITHM,
+        "GrantTokens": GRANT_TOKENS,
+        "DryRun": DRY_RUN,
+        "DryRunModifiers": DRY_RUN_MODIFIERS,
+    },
+)
+def re_encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """ReEncrypt: decrypt under one key and context, encrypt under another."""
+    data = req["CiphertextBlob"]
+    source, version = decryption_key(
+        call, data, req.get("SourceKeyId"), req.get("SourceEncryptionAlgorithm")
+    )
+    dest = encryption_key(call, req["DestinationKeyId"], req.get("DestinationEncryptionAlgorithm"))
+    src_ctx = ec.validate(req.get("SourceEncryptionContext"), "SourceEncryptionContext")
+    dst_ctx = ec.validate(req.get("DestinationEncryptionContext"), "DestinationEncryptionContext")
+    src_aad, dst_aad = ec.canonical(src_ctx), ec.canonical(dst_ctx)
+    call.authorize(source, action="kms:ReEncryptFrom", conditions=conditions(src_ctx))
+    call.authorize(dest, action="kms:ReEncryptTo", conditions=conditions(dst_ctx))
+    if req.get("DryRun") and "IGNORE_CIPHERTEXT" in req.get("DryRunModifiers", ()):
+        dry_run(req)
+    plaintext, src_kv = open_blob(call.service, source, version, data, src_aad)
+    dry_run(req)
+    ciphertext, dst_kv = seal(call.service, dest, plaintext, dst_aad)
+    return {
+        "CiphertextBlob": ciphertext,
+        "SourceKeyId": source.arn,
+        "KeyId": dest.arn,
+        "SourceEncryptionAlgorithm": SYMMETRIC_DEFAULT,
+        "DestinationEncryptionAlgorithm": SYMMETRIC_DEFAULT,
+        "SourceKeyMaterialId": src_kv.material_id,
+        "DestinationKeyMaterialId": dst_kv.material_id,
+    }
+
+
+def generate_data_keys(
+    svc: KeyService, key: KeyRecord, count: int, length: int, aad: bytes
+) -> tuple[list[bytes], list[bytes], str]:
+    """``count`` data keys and their blobs, counted and made in one engine call."""
+    key, kv = current_version(svc, key, count)
+    keys, blobs = kv.aead.generate_data_key_blobs(count, length, kv.header + aad, kv.header)
+    return keys, blobs, kv.material_id
+
+
+_DATA_KEY_SHAPE = {
+    "KeyId": KEY_ID,
+    "EncryptionContext": CONTEXT,
+    "NumberOfBytes": NUMBER_OF_BYTES,
+    "KeySpec": DATA_KEY_SPEC,
+    "GrantTokens": GRANT_TOKENS,
+    "DryRun": DRY_RUN,
+}
+
+
+def _data_key(call: Call, req: dict[str, Any]) -> tuple[KeyRecord, bytes, bytes, str]:
+    length = data_key_length(req)
+    key = encryption_key(call, req["KeyId"], None)
+    context = ec.validate(req.get("EncryptionContext"))
+    aad = ec.canonical(context)
+    call.authorize(key, conditions=conditions(context))
+    dry_run(req)
+    keys, blobs, material_id = generate_data_keys(call.service, key, 1, length, aad)
+    return key, keys[0], blobs[0], material_id
+
+
+@operation("GenerateDataKey", {**_DATA_KEY_SHAPE, "Recipient": RECIPIENT})
+def generate_data_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """GenerateDataKey: a random data key, in plaintext and under the KMS key."""
+    refuse_recipient(req)
+    key, plaintext, ciphertext, material_id = _data_key(call, req)
+    return {
+        "CiphertextBlob": ciphertext,
+        "Plaintext": plaintext,
+        "KeyId": key.arn,
+        "KeyMaterialId": material_id,
+    }
+
+
+@operation("GenerateDataKeyWithoutPlaintext", _DATA_KEY_SHAPE)
+def generate_data_key_without_plaintext(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """GenerateDataKeyWithoutPlaintext: only the encrypted data key."""
+    key, _, ciphertext, material_id = _data_key(call, req)
+    return {"CiphertextBlob": ciphertext, "KeyId": key.arn, "KeyMaterialId": material_id}
+
+
+@operation(
+    "GenerateRandom",
+    {
+        "NumberOfBytes": NUMBER_OF_BYTES,
+        "CustomKeyStoreId": String(min_len=1, max_len=64),
+        "Recipient": RECIPIENT,
+    },
+)
+def generate_random(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """GenerateRandom: 1-1024 random bytes from the OS CSPRNG."""
+    refuse_recipient(req)
+    if "CustomKeyStoreId" in req:
+        raise CustomKeyStoreNotFoundException(
+            f"Custom key store {req['CustomKeyStoreId']} does not exist."
+        )
+    n = req.get("NumberOfBytes")
+    if n is None:
+        raise ValidationException("NumberOfBytes is required.")
+    call.authorize(None)
+    return {"Plaintext": os.urandom(n)}

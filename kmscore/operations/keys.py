@@ -1,0 +1,222 @@
+"""Key lifecycle: CreateKey, DescribeKey, ListKeys, EnableKey, DisableKey,
+UpdateKeyDescription, ScheduleKeyDeletion, CancelKeyDeletion."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Final
+
+from kmscore.arn import new_key_id
+from kmscore.errors import (
+    CustomKeyStoreNotFoundException,
+    UnsupportedOperationException,
+    ValidationException,
+)
+from kmscore.keys import KeyRecord
+from kmscore.keystate import KeyState, check_state, require_transition
+from kmscore.material import new_material
+from kmscore.operations.common import GRANT_TOKENS, KEY_ID, LIMIT, MARKER, page_args, page_result
+from kmscore.operations.registry import operation
+from kmscore.operations.tags import TAG_LIST, check_new_tags
+from kmscore.service import Call
+from kmscore.validation import Boolean, Integer, String
+
+KEY_USAGES: Final = ("SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT")
+KEY_SPECS: Final = (
+    "RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521",
+    "ECC_SECG_P256K1", "SYMMETRIC_DEFAULT", "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512",
+    "SM2", "ML_DSA_44", "ML_DSA_65", "ML_DSA_87", "ECC_NIST_EDWARDS25519",
+)  # fmt: skip
+CMK_SPECS: Final = tuple(s for s in KEY_SPECS if not s.startswith(("ML_DSA", "ECC_NIST_ED")))
+ORIGINS: Final = ("AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE")
+MIN_WINDOW: Final = 7
+MAX_WINDOW: Final = 30
+DEFAULT_WINDOW: Final = 30
+
+
+@operation(
+    "CreateKey",
+    {
+        "Policy": String(min_len=1, max_len=131072, pattern=r"[\u0009\u000A\u000D\u0020-\u00FF]+"),
+        "Description": String(min_len=0, max_len=8192),
+        "KeyUsage": String(enum=KEY_USAGES),
+        "CustomerMasterKeySpec": String(enum=CMK_SPECS),
+        "KeySpec": String(enum=KEY_SPECS),
+        "Origin": String(enum=ORIGINS),
+        "CustomKeyStoreId": String(min_len=1, max_len=64),
+        "BypassPolicyLockoutSafetyCheck": Boolean(),
+        "Tags": TAG_LIST,
+        "MultiRegion": Boolean(),
+        "XksKeyId": String(min_len=1, max_len=128, pattern=r"^[a-zA-Z0-9-_.]+$"),
+    },
+)
+def create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """CreateKey: a new symmetric encryption key with fresh material."""
+    svc = call.service
+    if "KeySpec" in req and "CustomerMasterKeySpec" in req:
+        raise ValidationException(
+            "You cannot specify KeySpec and CustomerMasterKeySpec in the same request."
+        )
+    spec = req.get("KeySpec") or req.get("CustomerMasterKeySpec") or "SYMMETRIC_DEFAULT"
+    usage = req.get("KeyUsage", "ENCRYPT_DECRYPT")
+    origin = req.get("Origin", "AWS_KMS")
+    if "CustomKeyStoreId" in req:
+        raise CustomKeyStoreNotFoundException(
+            f"Custom key store {req['CustomKeyStoreId']} does not exist."
+        )
+    if "XksKeyId" in req or origin == "EXTERNAL_KEY_STORE":
+        raise UnsupportedOperationException("External key stores are not supported.")
+    if origin == "AWS_CLOUDHSM":
+        raise UnsupportedOperationException("CloudHSM key stores are not supported.")
+    if origin == "EXTERNAL":
+        raise UnsupportedOperationException("Importing key material (Origin EXTERNAL) is not supported yet.")
+    if spec != "SYMMETRIC_DEFAULT":
+        raise UnsupportedOperationException(f"KeySpec {spec} is not supported yet.")
+    if usage != "ENCRYPT_DECRYPT":
+        raise ValidationException(
+            f"KeyUsage {usage} is not compatible with KeySpec {spec}."
+        )
+    tags = check_new_tags(req.get("Tags", []))
+    call.authorize(
+        None,
+        conditions={
+            "kms:KeySpec": spec,
+            "kms:KeyUsage": usage,
+            "kms:KeyOrigin": origin,
+            "kms:MultiRegion": bool(req.get("MultiRegion")),
+        },
+    )
+    now = svc.clock()
+    key_id = new_key_id(bool(req.get("MultiRegion")))
+    key = KeyRecord(
+        key_id=key_id,
+        arn=svc.key_arn(key_id),
+        account=svc.account,
+        creation_date=now,
+        description=req.get("Description", ""),
+        key_usage=usage,
+        key_spec=spec,
+        origin=origin,
+        state=KeyState.ENABLED,
+        current_version=1,
+        multi_region=bool(req.get("MultiRegion")),
+        policy=req.get("Policy"),
+    )
+    call.resources.append(key.arn)
+    material = new_material(svc, key_id, 1, now)
+    svc.store.create_key(key, material, tags)
+    return {"KeyMetadata": key.metadata(material.material_id)}
+
+
+@operation("DescribeKey", {"KeyId": KEY_ID, "GrantTokens": GRANT_TOKENS}, read_only=True)
+def describe_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """DescribeKey: the key's metadata, in any state."""
+    key = call.service.resolve(req["KeyId"])
+    check_state("DescribeKey", key.arn, key.state)
+    call.authorize(key)
+    material_id = call.service.keyring.material_id(key, key.current_version)
+    return {"KeyMetadata": key.metadata(material_id)}
+
+
+@operation("ListKeys", {"Limit": LIMIT, "Marker": MARKER}, read_only=True)
+def list_keys(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """ListKeys: key ids and ARNs, paged."""
+    limit, after = page_args(req)
+    call.authorize(None)
+    keys = call.service.store.list_keys(after, limit + 1)
+    items = [{"KeyId": k.key_id, "KeyArn": k.arn} for k in keys]
+    last = keys[limit - 1].key_id if len(keys) > limit else None
+    return page_result(items, limit, last, "Keys")
+
+
+def _set_state(call: Call, key_ref: str, target: KeyState) -> None:
+    svc = call.service
+    key = svc.resolve(key_ref)
+    check_state(call.operation, key.arn, key.state)
+    call.authorize(key)
+
+    def change(k: KeyRecord) -> KeyRecord:
+        check_state(call.operation, k.arn, k.state)
+        require_transition(k.arn, k.state, target)
+        return k.replace(state=target)
+
+    if key.state is not target:
+        svc.update_key(key, change)
+
+
+@operation("EnableKey", {"KeyId": KEY_ID})
+def enable_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """EnableKey: Disabled to Enabled (Enabled stays Enabled)."""
+    _set_state(call, req["KeyId"], KeyState.ENABLED)
+    return {}
+
+
+@operation("DisableKey", {"KeyId": KEY_ID})
+def disable_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """DisableKey: Enabled to Disabled; the key then refuses all crypto."""
+    _set_state(call, req["KeyId"], KeyState.DISABLED)
+    return {}
+
+
+@operation(
+    "UpdateKeyDescription", {"KeyId": KEY_ID, "Description": String(required=True, max_len=8192)}
+)
+def update_key_description(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """UpdateKeyDescription."""
+    svc = call.service
+    key = svc.resolve(req["KeyId"])
+    check_state("UpdateKeyDescription", key.arn, key.state)
+    call.authorize(key)
+    svc.update_key(key, lambda k: k.replace(description=req["Description"]))
+    return {}
+
+
+@operation(
+    "ScheduleKeyDeletion",
+    {"KeyId": KEY_ID, "PendingWindowInDays": Integer(min_value=1, max_value=365)},
+)
+def schedule_key_deletion(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """ScheduleKeyDeletion: PendingDeletion for 7-30 days, then deleted for good."""
+    svc = call.service
+    window = req.get("PendingWindowInDays", DEFAULT_WINDOW)
+    if not MIN_WINDOW <= window <= MAX_WINDOW:
+        raise ValidationException(
+            f"1 validation error detected: Value '{window}' at 'pendingWindowInDays' "
+            f"failed to satisfy constraint: Member must have value between {MIN_WINDOW} "
+            f"and {MAX_WINDOW}"
+        )
+    key = svc.resolve(req["KeyId"])
+    check_state("ScheduleKeyDeletion", key.arn, key.state)
+    call.authorize(key, conditions={"kms:ScheduleKeyDeletionPendingWindowInDays": window})
+    deletion = svc.clock() + timedelta(days=window)
+
+    def change(k: KeyRecord) -> KeyRecord:
+        check_state("ScheduleKeyDeletion", k.arn, k.state)
+        require_transition(k.arn, k.state, KeyState.PENDING_DELETION)
+        return k.replace(
+            state=KeyState.PENDING_DELETION, deletion_date=deletion, pending_window_days=window
+        )
+
+    stored = svc.update_key(key, change)
+    return {
+        "KeyId": stored.arn,
+        "DeletionDate": deletion,
+        "KeyState": stored.state.value,
+        "PendingWindowInDays": window,
+    }
+
+
+@operation("CancelKeyDeletion", {"KeyId": KEY_ID})
+def cancel_key_deletion(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """CancelKeyDeletion: back from PendingDeletion to Disabled."""
+    svc = call.service
+    key = svc.resolve(req["KeyId"])
+    check_state("CancelKeyDeletion", key.arn, key.state)
+    call.authorize(key)
+
+    def change(k: KeyRecord) -> KeyRecord:
+        check_state("CancelKeyDeletion", k.arn, k.state)
+        return k.replace(state=KeyState.DISABLED, deletion_date=None, pending_window_days=None)
+
+    stored = svc.update_key(key, change)
+    return {"KeyId": stored.arn}

@@ -1,0 +1,88 @@
+"""The one table of operations, by AWS name, and the dispatcher over it.
+
+Every frontend (in-process client, socket daemon, HTTP endpoint, CLI) calls
+:func:`dispatch`, which validates the request against the operation's shape,
+runs its handler, makes sure the handler authorized the call, and hands the
+outcome to the auditor, allowed or denied.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kmscore.errors import KMSError, KMSInternalException, UnknownOperationException
+from kmscore.material import run_maintenance
+from kmscore.service import Call, Caller, KeyService
+from kmscore.validation import Shape, validate
+
+__all__ = ["OPERATIONS", "Handler", "Operation", "dispatch", "operation"]
+
+Handler = Callable[[Call, dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """An operation: its AWS name, request shape and handler."""
+
+    name: str
+    shape: Shape
+    handler: Handler
+    read_only: bool
+
+
+OPERATIONS: dict[str, Operation] = {}
+
+
+def operation(name: str, shape: Shape, *, read_only: bool = False) -> Callable[[Handler], Handler]:
+    """Register a handler under its AWS operation name.
+
+    Raises:
+        ValueError: the name is registered already.
+    """
+
+    def register(handler: Handler) -> Handler:
+        if name in OPERATIONS:
+            raise ValueError(f"operation {name} is registered twice")
+        OPERATIONS[name] = Operation(name, shape, handler, read_only)
+        return handler
+
+    return register
+
+
+def dispatch(
+    service: KeyService, name: str, request: Mapping[str, Any], caller: Caller
+) -> dict[str, Any]:
+    """Run one operation for a caller.
+
+    Args:
+        service: The key service.
+        name: The AWS operation name, e.g. ``"GenerateDataKey"``.
+        request: The request members, with AWS names.
+        caller: Who is calling.
+
+    Returns:
+        The response members, with AWS names.
+
+    Raises:
+        KMSError: the AWS error the operation answers with.
+    """
+    op = OPERATIONS.get(name)
+    call = Call(service, name, caller, str(uuid.uuid4()), [])
+    if op is None:
+        error = UnknownOperationException(f"Unknown operation {name!r}.")
+        service.auditor.record(call, {}, None, error)
+        raise error
+    if service.maintenance_due():
+        run_maintenance(service)
+    try:
+        response = op.handler(call, validate(op.shape, request))
+        if not call.authorized:
+            raise KMSInternalException(f"{name} did not authorize the call.")
+    except KMSError as exc:
+        service.auditor.record(call, request, None, exc)
+        raise
+    service.auditor.record(call, request, response, None)
+    return response

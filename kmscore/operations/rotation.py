@@ -1,0 +1,148 @@
+"""Rotation: EnableKeyRotation, DisableKeyRotation, GetKeyRotationStatus,
+RotateKeyOnDemand, ListKeyRotations.
+
+Rotation appends a key material version; the old versions keep decrypting.
+Automatic rotation happens when its date passes, checked at start-up and
+periodically (:func:`kmscore.material.run_maintenance`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Final
+
+from kmscore.errors import LimitExceededException, UnsupportedOperationException
+from kmscore.keys import KeyRecord
+from kmscore.keystate import check_state
+from kmscore.material import ON_DEMAND, rotate
+from kmscore.operations.common import KEY_ID, LIMIT, MARKER, page_args, page_result
+from kmscore.operations.registry import operation
+from kmscore.service import Call
+from kmscore.validation import Integer, String
+
+DEFAULT_PERIOD: Final = 365
+MIN_PERIOD: Final = 90
+MAX_PERIOD: Final = 2560
+#: AWS allows 25 on-demand rotations per key.
+MAX_ON_DEMAND: Final = 25
+
+
+def _rotatable(call: Call, ref: str) -> KeyRecord:
+    key = call.service.resolve(ref)
+    check_state(call.operation, key.arn, key.state)
+    if key.key_spec != "SYMMETRIC_DEFAULT" or key.origin != "AWS_KMS":
+        raise UnsupportedOperationException(
+            f"{key.arn} cannot be rotated: only symmetric keys with AWS_KMS origin rotate."
+        )
+    return key
+
+
+@operation(
+    "EnableKeyRotation",
+    {"KeyId": KEY_ID, "RotationPeriodInDays": Integer(min_value=MIN_PERIOD, max_value=MAX_PERIOD)},
+)
+def enable_key_rotation(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """EnableKeyRotation: rotate every RotationPeriodInDays (90-2560, default 365)."""
+    svc = call.service
+    key = _rotatable(call, req["KeyId"])
+    period = req.get("RotationPeriodInDays", DEFAULT_PERIOD)
+    call.authorize(key, conditions={"kms:RotationPeriodInDays": period})
+    now = svc.clock()
+
+    def change(k: KeyRecord) -> KeyRecord:
+        check_state("EnableKeyRotation", k.arn, k.state)
+        return k.replace(
+            rotation_enabled=True,
+            rotation_period_days=period,
+            next_rotation_date=now + timedelta(days=period),
+        )
+
+    svc.update_key(key, change)
+    return {}
+
+
+@operation("DisableKeyRotation", {"KeyId": KEY_ID})
+def disable_key_rotation(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """DisableKeyRotation."""
+    svc = call.service
+    key = _rotatable(call, req["KeyId"])
+    call.authorize(key)
+
+    def change(k: KeyRecord) -> KeyRecord:
+        check_state("DisableKeyRotation", k.arn, k.state)
+        return k.replace(rotation_enabled=False, next_rotation_date=None)
+
+    svc.update_key(key, change)
+    return {}
+
+
+@operation("GetKeyRotationStatus", {"KeyId": KEY_ID}, read_only=True)
+def get_key_rotation_status(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """GetKeyRotationStatus."""
+    key = _rotatable(call, req["KeyId"])
+    call.authorize(key)
+    out: dict[str, Any] = {"KeyRotationEnabled": key.rotation_enabled, "KeyId": key.arn}
+    if key.rotation_enabled:
+        out["RotationPeriodInDays"] = key.rotation_period_days
+        out["NextRotationDate"] = key.next_rotation_date
+    if key.on_demand_rotation_start is not None:
+        out["OnDemandRotationStartDate"] = key.on_demand_rotation_start
+    return out
+
+
+@operation("RotateKeyOnDemand", {"KeyId": KEY_ID})
+def rotate_key_on_demand(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """RotateKeyOnDemand: a new material version now (at most 25 per key)."""
+    svc = call.service
+    key = _rotatable(call, req["KeyId"])
+    call.authorize(key)
+    done = sum(1 for m in svc.store.list_materials(key.key_id) if m.rotation_type == ON_DEMAND)
+    if done >= MAX_ON_DEMAND:
+        raise LimitExceededException(
+            f"{key.arn} has reached the limit of {MAX_ON_DEMAND} on-demand rotations."
+        )
+    rotate(svc, key, ON_DEMAND)
+    return {"KeyId": key.arn}
+
+
+@operation(
+    "ListKeyRotations",
+    {
+        "KeyId": KEY_ID,
+        "IncludeKeyMaterial": String(enum=("ALL_KEY_MATERIAL", "ROTATIONS_ONLY")),
+        "Limit": LIMIT,
+        "Marker": MARKER,
+    },
+    read_only=True,
+)
+def list_key_rotations(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """ListKeyRotations: completed rotations, oldest first, paged.
+
+    With ``IncludeKeyMaterial=ALL_KEY_MATERIAL`` the initial material is
+    listed too (without RotationDate/RotationType).
+    """
+    svc = call.service
+    limit, after = page_args(req)
+    key = _rotatable(call, req["KeyId"])
+    call.authorize(key)
+    everything = req.get("IncludeKeyMaterial") == "ALL_KEY_MATERIAL"
+    start = int(after) if after is not None and after.isdigit() else 0
+    materials = [
+        m
+        for m in svc.store.list_materials(key.key_id)
+        if m.version > start and (everything or m.rotation_type is not None)
+    ]
+    items = []
+    for m in materials[: limit + 1]:
+        item: dict[str, Any] = {
+            "KeyId": key.key_id,
+            "KeyMaterialId": m.material_id,
+            "KeyMaterialState": "CURRENT" if m.version == key.current_version else "NON_CURRENT",
+            "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE",
+        }
+        if m.rotation_type is not None:
+            item["RotationDate"] = m.creation_date
+            item["RotationType"] = m.rotation_type
+        items.append(item)
+    last = str(materials[limit - 1].version) if len(materials) > limit else None
+    return page_result(items, limit, last, "Rotations")

@@ -1,0 +1,75 @@
+"""Sealing and opening symmetric ciphertext blobs under KMS keys.
+
+The operation handlers decide *whether* (state, usage, authorization); this
+module does the work: pick the key's current version, count the invocation,
+rotate first if the version is exhausted, and call the engine with the blob
+header and canonical encryption context as AAD.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kmscore import blob
+from kmscore.errors import InvalidCiphertextException, KMSInternalException
+from kmscore.keyring import KeyVersion
+from kmscore.keys import KeyRecord
+from kmscore.material import AUTOMATIC, rotate
+
+if TYPE_CHECKING:
+    from kmscore.service import KeyService
+
+__all__ = ["blob_key_id", "current_version", "open_blob", "seal"]
+
+
+def current_version(svc: KeyService, key: KeyRecord, count: int) -> tuple[KeyRecord, KeyVersion]:
+    """The version to encrypt ``count`` items under, counted before use.
+
+    Rotates the key first when its current version has reached the AES-GCM
+    invocation limit.
+
+    Raises:
+        KMSInternalException: even a fresh version refuses the count.
+    """
+    version = key.current_version
+    if svc.keyring.reserve(key, version, count):
+        return key, svc.keyring.load(key, version)
+    key = rotate(svc, key, AUTOMATIC, after_version=version)
+    if not svc.keyring.reserve(key, key.current_version, count):
+        raise KMSInternalException(f"{key.arn} cannot encrypt {count} items under one version.")
+    return key, svc.keyring.load(key, key.current_version)
+
+
+def seal(svc: KeyService, key: KeyRecord, plaintext: bytes, context: bytes) -> tuple[bytes, KeyVersion]:
+    """Encrypt under the key's current version; return the blob and version."""
+    key, kv = current_version(svc, key, 1)
+    return kv.aead.encrypt(plaintext, kv.header + context, kv.header), kv
+
+
+def blob_key_id(svc: KeyService, data: bytes) -> tuple[str, int]:
+    """The key id and material version a blob names.
+
+    Raises:
+        InvalidCiphertextException: the blob is malformed.
+    """
+    if len(data) < blob.MIN_LENGTH:
+        raise InvalidCiphertextException()
+    kv = svc.keyring.lookup_header(data[: blob.HEADER_LENGTH])
+    if kv is not None:
+        return kv.key_id, kv.version
+    parsed = blob.parse(data)
+    return parsed.key_id, parsed.material_version
+
+
+def open_blob(svc: KeyService, key: KeyRecord, version: int, data: bytes, context: bytes) -> tuple[bytes, KeyVersion]:
+    """Decrypt a blob made under ``key``'s material ``version``.
+
+    Raises:
+        InvalidCiphertextException: the version does not exist, or the blob
+            does not authenticate with this context.
+    """
+    if not 1 <= version <= key.current_version:
+        raise InvalidCiphertextException()
+    kv = svc.keyring.load(key, version)
+    header = data[: blob.HEADER_LENGTH]
+    return kv.aead.decrypt(data, header + context, blob.HEADER_LENGTH), kv
