@@ -117,7 +117,7 @@ def _bad_material(info: KeySpecInfo, what: str) -> NoReturn:
     # Says what was expected, never what was found: the material stays secret.
     raise ValidationException(
         f"The key material is not a valid {what} for KeySpec {info.key_spec}."
-    )
+    ) from None
 
 
 @final
