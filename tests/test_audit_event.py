@@ -1,0 +1,333 @@
+"""Audit events: CloudTrail shape, and the scrubber that keeps secrets out of them."""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+import re
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_audit_support import ACCOUNT, ALICE, KEY_ARN, KEY_ID, REGION, event
+
+from kmscore.audit import (
+    SECRET_FIELDS,
+    AuditTrail,
+    build_event,
+    scrub_event,
+    scrub_parameters,
+)
+
+
+def test_event_has_the_cloudtrail_shape() -> None:
+    e = event("Decrypt", EncryptionContext={"Department": "Engineering"})
+    assert list(e) == [
+        "eventVersion",
+        "userIdentity",
+        "eventTime",
+        "eventSource",
+        "eventName",
+        "awsRegion",
+        "sourceIPAddress",
+        "userAgent",
+        "requestParameters",
+        "responseElements",
+        "requestID",
+        "eventID",
+        "readOnly",
+        "resources",
+        "eventType",
+        "managementEvent",
+        "recipientAccountId",
+        "eventCategory",
+    ]
+    assert e["eventVersion"] == "1.08"
+    assert e["eventSource"] == "kms.amazonaws.com"
+    assert e["eventType"] == "AwsApiCall"
+    assert e["eventName"] == "Decrypt"
+    assert e["awsRegion"] == REGION
+    assert e["recipientAccountId"] == ACCOUNT
+    assert e["managementEvent"] is True
+    assert e["readOnly"] is False
+    assert e["responseElements"] is None
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", e["eventTime"])
+    assert uuid.UUID(e["eventID"]).version == 4
+    assert e["userIdentity"] == {
+        "type": "IAMUser",
+        "principalId": "AIDAALICE",
+        "arn": ALICE.arn,
+        "accountId": ACCOUNT,
+        "accessKeyId": "AKIAALICE",
+        "userName": "alice",
+    }
+    assert e["resources"] == [{"accountId": ACCOUNT, "type": "AWS::KMS::Key", "ARN": KEY_ARN}]
+    assert e["requestParameters"] == {
+        "keyId": KEY_ARN,
+        "encryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        "encryptionContext": {"Department": "Engineering"},
+    }
+    assert "errorCode" not in e and "errorMessage" not in e
+    json.dumps(e, allow_nan=False)
+
+
+def test_error_event_and_identity_mapping() -> None:
+    e = build_event(
+        "GenerateDataKey",
+        region=REGION,
+        account_id=ACCOUNT,
+        identity={
+            "type": "IAMUser",
+            "principalId": "P",
+            "arn": "a",
+            "accountId": "1",
+            "accessKeyId": None,
+        },
+        source_ip="192.0.2.1",
+        user_agent="aws-cli/2",
+        request_parameters={"KeyId": "alias/missing", "NumberOfBytes": 32},
+        read_only=True,
+        error_code="NotFoundException",
+        error_message="Alias alias/missing is not found.",
+        event_time=datetime(2024, 5, 1, 14, 0, 0, tzinfo=timezone(timedelta(hours=2))),
+        request_id="req-1",
+    )
+    assert e["errorCode"] == "NotFoundException"
+    assert e["errorMessage"] == "Alias alias/missing is not found."
+    assert e["userIdentity"] == {
+        "type": "IAMUser",
+        "principalId": "P",
+        "arn": "a",
+        "accountId": "1",
+    }
+    assert e["eventTime"] == "2024-05-01T12:00:00Z"
+    assert e["requestID"] == "req-1"
+    assert e["resources"] == []
+    assert e["readOnly"] is True
+    assert e["requestParameters"] == {"keyId": "alias/missing", "numberOfBytes": 32}
+
+
+def test_builder_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        event("")
+    with pytest.raises(ValueError):
+        build_event(
+            "Encrypt",
+            region=REGION,
+            account_id=ACCOUNT,
+            identity=ALICE,
+            source_ip="x",
+            user_agent="x",
+            request_parameters={},
+            read_only=False,
+            error_message="no code",
+        )
+
+
+def test_resource_account_comes_from_the_arn() -> None:
+    other = "arn:aws:kms:us-east-1:444455556666:key/" + KEY_ID
+    assert event(key_arn=other)["resources"][0]["accountId"] == "444455556666"
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+def test_scrub_rule() -> None:
+    secret = b"\x01" * 32
+    params = {
+        "KeyId": KEY_ID,
+        "Plaintext": secret,
+        "plaintext": "c2VjcmV0",  # base64 as a string: dropped by name, any case
+        "CiphertextBlob": secret,
+        "SourceCiphertextBlob": secret,
+        "GrantTokens": ["token-1"],
+        "WrappingKeyCertificate": "-----BEGIN",
+        "WrappingKeySpec": "RSA_4096",
+        "WrappingAlgorithm": "RSAES_OAEP_SHA_256",
+        "KeySpec": "AES_256",
+        "Opaque": bytearray(secret),
+        "View": memoryview(secret),
+        "Set": {1, 2},
+        "Object": object(),
+        "NaN": float("nan"),
+        "Ratio": 0.5,
+        "Color": Color.RED,
+        "When": datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "List": [1, b"x", "y", {"Plaintext": secret, "KeyId": "k"}],
+        "EncryptionContext": {"Plaintext": "kept: context is not secret", "b": b"dropped"},
+        "Constraints": {"EncryptionContextSubset": {"Key": "v"}},
+        b"bytes-key": "dropped",
+    }
+    assert scrub_parameters(params) == {
+        "keyId": KEY_ID,
+        "wrappingKeySpec": "RSA_4096",
+        "wrappingAlgorithm": "RSAES_OAEP_SHA_256",
+        "keySpec": "AES_256",
+        "ratio": 0.5,
+        "color": "red",
+        "when": "2024-01-02T03:04:05Z",
+        "list": [1, "y", {"keyId": "k"}],
+        "encryptionContext": {"Plaintext": "kept: context is not secret"},
+        "constraints": {"encryptionContextSubset": {"Key": "v"}},
+    }
+
+
+def test_every_named_secret_is_dropped_in_any_case_at_any_depth() -> None:
+    for name in SECRET_FIELDS:
+        for variant in (name, name.lower(), name.upper(), name[:1].lower() + name[1:]):
+            params = {"Outer": [{"Inner": {variant: "x"}}], variant: "y"}
+            assert scrub_parameters(params) == {"outer": [{"inner": {}}]}
+
+
+def test_scrub_event_cannot_be_bypassed_by_a_hand_made_event() -> None:
+    raw = {
+        "eventName": "Encrypt",
+        "seq": 99,
+        "prevHash": "forged",
+        "requestParameters": {"Plaintext": "hunter2", "KeyId": "k"},
+        "responseElements": b"raw",
+        "userIdentity": {"arn": "a", "Signature": "sig", "blob": b"x"},
+        "additionalEventData": {"keyMaterialId": "m", "KeyMaterial": "secret"},
+        "PrivateKeyPlaintext": "top level",
+        "extra": [b"x", bytearray(b"y")],
+    }
+    assert scrub_event(raw) == {
+        "eventName": "Encrypt",
+        "requestParameters": {"keyId": "k"},
+        "userIdentity": {"arn": "a"},
+        "additionalEventData": {"keyMaterialId": "m"},
+        "extra": [],
+    }
+
+
+def test_deep_nesting_is_cut_not_crashing() -> None:
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(100):
+        node["Next"] = {}
+        node = node["Next"]
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
+    json.dumps(scrub_parameters({"Deep": deep, "Cycle": cyclic}))
+
+
+# --- property: no bytes survive, whatever the shape -----------------------------
+
+leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=20),
+    st.binary(min_size=1, max_size=40),
+    st.binary(min_size=1, max_size=40).map(bytearray),
+    st.binary(min_size=1, max_size=40).map(memoryview),
+)
+names = st.one_of(st.sampled_from(sorted(SECRET_FIELDS)), st.text(max_size=12))
+trees = st.recursive(
+    leaves,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(names, children, max_size=4),
+    ),
+    max_leaves=30,
+)
+
+
+def _walk(value: Any) -> Any:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield key, item
+            yield from _walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield None, item
+            yield from _walk(item)
+
+
+@given(st.dictionaries(names, trees, max_size=6))
+def test_scrubbed_parameters_never_hold_bytes_or_secret_names(params: dict[str, Any]) -> None:
+    clean = scrub_parameters(params)
+    text = json.dumps(clean, allow_nan=False)  # JSON-ready: no bytes, no NaN
+    secret_names = {n.lower() for n in SECRET_FIELDS}
+    for key, value in _walk(clean):
+        assert not isinstance(value, bytes | bytearray | memoryview)
+        assert key is None or key.lower() not in secret_names
+    blobs = [v for _, v in _walk(params) if isinstance(v, bytes | bytearray | memoryview)]
+    strings = {v for _, v in _walk(params) if isinstance(v, str)}
+    for blob in blobs:
+        raw = bytes(blob)
+        if len(raw) >= 8:
+            for form in (raw.hex(), base64.b64encode(raw).decode()):
+                assert form not in text or any(form in s for s in strings)
+    assert scrub_parameters(clean) == clean  # idempotent
+
+
+# --- scrubbing end to end: scan the files ----------------------------------------
+
+
+def _forms(secret: bytes) -> list[bytes]:
+    b64 = base64.b64encode(secret)
+    return [
+        secret,
+        secret.hex().encode(),
+        secret.hex().upper().encode(),
+        b64,
+        b64.rstrip(b"="),
+        base64.urlsafe_b64encode(secret).rstrip(b"="),
+        json.dumps(secret.decode("latin-1")).encode()[1:-1],
+    ]
+
+
+def test_no_plaintext_or_ciphertext_reaches_the_files(tmp_path: Path) -> None:
+    import os
+
+    secrets = [os.urandom(32) for _ in range(8)]
+    p, c, sig, mac, shared, priv, wrapped, msg = secrets
+    with AuditTrail.open(tmp_path, checkpoint_interval=None) as trail:
+        trail.append(event("Encrypt", Plaintext=p, EncryptionContext={"purpose": "test"}))
+        trail.append(
+            build_event(
+                "GenerateDataKeyPair",
+                region=REGION,
+                account_id=ACCOUNT,
+                identity=ALICE,
+                source_ip="unix:1",
+                user_agent="t",
+                request_parameters={"KeyId": KEY_ARN, "KeyPairSpec": "ECC_NIST_P256"},
+                response_elements={
+                    "KeyId": KEY_ARN,
+                    "PrivateKeyPlaintext": priv,
+                    "PrivateKeyCiphertextBlob": wrapped,
+                    "PublicKey": base64.b64encode(shared).decode(),
+                    "CiphertextBlob": c,
+                },
+                resources=[KEY_ARN],
+                read_only=False,
+            )
+        )
+        trail.append(event("Sign", Message=msg, MessageType="RAW"))
+        trail.append(
+            {
+                "eventName": "Verify",
+                "requestParameters": {"Signature": sig, "Mac": base64.b64encode(mac).decode()},
+                "responseElements": {"Anything": [bytearray(c), memoryview(p)]},
+            }
+        )
+        trail.append_many(
+            [
+                event("ReEncrypt", CiphertextBlob=c, SourceCiphertextBlob=c),
+                event("GenerateDataKeys", Batch=[{"Plaintext": p}, {"Ciphertext": c}]),
+            ]
+        )
+    stored = b"".join(f.read_bytes() for f in (tmp_path / "audit").iterdir())
+    assert b'"eventName":"Sign"' in stored
+    for secret in secrets:
+        for form in _forms(secret):
+            assert form not in stored
