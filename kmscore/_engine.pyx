@@ -379,6 +379,33 @@ cdef class AesGcmKey:
             _unpin(&ba)
             _unpin(&bd)
 
+    def generate_data_key(self, Py_ssize_t key_length, aad=b"", header=b""):
+        """One data key: (key, header || IV || ciphertext || tag), one RNG draw."""
+        cdef Py_buffer ba, bh
+        cdef c.kms_status st
+        cdef uint8_t *kp
+        cdef uint8_t *bp
+        if key_length < 1 or key_length > c.KMS_AEAD_DATA_KEY_MAX:
+            raise ValueError("data keys are 1 to 1024 bytes")
+        memset(&ba, 0, sizeof(ba))
+        memset(&bh, 0, sizeof(bh))
+        try:
+            _pin(aad, &ba)
+            _pin(header, &bh)
+            key = PyBytes_FromStringAndSize(NULL, key_length)
+            blob = PyBytes_FromStringAndSize(NULL, bh.len + key_length + _SEAL_OVERHEAD)
+            kp = <uint8_t *>PyBytes_AS_STRING(key)
+            bp = <uint8_t *>PyBytes_AS_STRING(blob)
+            memcpy(bp, bh.buf, bh.len)
+            # Small by construction (<= 1 KiB): the GIL guards the shared context.
+            st = c.kms_aead_generate(self._op, 1, key_length, _ptr(&ba), ba.len, kp,
+                                     bp + bh.len)
+            _check(st)
+            return key, blob
+        finally:
+            _unpin(&bh)
+            _unpin(&ba)
+
     def generate_data_key_blobs(self, Py_ssize_t count, Py_ssize_t key_length, aad=b"",
                                 header=b""):
         """Like generate_data_keys, but split: ([key, ...], [header || sealed, ...])."""

@@ -125,6 +125,12 @@ class AesGcmKey:
         except InvalidTag:
             raise InvalidCiphertextException() from None
 
+    def generate_data_key(
+        self, key_length: int, aad: Buffer = b"", header: Buffer = b""
+    ) -> tuple[bytes, bytes]:
+        keys, blobs = self.generate_data_key_blobs(1, key_length, aad, header)
+        return keys[0], blobs[0]
+
     def generate_data_key_blobs(
         self, count: int, key_length: int, aad: Buffer = b"", header: Buffer = b""
     ) -> tuple[list[bytes], list[bytes]]:

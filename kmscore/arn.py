@@ -101,6 +101,10 @@ def validate_alias_name(name: str, *, for_create: bool = True) -> None:
         )
 
 
+_REFS: dict[str, KeyRef] = {}
+_REFS_SIZE: Final = 4096
+
+
 def parse_key_ref(ref: str) -> KeyRef:
     """Parse a key id, key ARN, alias name or alias ARN.
 
@@ -108,6 +112,16 @@ def parse_key_ref(ref: str) -> KeyRef:
         NotFoundException: the reference has none of the four forms. (AWS
             answers NotFoundException for a well-typed id that names nothing.)
     """
+    parsed = _REFS.get(ref)
+    if parsed is None:
+        parsed = _parse_key_ref(ref)
+        if len(_REFS) >= _REFS_SIZE:
+            _REFS.clear()
+        _REFS[ref] = parsed
+    return parsed
+
+
+def _parse_key_ref(ref: str) -> KeyRef:
     m = _ARN_RE.match(ref)
     if m is not None:
         name = m["name"]

@@ -15,7 +15,7 @@ from typing import Final
 
 from kmscore.errors import ValidationException
 
-__all__ = ["MAX_CONTEXT_BYTES", "EncryptionContext", "canonical", "validate"]
+__all__ = ["MAX_CONTEXT_BYTES", "EncryptionContext", "canonical", "prepare", "validate"]
 
 EncryptionContext = dict[str, str]
 
@@ -24,6 +24,11 @@ EncryptionContext = dict[str, str]
 MAX_CONTEXT_BYTES: Final = 8192
 _EMPTY: Final = b"\x00\x00"
 _U16: Final = struct.Struct(">H")
+# Applications reuse a few contexts; remember their encodings. Keyed by the
+# items as given, so only an equal, already-validated context can hit. The
+# cached dict is shared: callers must not mutate it.
+_MEMO: dict[tuple[tuple[object, object], ...], tuple[EncryptionContext, bytes]] = {}
+_MEMO_SIZE: Final = 4096
 
 
 def validate(context: object, field: str = "EncryptionContext") -> EncryptionContext:
@@ -40,19 +45,47 @@ def validate(context: object, field: str = "EncryptionContext") -> EncryptionCon
         ValidationException: not a mapping of non-empty str keys to str values,
             not encodable as UTF-8, or larger than :data:`MAX_CONTEXT_BYTES`.
     """
+    return prepare(context, field)[0]
+
+
+def prepare(
+    context: object, field: str = "EncryptionContext"
+) -> tuple[EncryptionContext, bytes]:
+    """Validate a request's encryption context and encode it, in one pass.
+
+    Returns:
+        The context as a dict, and its canonical bytes.
+
+    Raises:
+        ValidationException: as :func:`validate`.
+    """
     if context is None:
-        return {}
+        return {}, _EMPTY
+    try:
+        memo_key = tuple(context.items())  # type: ignore[attr-defined]
+        hit = _MEMO.get(memo_key)
+    except (AttributeError, TypeError):
+        memo_key, hit = None, None
+    if hit is not None:
+        return hit
+    checked = _check(context, field)
+    result = checked, canonical(checked, field)
+    if memo_key is not None:
+        if len(_MEMO) >= _MEMO_SIZE:
+            _MEMO.clear()
+        _MEMO[memo_key] = result
+    return result
+
+
+def _check(context: object, field: str) -> EncryptionContext:
     if not isinstance(context, Mapping):
         raise ValidationException(f"{field} must be a map of strings to strings.")
-    out: EncryptionContext = {}
     for k, v in context.items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise ValidationException(f"{field} keys and values must be strings.")
         if not k:
             raise ValidationException(f"{field} keys must not be empty.")
-        out[k] = v
-    canonical(out, field)
-    return out
+    return dict(context)
 
 
 def canonical(context: Mapping[str, str], field: str = "EncryptionContext") -> bytes:

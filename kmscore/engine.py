@@ -23,6 +23,8 @@ Service-shaped calls, which save Python steps on the hot path:
   a fresh random IV drawn by the engine.
 - ``decrypt(data, aad, offset) -> plaintext`` opens the ``IV || ciphertext ||
   tag`` that starts at ``data[offset]`` without slicing it out first.
+- ``generate_data_key(key_length, aad, header) -> (key, header || IV ||
+  ciphertext || tag)``: one data key, with key and IV from one RNG draw.
 - ``generate_data_key_blobs(count, key_length, aad, header) -> ([key, ...],
   [header || IV || ciphertext || tag, ...])``: the batch call, split into
   ready-made ciphertext blobs. The engine's packed copy of the keys is wiped.

@@ -35,9 +35,16 @@ __all__ = [
 _BYTES: Final = (bytes, bytearray, memoryview)
 
 
+_WIRE: dict[str, str] = {}
+_REQUIRED: dict[int, tuple[tuple[str, Any], ...]] = {}
+
+
 def _wire(name: str) -> str:
     """AWS names members in messages with a lower-case first letter."""
-    return name[:1].lower() + name[1:]
+    wire = _WIRE.get(name)
+    if wire is None:
+        wire = _WIRE[name] = name[:1].lower() + name[1:]
+    return wire
 
 
 def _fail(path: str, constraint: str) -> ValidationException:
@@ -47,17 +54,27 @@ def _fail(path: str, constraint: str) -> ValidationException:
     )
 
 
+class _Invalid(Exception):  # noqa: N818 - internal signal, never escapes
+    """A member broke a constraint; the caller adds the member's path."""
+
+    def __init__(self, constraint: str, subpath: str = "") -> None:
+        super().__init__(constraint)
+        self.constraint = constraint
+        self.subpath = subpath
+
+
 @dataclass(frozen=True)
 class Member:
     """One member of a request. Subclasses check their own type and limits."""
 
     required: bool = False
 
-    def check(self, value: Any, path: str) -> Any:
+    def check(self, value: Any) -> Any:
         """Validate and return the value (normalized where useful).
 
         Raises:
-            ValidationException: the value breaks a constraint.
+            _Invalid: the value breaks a constraint (turned into a
+                ValidationException naming the member by the caller).
         """
         raise NotImplementedError
 
@@ -71,18 +88,18 @@ class String(Member):
     enum: tuple[str, ...] | None = None
     pattern: str | None = None
 
-    def check(self, value: Any, path: str) -> str:
+    def check(self, value: Any) -> str:
         """See :meth:`Member.check`."""
         if not isinstance(value, str):
-            raise _fail(path, "Member must be a string")
+            raise _Invalid("Member must be a string")
         if self.min_len is not None and len(value) < self.min_len:
-            raise _fail(path, f"Member must have length greater than or equal to {self.min_len}")
+            raise _Invalid(f"Member must have length greater than or equal to {self.min_len}")
         if self.max_len is not None and len(value) > self.max_len:
-            raise _fail(path, f"Member must have length less than or equal to {self.max_len}")
+            raise _Invalid(f"Member must have length less than or equal to {self.max_len}")
         if self.enum is not None and value not in self.enum:
-            raise _fail(path, f"Member must satisfy enum value set: [{', '.join(self.enum)}]")
+            raise _Invalid(f"Member must satisfy enum value set: [{', '.join(self.enum)}]")
         if self.pattern is not None and not re.fullmatch(self.pattern, value):
-            raise _fail(path, f"Member must satisfy regular expression pattern: {self.pattern}")
+            raise _Invalid(f"Member must satisfy regular expression pattern: {self.pattern}")
         return value
 
 
@@ -93,15 +110,15 @@ class Blob(Member):
     min_len: int | None = None
     max_len: int | None = None
 
-    def check(self, value: Any, path: str) -> bytes:
+    def check(self, value: Any) -> bytes:
         """See :meth:`Member.check`."""
         if not isinstance(value, _BYTES):
-            raise _fail(path, "Member must be bytes")
+            raise _Invalid("Member must be bytes")
         data = bytes(value)
         if self.min_len is not None and len(data) < self.min_len:
-            raise _fail(path, f"Member must have length greater than or equal to {self.min_len}")
+            raise _Invalid(f"Member must have length greater than or equal to {self.min_len}")
         if self.max_len is not None and len(data) > self.max_len:
-            raise _fail(path, f"Member must have length less than or equal to {self.max_len}")
+            raise _Invalid(f"Member must have length less than or equal to {self.max_len}")
         return data
 
 
@@ -112,14 +129,14 @@ class Integer(Member):
     min_value: int | None = None
     max_value: int | None = None
 
-    def check(self, value: Any, path: str) -> int:
+    def check(self, value: Any) -> int:
         """See :meth:`Member.check`."""
         if isinstance(value, bool) or not isinstance(value, int):
-            raise _fail(path, "Member must be an integer")
+            raise _Invalid("Member must be an integer")
         if self.min_value is not None and value < self.min_value:
-            raise _fail(path, f"Member must have value greater than or equal to {self.min_value}")
+            raise _Invalid(f"Member must have value greater than or equal to {self.min_value}")
         if self.max_value is not None and value > self.max_value:
-            raise _fail(path, f"Member must have value less than or equal to {self.max_value}")
+            raise _Invalid(f"Member must have value less than or equal to {self.max_value}")
         return value
 
 
@@ -127,10 +144,10 @@ class Integer(Member):
 class Boolean(Member):
     """A boolean."""
 
-    def check(self, value: Any, path: str) -> bool:
+    def check(self, value: Any) -> bool:
         """See :meth:`Member.check`."""
         if not isinstance(value, bool):
-            raise _fail(path, "Member must be a boolean")
+            raise _Invalid("Member must be a boolean")
         return value
 
 
@@ -142,29 +159,35 @@ class List(Member):
     min_len: int | None = None
     max_len: int | None = None
 
-    def check(self, value: Any, path: str) -> list[Any]:
+    def check(self, value: Any) -> list[Any]:
         """See :meth:`Member.check`."""
         if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
-            raise _fail(path, "Member must be a list")
+            raise _Invalid("Member must be a list")
         items = list(value)
         if self.min_len is not None and len(items) < self.min_len:
-            raise _fail(path, f"Member must have length greater than or equal to {self.min_len}")
+            raise _Invalid(f"Member must have length greater than or equal to {self.min_len}")
         if self.max_len is not None and len(items) > self.max_len:
-            raise _fail(path, f"Member must have length less than or equal to {self.max_len}")
-        return [self.item.check(v, f"{path}.{i + 1}.member") for i, v in enumerate(items)]
+            raise _Invalid(f"Member must have length less than or equal to {self.max_len}")
+        out = []
+        for i, v in enumerate(items):
+            try:
+                out.append(self.item.check(v))
+            except _Invalid as exc:
+                raise _Invalid(exc.constraint, f".{i + 1}.member{exc.subpath}") from None
+        return out
 
 
 @dataclass(frozen=True)
 class Map(Member):
     """A map of string keys to string values (encryption contexts)."""
 
-    def check(self, value: Any, path: str) -> dict[str, str]:
+    def check(self, value: Any) -> dict[str, str]:
         """See :meth:`Member.check`."""
         if not isinstance(value, Mapping):
-            raise _fail(path, "Member must be a map of strings to strings")
+            raise _Invalid("Member must be a map of strings to strings")
         for k, v in value.items():
             if not isinstance(k, str) or not isinstance(v, str):
-                raise _fail(path, "Member must be a map of strings to strings")
+                raise _Invalid("Member must be a map of strings to strings")
         return dict(value)
 
 
@@ -174,28 +197,40 @@ class Structure(Member):
 
     members: Mapping[str, Member] = field(default_factory=dict)
 
-    def check(self, value: Any, path: str) -> dict[str, Any]:
+    def check(self, value: Any) -> dict[str, Any]:
         """See :meth:`Member.check`."""
         if not isinstance(value, Mapping):
-            raise _fail(path, "Member must be a structure")
-        return _check_members(self.members, value, path + ".")
+            raise _Invalid("Member must be a structure")
+        return _check_members(self.members, value, "")
 
 
 Shape = Mapping[str, Member]
 
 
 def _check_members(members: Shape, request: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    for name in request:
-        if name not in members:
-            raise ValidationException(f"Unknown parameter {prefix}{name!s}.")
+    # Walk the request (usually a few members), not the whole shape.
     out: dict[str, Any] = {}
-    for name, member in members.items():
-        value = request.get(name)
-        if value is None:
-            if member.required:
-                raise _fail(prefix + _wire(name), "Member must not be null")
-            continue
-        out[name] = member.check(value, prefix + _wire(name))
+    for name, value in request.items():
+        member = members.get(name)
+        if member is None:
+            raise ValidationException(f"Unknown parameter {prefix}{name!s}.")
+        if value is not None:
+            try:
+                out[name] = member.check(value)
+            except _Invalid as exc:
+                raise _fail(prefix + _wire(name) + exc.subpath, exc.constraint) from None
+            except ValidationException as exc:
+                # A nested structure's unknown or missing member.
+                raise ValidationException(f"{exc.message} (in {prefix}{_wire(name)})") from None
+    required = _REQUIRED.get(id(members))
+    if required is None:
+        # Shapes are module-level constants, so their ids are stable.
+        required = _REQUIRED[id(members)] = tuple(
+            (n, m) for n, m in members.items() if m.required
+        )
+    for name, _ in required:
+        if out.get(name) is None:
+            raise _fail(prefix + _wire(name), "Member must not be null")
     return out
 
 

@@ -51,8 +51,7 @@ def generate_data_keys_op(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """
     length = data_key_length(req)
     key = encryption_key(call, req["KeyId"], None)
-    context = ec.validate(req.get("EncryptionContext"))
-    aad = ec.canonical(context)
+    context, aad = ec.prepare(req.get("EncryptionContext"))
     action = "kms:GenerateDataKeyWithoutPlaintext" if req.get("WithoutPlaintext") else None
     call.authorize(key, action=action, conditions=conditions(context))
     dry_run(req)
@@ -91,10 +90,9 @@ def decrypt_many(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     if "EncryptionContexts" in req:
         if len(req["EncryptionContexts"]) != len(blobs):
             raise ValidationException("EncryptionContexts must have one entry per ciphertext.")
-        contexts = [ec.validate(c, "EncryptionContexts") for c in req["EncryptionContexts"]]
+        prepared = [ec.prepare(c, "EncryptionContexts") for c in req["EncryptionContexts"]]
     else:
-        contexts = [ec.validate(req.get("EncryptionContext"))] * len(blobs)
-    aads: dict[int, bytes] = {}
+        prepared = [ec.prepare(req.get("EncryptionContext"))] * len(blobs)
     results: list[dict[str, Any] | None] = [None] * len(blobs)
     # (key_id, version) -> indexes of its blobs; one engine call per group.
     groups: dict[tuple[str, int], list[int]] = {}
@@ -107,12 +105,11 @@ def decrypt_many(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         except KMSError as exc:
             results[i] = {"Error": exc.to_dict()}
             continue
-        decision = (key.key_id, id(contexts[i]))
+        decision = (key.key_id, id(prepared[i]))
         if decision not in authorized:
-            call.authorize(key, action="kms:Decrypt", conditions=conditions(contexts[i]))
+            call.authorize(key, action="kms:Decrypt", conditions=conditions(prepared[i][0]))
             authorized.add(decision)
         keys[key.key_id] = key
-        aads[i] = ec.canonical(contexts[i])
         groups.setdefault((key.key_id, version), []).append(i)
     if not authorized:
         call.authorize(None, action="kms:Decrypt")
@@ -127,7 +124,7 @@ def decrypt_many(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         kv = svc.keyring.load(key, version)
         hdr = kv.header
         opened = kv.aead.open_many(
-            [memoryview(blobs[i])[len(hdr) :] for i in indexes], [hdr + aads[i] for i in indexes]
+            [memoryview(blobs[i])[len(hdr) :] for i in indexes], [hdr + prepared[i][1] for i in indexes]
         )
         for i, plaintext in zip(indexes, opened, strict=True):
             if plaintext is None:

@@ -11,6 +11,7 @@ from kmscore.errors import (
     InvalidKeyUsageException,
     InvalidMarkerException,
     UnsupportedOperationException,
+    ValidationException,
 )
 from kmscore.keys import KeyRecord
 from kmscore.validation import Blob, Boolean, Integer, List, Map, String, Structure
@@ -76,8 +77,6 @@ def data_key_length(req: dict[str, Any]) -> int:
     Raises:
         ValidationException: neither or both are given.
     """
-    from kmscore.errors import ValidationException
-
     spec, n = req.get("KeySpec"), req.get("NumberOfBytes")
     if spec is None and n is None:
         raise ValidationException("Please specify either number of bytes or key spec.")

@@ -96,8 +96,7 @@ def decryption_key(
 def encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """Encrypt: up to 4096 bytes under a symmetric key."""
     key = encryption_key(call, req["KeyId"], req.get("EncryptionAlgorithm"))
-    context = ec.validate(req.get("EncryptionContext"))
-    aad = ec.canonical(context)
+    context, aad = ec.prepare(req.get("EncryptionContext"))
     call.authorize(key, conditions=conditions(context))
     dry_run(req)
     ciphertext, _ = seal(call.service, key, req["Plaintext"], aad)
@@ -122,8 +121,7 @@ def decrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     refuse_recipient(req)
     data = req["CiphertextBlob"]
     key, version = decryption_key(call, data, req.get("KeyId"), req.get("EncryptionAlgorithm"))
-    context = ec.validate(req.get("EncryptionContext"))
-    aad = ec.canonical(context)
+    context, aad = ec.prepare(req.get("EncryptionContext"))
     call.authorize(key, conditions=conditions(context))
     if req.get("DryRun") and "IGNORE_CIPHERTEXT" in req.get("DryRunModifiers", ()):
         dry_run(req)
@@ -159,9 +157,10 @@ def re_encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         call, data, req.get("SourceKeyId"), req.get("SourceEncryptionAlgorithm")
     )
     dest = encryption_key(call, req["DestinationKeyId"], req.get("DestinationEncryptionAlgorithm"))
-    src_ctx = ec.validate(req.get("SourceEncryptionContext"), "SourceEncryptionContext")
-    dst_ctx = ec.validate(req.get("DestinationEncryptionContext"), "DestinationEncryptionContext")
-    src_aad, dst_aad = ec.canonical(src_ctx), ec.canonical(dst_ctx)
+    src_ctx, src_aad = ec.prepare(req.get("SourceEncryptionContext"), "SourceEncryptionContext")
+    dst_ctx, dst_aad = ec.prepare(
+        req.get("DestinationEncryptionContext"), "DestinationEncryptionContext"
+    )
     call.authorize(source, action="kms:ReEncryptFrom", conditions=conditions(src_ctx))
     call.authorize(dest, action="kms:ReEncryptTo", conditions=conditions(dst_ctx))
     if req.get("DryRun") and "IGNORE_CIPHERTEXT" in req.get("DryRunModifiers", ()):
@@ -202,12 +201,12 @@ _DATA_KEY_SHAPE = {
 def _data_key(call: Call, req: dict[str, Any]) -> tuple[KeyRecord, bytes, bytes, str]:
     length = data_key_length(req)
     key = encryption_key(call, req["KeyId"], None)
-    context = ec.validate(req.get("EncryptionContext"))
-    aad = ec.canonical(context)
+    context, aad = ec.prepare(req.get("EncryptionContext"))
     call.authorize(key, conditions=conditions(context))
     dry_run(req)
-    keys, blobs, material_id = generate_data_keys(call.service, key, 1, length, aad)
-    return key, keys[0], blobs[0], material_id
+    key, kv = current_version(call.service, key, 1)
+    plaintext, ciphertext = kv.aead.generate_data_key(length, kv.header + aad, kv.header)
+    return key, plaintext, ciphertext, kv.material_id
 
 
 @operation("GenerateDataKey", {**_DATA_KEY_SHAPE, "Recipient": RECIPIENT})

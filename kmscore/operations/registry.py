@@ -8,7 +8,8 @@ outcome to the auditor, allowed or denied.
 
 from __future__ import annotations
 
-import uuid
+import itertools
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,17 @@ class Operation:
 
 
 OPERATIONS: dict[str, Operation] = {}
+
+# Request ids are UUID-shaped: a random per-process prefix and a counter, so
+# each id is unique without the ~1.5 us of uuid4 on every call.
+_ID_PREFIX = os.urandom(10).hex()
+_ID_PREFIX = f"{_ID_PREFIX[:8]}-{_ID_PREFIX[8:12]}-{_ID_PREFIX[12:16]}-{_ID_PREFIX[16:20]}-"
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """A fresh request id, shaped like a UUID."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
 
 
 def operation(name: str, shape: Shape, *, read_only: bool = False) -> Callable[[Handler], Handler]:
@@ -70,7 +82,7 @@ def dispatch(
         KMSError: the AWS error the operation answers with.
     """
     op = OPERATIONS.get(name)
-    call = Call(service, name, caller, str(uuid.uuid4()), [])
+    call = Call(service, name, caller, new_request_id(), [])
     if op is None:
         error = UnknownOperationException(f"Unknown operation {name!r}.")
         service.auditor.record(call, {}, None, error)

@@ -14,8 +14,10 @@ The contract every implementation keeps:
 - **Monotonic reservations.** :meth:`KeyStore.reserve_invocations` only ever
   increases a material version's reserved count.
 - **Change detection.** :meth:`KeyStore.change_token` returns a value that
-  differs after any committed change by any writer, so caches can be
-  invalidated across processes cheaply.
+  differs after any change committed by another writer (another connection or
+  process), so caches can be invalidated across processes cheaply. Changes
+  made through this store object do not move it: their callers invalidate
+  their own caches.
 
 Implementations: :class:`kmscore.store.sqlite.SQLiteKeyStore` (embedded
 default). PostgreSQL will follow for fleets.
@@ -153,7 +155,7 @@ class KeyStore(Protocol):
 
     # --- housekeeping ------------------------------------------------------------
     def change_token(self) -> int:
-        """A value that changes after any committed change by any writer."""
+        """A value that changes after another writer commits a change."""
         ...
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ SQLite opens them, inside a 0700 directory.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -133,12 +134,9 @@ class SQLiteKeyStore:
             with contextlib.suppress(FileExistsError):
                 # Created empty and private before SQLite can create them
                 # with the process umask; SQLite accepts empty files.
-                import os
-
                 os.close(create_private_file(Path(str(path) + suffix)))
         fsync_dir(data_dir)
         self._lock = threading.RLock()
-        self._local_commits = 0
         try:
             self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000
@@ -190,7 +188,6 @@ class SQLiteKeyStore:
                     with contextlib.suppress(sqlite3.Error):
                         self._db.execute("ROLLBACK")
                     raise
-                self._local_commits += 1
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -419,9 +416,11 @@ class SQLiteKeyStore:
 
     def change_token(self) -> int:
         """See :meth:`KeyStore.change_token`."""
+        # data_version moves only when *another* connection commits; this
+        # store's own writers invalidate caches themselves.
         with self._lock:
             (other,) = self._db.execute("PRAGMA data_version").fetchone()
-            return (int(other) << 32) | self._local_commits
+            return int(other)
 
     def close(self) -> None:
         """See :meth:`KeyStore.close`."""
