@@ -225,7 +225,7 @@ def _string_matcher(kind: _Kind, texts: Sequence[str], variables: bool) -> _Matc
     else:
         is_arn = kind is _Kind.ARN
         if is_arn:
-            for text in texts:
+            for text in plain:
                 if text != "*" and text.count(":") < ARN_PARTS - 1:
                     raise PolicyProblem(f"{text!r} is not an ARN pattern")
         globs = GlobSet(plain, arn=is_arn)
