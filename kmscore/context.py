@@ -48,9 +48,7 @@ def validate(context: object, field: str = "EncryptionContext") -> EncryptionCon
     return prepare(context, field)[0]
 
 
-def prepare(
-    context: object, field: str = "EncryptionContext"
-) -> tuple[EncryptionContext, bytes]:
+def prepare(context: object, field: str = "EncryptionContext") -> tuple[EncryptionContext, bytes]:
     """Validate a request's encryption context and encode it, in one pass.
 
     Returns:

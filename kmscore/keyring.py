@@ -59,11 +59,13 @@ class Keyring:
         block: int = DEFAULT_BLOCK,
         limit: int = DEFAULT_LIMIT,
     ) -> None:
-        """Args:
-        store: Where wrapped material and reservations live.
-        root_key: Unwraps material.
-        block: Invocations reserved per store write.
-        limit: Invocations per key version before rotation is required.
+        """Create an empty keyring.
+
+        Args:
+            store: Where wrapped material and reservations live.
+            root_key: Unwraps material.
+            block: Invocations reserved per store write.
+            limit: Invocations per key version before rotation is required.
         """
         self._store = store
         self._root_key = root_key
@@ -83,9 +85,7 @@ class Keyring:
                 return slot
             material = self._store.get_material(key.key_id, version)
             if material is None:
-                raise KMSInternalException(
-                    f"Key {key.arn} has no key material version {version}."
-                )
+                raise KMSInternalException(f"Key {key.arn} has no key material version {version}.")
             raw = self._root_key.unwrap(material.wrapped, key.arn, version)
             slot = KeyVersion(
                 key.key_id,

@@ -115,7 +115,9 @@ def require_transition(key_arn: str, current: KeyState, target: KeyState) -> Non
         KMSInvalidStateException: ``current`` may not move to ``target``.
     """
     if current != target and not can_transition(current, target):
-        raise KMSInvalidStateException(f"{key_arn} is {current.value} and cannot become {target.value}.")
+        raise KMSInvalidStateException(
+            f"{key_arn} is {current.value} and cannot become {target.value}."
+        )
 
 
 def check_state(operation: str, key_arn: str, state: KeyState) -> None:

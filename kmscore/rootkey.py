@@ -102,7 +102,9 @@ class RootKey:
         except FileNotFoundError:
             raise RootKeyError(f"The root key file {path} does not exist.") from None
         except OSError as exc:
-            raise RootKeyError(f"The root key file {path} cannot be opened: {exc.strerror}.") from None
+            raise RootKeyError(
+                f"The root key file {path} cannot be opened: {exc.strerror}."
+            ) from None
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
@@ -155,7 +157,9 @@ class RootKey:
             RootKeyError: it is not (wrong passphrase or wrong key file).
         """
         try:
-            label = self._aead.open(value[: engine.IV_LENGTH], value[engine.IV_LENGTH :], _CHECK_AAD)
+            label = self._aead.open(
+                value[: engine.IV_LENGTH], value[engine.IV_LENGTH :], _CHECK_AAD
+            )
         except InvalidCiphertextException:
             label = b""
         if not engine.constant_time_equals(label, _CHECK_LABEL):
@@ -184,7 +188,9 @@ class RootKey:
         """
         try:
             return self._aead.open(
-                wrapped[: engine.IV_LENGTH], wrapped[engine.IV_LENGTH :], self._aad(key_arn, version)
+                wrapped[: engine.IV_LENGTH],
+                wrapped[engine.IV_LENGTH :],
+                self._aad(key_arn, version),
             )
         except InvalidCiphertextException:
             raise KMSInternalException(

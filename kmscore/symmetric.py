@@ -40,7 +40,9 @@ def current_version(svc: KeyService, key: KeyRecord, count: int) -> tuple[KeyRec
     return key, svc.keyring.load(key, key.current_version)
 
 
-def seal(svc: KeyService, key: KeyRecord, plaintext: bytes, context: bytes) -> tuple[bytes, KeyVersion]:
+def seal(
+    svc: KeyService, key: KeyRecord, plaintext: bytes, context: bytes
+) -> tuple[bytes, KeyVersion]:
     """Encrypt under the key's current version; return the blob and version."""
     key, kv = current_version(svc, key, 1)
     return kv.aead.encrypt(plaintext, kv.header + context, kv.header), kv
@@ -61,7 +63,9 @@ def blob_key_id(svc: KeyService, data: bytes) -> tuple[str, int]:
     return parsed.key_id, parsed.material_version
 
 
-def open_blob(svc: KeyService, key: KeyRecord, version: int, data: bytes, context: bytes) -> tuple[bytes, KeyVersion]:
+def open_blob(
+    svc: KeyService, key: KeyRecord, version: int, data: bytes, context: bytes
+) -> tuple[bytes, KeyVersion]:
     """Decrypt a blob made under ``key``'s material ``version``.
 
     Raises:

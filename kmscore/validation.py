@@ -49,12 +49,11 @@ def _wire(name: str) -> str:
 
 def _fail(path: str, constraint: str) -> ValidationException:
     return ValidationException(
-        f"1 validation error detected: Value at '{path}' failed to satisfy constraint: "
-        f"{constraint}"
+        f"1 validation error detected: Value at '{path}' failed to satisfy constraint: {constraint}"
     )
 
 
-class _Invalid(Exception):  # noqa: N818 - internal signal, never escapes
+class _Invalid(Exception):
     """A member broke a constraint; the caller adds the member's path."""
 
     def __init__(self, constraint: str, subpath: str = "") -> None:
@@ -225,9 +224,7 @@ def _check_members(members: Shape, request: Mapping[str, Any], prefix: str) -> d
     required = _REQUIRED.get(id(members))
     if required is None:
         # Shapes are module-level constants, so their ids are stable.
-        required = _REQUIRED[id(members)] = tuple(
-            (n, m) for n, m in members.items() if m.required
-        )
+        required = _REQUIRED[id(members)] = tuple((n, m) for n, m in members.items() if m.required)
     for name, _ in required:
         if out.get(name) is None:
             raise _fail(prefix + _wire(name), "Member must not be null")

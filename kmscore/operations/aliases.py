@@ -26,9 +26,7 @@ MAX_ALIASES_PER_KEY: Final = 50
 def _target(call: Call, ref: str) -> KeyRecord:
     """The key an alias may point at: named by key id or key ARN only."""
     if parse_key_ref(ref).alias_name is not None:
-        raise ValidationException(
-            "TargetKeyId must be a key ID or key ARN, not an alias."
-        )
+        raise ValidationException("TargetKeyId must be a key ID or key ARN, not an alias.")
     return call.service.resolve(ref)
 
 
@@ -42,7 +40,10 @@ def create_alias(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     check_state("CreateAlias", key.arn, key.state)
     call.authorize(key)
     call.authorize(None, conditions={"kms:AliasName": name}, action="kms:CreateAlias")
-    if len(svc.store.list_aliases(key.key_id, None, MAX_ALIASES_PER_KEY + 1)) >= MAX_ALIASES_PER_KEY:
+    if (
+        len(svc.store.list_aliases(key.key_id, None, MAX_ALIASES_PER_KEY + 1))
+        >= MAX_ALIASES_PER_KEY
+    ):
         raise LimitExceededException(f"{key.arn} already has {MAX_ALIASES_PER_KEY} aliases.")
     now = svc.clock()
     svc.store.create_alias(AliasRecord(name, key.key_id, now, now))
@@ -94,7 +95,9 @@ def delete_alias(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-@operation("ListAliases", {"KeyId": OPTIONAL_KEY_ID, "Limit": LIMIT, "Marker": MARKER}, read_only=True)
+@operation(
+    "ListAliases", {"KeyId": OPTIONAL_KEY_ID, "Limit": LIMIT, "Marker": MARKER}, read_only=True
+)
 def list_aliases(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ListAliases: all aliases, or one key's, in name order, paged."""
     svc = call.service

@@ -124,7 +124,8 @@ def decrypt_many(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         kv = svc.keyring.load(key, version)
         hdr = kv.header
         opened = kv.aead.open_many(
-            [memoryview(blobs[i])[len(hdr) :] for i in indexes], [hdr + prepared[i][1] for i in indexes]
+            [memoryview(blobs[i])[len(hdr) :] for i in indexes],
+            [hdr + prepared[i][1] for i in indexes],
         )
         for i, plaintext in zip(indexes, opened, strict=True):
             if plaintext is None:

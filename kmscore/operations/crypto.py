@@ -1,5 +1,7 @@
-"""Symmetric cryptography: Encrypt, Decrypt, ReEncrypt, GenerateDataKey,
-GenerateDataKeyWithoutPlaintext, GenerateRandom.
+"""Symmetric cryptography operations.
+
+Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext
+and GenerateRandom.
 
 Each handler: validate the request (done by the dispatcher against the
 shape), resolve the key, check its state and usage, authorize with the
@@ -100,7 +102,11 @@ def encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     call.authorize(key, conditions=conditions(context))
     dry_run(req)
     ciphertext, _ = seal(call.service, key, req["Plaintext"], aad)
-    return {"CiphertextBlob": ciphertext, "KeyId": key.arn, "EncryptionAlgorithm": SYMMETRIC_DEFAULT}
+    return {
+        "CiphertextBlob": ciphertext,
+        "KeyId": key.arn,
+        "EncryptionAlgorithm": SYMMETRIC_DEFAULT,
+    }
 
 
 @operation(

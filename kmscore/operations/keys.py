@@ -1,5 +1,8 @@
-"""Key lifecycle: CreateKey, DescribeKey, ListKeys, EnableKey, DisableKey,
-UpdateKeyDescription, ScheduleKeyDeletion, CancelKeyDeletion."""
+"""Key lifecycle operations.
+
+CreateKey, DescribeKey, ListKeys, EnableKey, DisableKey, UpdateKeyDescription,
+ScheduleKeyDeletion and CancelKeyDeletion.
+"""
 
 from __future__ import annotations
 
@@ -69,13 +72,13 @@ def create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     if origin == "AWS_CLOUDHSM":
         raise UnsupportedOperationException("CloudHSM key stores are not supported.")
     if origin == "EXTERNAL":
-        raise UnsupportedOperationException("Importing key material (Origin EXTERNAL) is not supported yet.")
+        raise UnsupportedOperationException(
+            "Importing key material (Origin EXTERNAL) is not supported yet."
+        )
     if spec != "SYMMETRIC_DEFAULT":
         raise UnsupportedOperationException(f"KeySpec {spec} is not supported yet.")
     if usage != "ENCRYPT_DECRYPT":
-        raise ValidationException(
-            f"KeyUsage {usage} is not compatible with KeySpec {spec}."
-        )
+        raise ValidationException(f"KeyUsage {usage} is not compatible with KeySpec {spec}.")
     tags = check_new_tags(req.get("Tags", []))
     call.authorize(
         None,

@@ -1,5 +1,7 @@
-"""Rotation: EnableKeyRotation, DisableKeyRotation, GetKeyRotationStatus,
-RotateKeyOnDemand, ListKeyRotations.
+"""Rotation operations.
+
+EnableKeyRotation, DisableKeyRotation, GetKeyRotationStatus, RotateKeyOnDemand
+and ListKeyRotations.
 
 Rotation appends a key material version; the old versions keep decrypting.
 Automatic rotation happens when its date passes, checked at start-up and

@@ -53,7 +53,10 @@ def tag_resource(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-@operation("UntagResource", {"KeyId": KEY_ID, "TagKeys": List(item=String(min_len=1, max_len=128), required=True)})
+@operation(
+    "UntagResource",
+    {"KeyId": KEY_ID, "TagKeys": List(item=String(min_len=1, max_len=128), required=True)},
+)
 def untag_resource(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """UntagResource: remove tags by key; absent keys are ignored."""
     svc = call.service

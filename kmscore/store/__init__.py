@@ -130,9 +130,7 @@ class KeyStore(Protocol):
         """The alias, or None."""
         ...
 
-    def list_aliases(
-        self, key_id: str | None, after: str | None, limit: int
-    ) -> list[AliasRecord]:
+    def list_aliases(self, key_id: str | None, after: str | None, limit: int) -> list[AliasRecord]:
         """Aliases in name order (of one key, if given), after ``after``."""
         ...
 

@@ -365,9 +365,7 @@ class SQLiteKeyStore:
         rows = self._read("SELECT * FROM aliases WHERE alias_name = ?", (alias_name,))
         return _alias_from_row(rows[0]) if rows else None
 
-    def list_aliases(
-        self, key_id: str | None, after: str | None, limit: int
-    ) -> list[AliasRecord]:
+    def list_aliases(self, key_id: str | None, after: str | None, limit: int) -> list[AliasRecord]:
         """See :meth:`KeyStore.list_aliases`."""
         if key_id is None:
             rows = self._read(
@@ -392,7 +390,9 @@ class SQLiteKeyStore:
                 "ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
                 [(key_id, k, v) for k, v in tags.items()],
             )
-            (count,) = db.execute("SELECT COUNT(*) FROM tags WHERE key_id = ?", (key_id,)).fetchone()
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM tags WHERE key_id = ?", (key_id,)
+            ).fetchone()
             if count > max_tags:
                 raise LimitExceededException(
                     f"A key can have at most {max_tags} tags; this request would make {count}."
