@@ -225,7 +225,8 @@ class KeySpecInfo:
     supported: bool
     key_bits: int | None
     data_key_pair: bool
-    algorithms: Mapping[KeyUsage, KeyAlgorithms] = field(repr=False)
+    # Left out of eq and hash: a mapping is not hashable, and key_spec decides anyway.
+    algorithms: Mapping[KeyUsage, KeyAlgorithms] = field(repr=False, compare=False)
 
     @property
     def key_usages(self) -> tuple[KeyUsage, ...]:

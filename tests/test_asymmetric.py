@@ -106,6 +106,30 @@ def test_material_must_match_the_key_spec():
         A.LoadedKey.load_public("RSA_2048", loaded("ECC_NIST_P256").public_key_der())
 
 
+def _inconsistent_rsa_2048() -> bytes:
+    """PKCS#8 of an RSA key whose CRT exponent is wrong: it parses, but is not a key."""
+    numbers = serialization.load_der_private_key(material("RSA_2048"), None).private_numbers()
+    broken = rsa.RSAPrivateNumbers(
+        numbers.p, numbers.q, numbers.d, numbers.dmp1 ^ 2, numbers.dmq1, numbers.iqmp,
+        numbers.public_numbers,
+    )  # fmt: skip
+    return broken.private_key(unsafe_skip_rsa_key_validation=True).private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def test_rsa_keys_are_checked_unless_the_store_vouches_for_them():
+    with pytest.raises(ValidationException, match="RSA_2048"):
+        A.LoadedKey.load("RSA_2048", _inconsistent_rsa_2048())
+    # check=False is for material the service made itself: fast, and it still works.
+    key = A.LoadedKey.load("RSA_4096", material("RSA_4096"), check=False)
+    signature = A.sign(key, "RSASSA_PSS_SHA_512", MESSAGE, "RAW")
+    assert A.verify(loaded("RSA_4096"), "RSASSA_PSS_SHA_512", MESSAGE, "RAW", signature)
+    # Type and size are checked either way.
+    with pytest.raises(ValidationException):
+        A.LoadedKey.load("RSA_3072", material("RSA_4096"), check=False)
+
+
 @pytest.mark.parametrize("corrupt", [False, True])
 def test_errors_never_carry_key_material(corrupt):
     mat = material("ECC_NIST_P256")

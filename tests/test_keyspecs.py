@@ -214,3 +214,9 @@ def test_table_is_read_only():
         ks.KEY_SPECS[KeySpec.RSA_2048] = ks.KEY_SPECS[KeySpec.RSA_3072]  # type: ignore[index]
     with pytest.raises(TypeError):
         ks.spec_info("RSA_2048").algorithms[KeyUsage.KEY_AGREEMENT] = None  # type: ignore[index]
+
+
+def test_rows_are_hashable_values():
+    rows = {ks.spec_info(s) for s in KeySpec}
+    assert len(rows) == len(KeySpec)
+    assert ks.spec_info("HMAC_256") == ks.KEY_SPECS[KeySpec.HMAC_256]

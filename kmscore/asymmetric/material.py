@@ -153,12 +153,19 @@ class LoadedKey:
         self._secret = secret
 
     @classmethod
-    def load(cls, key_spec: str, material: bytes) -> LoadedKey:
+    def load(cls, key_spec: str, material: bytes, *, check: bool = True) -> LoadedKey:
         """Parse the stored key material of a KMS key.
 
         Args:
             key_spec: The key's ``KeySpec``.
             material: PKCS#8 DER for asymmetric key specs; the raw key for HMAC.
+            check: Check an RSA private key's consistency (primality of its
+                factors, CRT values): 35 ms for RSA_2048, 100 ms for RSA_3072,
+                250 ms for RSA_4096 here, against microseconds without. Pass
+                False only for material this service generated, or checked when
+                it was imported, and that comes back authenticated from its own
+                store: an inconsistent RSA key can leak its factors through
+                faulty signatures. Other key types are always checked (cheaply).
 
         Returns:
             The loaded key.
@@ -180,7 +187,9 @@ class LoadedKey:
                 "not loaded as an asymmetric or HMAC key."
             )
         try:
-            key = serialization.load_der_private_key(bytes(material), password=None)
+            key = serialization.load_der_private_key(
+                bytes(material), password=None, unsafe_skip_rsa_key_validation=not check
+            )
         except (ValueError, TypeError, UnsupportedAlgorithm):
             _bad_material(info, "PKCS#8 DER private key")
         if not isinstance(key, PrivateKey) or not _fits(info, key):
@@ -276,13 +285,12 @@ class LoadedKey:
         return self._secret
 
     def __repr__(self) -> str:
-        kind = (
-            "secret"
-            if self._secret is not None
-            else "private"
-            if self._private is not None
-            else "public"
-        )
+        if self._secret is not None:
+            kind = "secret"
+        elif self._private is not None:
+            kind = "private"
+        else:
+            kind = "public"
         return f"LoadedKey(key_spec={self.key_spec.value!r}, {kind})"
 
     def __reduce__(self) -> NoReturn:
@@ -338,12 +346,13 @@ def generate_private_key(key_spec: str) -> bytes:
     return _pkcs8(_generate(info))
 
 
-def public_key_der(key_spec: str, private_material: bytes) -> bytes:
+def public_key_der(key_spec: str, private_material: bytes, *, check: bool = True) -> bytes:
     """The DER SubjectPublicKeyInfo of stored private key material.
 
     Args:
         key_spec: The key's asymmetric ``KeySpec``.
         private_material: Its PKCS#8 DER private key.
+        check: As for :meth:`LoadedKey.load` (False skips the slow RSA check).
 
     Returns:
         The public key, as ``GetPublicKey`` returns it.
@@ -354,7 +363,7 @@ def public_key_der(key_spec: str, private_material: bytes) -> bytes:
         UnsupportedOperationException: A symmetric, HMAC or SM2 key spec.
     """
     _asymmetric(key_spec)
-    return LoadedKey.load(key_spec, private_material).public_key_der()
+    return LoadedKey.load(key_spec, private_material, check=check).public_key_der()
 
 
 def generate_data_key_pair(key_pair_spec: str) -> tuple[bytes, bytes]:
