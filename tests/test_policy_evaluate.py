@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kmscore.errors import AccessDeniedException
 from kmscore.policy import (
@@ -496,3 +499,77 @@ class TestRequestContext:
             "1",
             "2",
         )
+
+
+# --- robustness: any request context, any value types ----------------------
+
+EVERY_OPERATOR_POLICY = key_policy(
+    allow(
+        "*",
+        Condition={
+            "StringEquals": {"kms:EncryptionContext:a": "${aws:username}"},
+            "StringLikeIfExists": {"kms:RequestAlias": "alias/*"},
+            "ForAllValues:StringEqualsIgnoreCase": {"kms:GrantOperations": "decrypt"},
+            "NumericLessThanIfExists": {"kms:RotationPeriodInDays": "400"},
+            "DateLessThanIfExists": {"aws:CurrentTime": "2999-01-01T00:00:00Z"},
+            "BoolIfExists": {"aws:SecureTransport": "true"},
+            "BinaryEqualsIfExists": {"aws:ExampleBinary": "aGVsbG8="},
+            "ArnLikeIfExists": {"kms:GranteePrincipal": "arn:aws:iam::*:role/${aws:username}"},
+            "IpAddressIfExists": {"aws:SourceIp": "10.0.0.0/8"},
+            "Null": {"kms:ViaService": "true"},
+        },
+    ),
+    deny(
+        {"AWS": ACCOUNT},
+        "kms:Decrypt",
+        Condition={"ForAllValues:StringNotLike": {"kms:EncryptionContextKeys": ["a", "b*"]}},
+    ),
+)
+KEYS = [
+    "kms:encryptioncontext:a",
+    "kms:requestalias",
+    "kms:grantoperations",
+    "kms:rotationperiodindays",
+    "aws:currenttime",
+    "aws:securetransport",
+    "aws:examplebinary",
+    "kms:granteeprincipal",
+    "aws:sourceip",
+    "kms:viaservice",
+    "kms:encryptioncontextkeys",
+    "aws:username",
+]
+any_value = (
+    st.text(max_size=20)
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.binary(max_size=8)
+    | st.datetimes(timezones=st.just(UTC) | st.none())
+    | st.tuples(st.text(max_size=5), st.text(max_size=5))
+    | st.just(())
+)
+
+
+@given(
+    st.dictionaries(st.sampled_from(KEYS), any_value),
+    st.sampled_from([ALICE, BOB, ROOT, APP_SESSION, CAROL, "ec2.amazonaws.com"]),
+    st.sampled_from(["kms:Decrypt", "kms:Encrypt", "kms:PutKeyPolicy"]),
+)
+def test_any_context_is_allowed_or_denied_never_an_error(values, principal, action):
+    context = ctx(principal, action, values=values)
+    try:
+        authorize(EVERY_OPERATOR_POLICY, identity_policy(id_allow()), False, context)
+    except AccessDeniedException:
+        pass
+    assert isinstance(would_lock_out(EVERY_OPERATOR_POLICY, context), bool)
+
+
+def test_the_every_operator_policy_allows_a_plain_request():
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    values = {
+        "kms:encryptioncontext:a": "alice",
+        "aws:currenttime": now,
+        "aws:securetransport": True,
+    }
+    authorize(EVERY_OPERATOR_POLICY, None, False, ctx(ALICE, "kms:Encrypt", values=values))

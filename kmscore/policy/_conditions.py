@@ -235,6 +235,13 @@ def _string_matcher(kind: _Kind, texts: Sequence[str], variables: bool) -> _Matc
             return template.matcher(values, arn=is_arn)(text)
 
     frozen_templates = tuple(templates)
+    if not frozen_templates:
+
+        def match_static(value: ConditionValue, values: Mapping[str, ConditionValue]) -> bool:
+            text = value if type(value) is str else as_text(value)
+            return text is not None and static(text)
+
+        return match_static
 
     def match(value: ConditionValue, values: Mapping[str, ConditionValue]) -> bool:
         text = as_text(value)

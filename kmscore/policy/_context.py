@@ -15,7 +15,6 @@ needs the condition to hold for every value, a Deny fires if it holds for any.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,9 +24,10 @@ from kmscore.policy._values import ConditionValue
 
 __all__ = ["RequestContext", "encryption_context_values"]
 
-_ROOT = re.compile(r"arn:[a-z0-9-]+:iam::([0-9]{12}):root")
-_USER = re.compile(r"arn:[a-z0-9-]+:iam::[0-9]{12}:user/(?:.*/)?([^/]+)")
-_SESSION = re.compile(r"arn:([a-z0-9-]+):sts::([0-9]{12}):assumed-role/([^/]+)/[^/]+")
+
+def _is_account(text: str) -> bool:
+    return len(text) == 12 and text.isascii() and text.isdigit()
+
 
 _SCALARS = (str, bool, int, float, datetime, bytes)
 
@@ -50,7 +50,9 @@ def _normalize(values: Mapping[str, ConditionValue]) -> dict[str, ConditionValue
     for key, value in values.items():
         if not isinstance(key, str):
             raise TypeError(f"condition key {key!r} is not a string")
-        if isinstance(value, list | tuple | frozenset | set):
+        if type(value) is str:
+            pass
+        elif isinstance(value, list | tuple | frozenset | set):
             items = sorted(value) if isinstance(value, frozenset | set) else list(value)
             if not all(isinstance(item, str) for item in items):
                 raise TypeError(f"condition key {key!r}: a multi-valued key holds strings only")
@@ -116,24 +118,33 @@ class RequestContext:
         object.__setattr__(self, "condition_values", MappingProxyType(values))
         object.__setattr__(self, "action_folded", self.action.lower())
 
-        ids = {self.principal_arn}
-        session = _SESSION.fullmatch(self.principal_arn)
-        if session:
-            # A role session is also matched by the role's ARN, as in AWS.
-            partition, account, role = session.groups()
-            ids.add(f"arn:{partition}:iam::{account}:role/{role}")
+        # One split instead of regular expressions: this runs on every request.
+        arn = self.principal_arn
+        parts = arn.split(":", 5)
+        ids = {arn}
+        root_account = user_name = None
+        if len(parts) == 6 and parts[0] == "arn" and _is_account(parts[4]):
+            service, account, resource = parts[2], parts[4], parts[5]
+            if service == "iam" and resource == "root":
+                root_account = account
+            elif service == "iam" and resource.startswith("user/"):
+                user_name = resource.rsplit("/", 1)[1]
+            elif service == "sts" and resource.startswith("assumed-role/"):
+                # A role session is also matched by the role's ARN, as in AWS.
+                pieces = resource.split("/", 2)
+                if len(pieces) == 3 and pieces[1] and pieces[2]:
+                    role = pieces[1]
+                    ids.add(f"arn:{parts[1]}:iam::{account}:role/{role}")
         object.__setattr__(self, "principal_ids", frozenset(ids))
-        root = _ROOT.fullmatch(self.principal_arn)
-        object.__setattr__(self, "root_account", root.group(1) if root else None)
+        object.__setattr__(self, "root_account", root_account)
 
         lookup: dict[str, ConditionValue] = {
             "aws:principalarn": self.principal_arn,
             "aws:principalaccount": self.principal_account,
             "kms:calleraccount": self.principal_account,
         }
-        user = _USER.fullmatch(self.principal_arn)
-        if user:
-            lookup["aws:username"] = user.group(1)
+        if user_name:
+            lookup["aws:username"] = user_name
         if "aws:currenttime" not in values or "aws:epochtime" not in values:
             now = values.get("aws:currenttime")
             moment = now if isinstance(now, datetime) else datetime.now(UTC)

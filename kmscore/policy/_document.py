@@ -200,7 +200,7 @@ class _Principals:
 class _Resources:
     """A Resource or NotResource element: ARN patterns, some with variables."""
 
-    __slots__ = ("_globs", "_templates")
+    __slots__ = ("_globs", "_templates", "matches_everything")
 
     def __init__(self, value: object, element: str, variables: bool) -> None:
         plain: list[str] = []
@@ -217,6 +217,7 @@ class _Resources:
                 templates.append(template)
         self._globs = GlobSet(plain, arn=True)
         self._templates = tuple(templates)
+        self.matches_everything = self._globs.matches_everything
 
     def matches(self, ctx: RequestContext) -> bool:
         """Whether the request's key matches; ``"*"`` also matches no key.
@@ -231,7 +232,10 @@ class _Resources:
             return False
         if self._globs.matches(arn):
             return True
-        return any(t.matcher(ctx.lookup, arn=True)(arn) for t in self._templates)
+        for template in self._templates:
+            if template.matcher(ctx.lookup, arn=True)(arn):
+                return True
+        return False
 
 
 class Statement:
@@ -245,6 +249,8 @@ class Statement:
     __slots__ = (
         "_actions",
         "_conditions",
+        "_every_resource",
+        "_everyone",
         "_not_action",
         "_not_principal",
         "_not_resource",
@@ -298,6 +304,12 @@ class Statement:
             self._principals = _Principals(value, name)
             self._not_principal = name == "NotPrincipal"
 
+        # Shortcuts for the common "Resource": "*" and "Principal": "*".
+        self._every_resource = not self._not_resource and self._resources.matches_everything
+        self._everyone = self._principals is None or (
+            not self._not_principal and self._principals.anyone
+        )
+
         block = raw.get("Condition")
         self._conditions: tuple[Condition, ...] = (
             ()
@@ -336,25 +348,33 @@ class Statement:
 
     def applies(self, ctx: RequestContext) -> bool:
         """Whether the statement applies to the request (its Effect then counts)."""
-        return (
-            self._actions.matches(ctx.action_folded) is not self._not_action
-            and self._resource_applies(ctx)
-            and self._principal_applies(ctx)
-            and all(condition.evaluate(ctx) for condition in self._conditions)
-        )
+        # Cheapest and most selective first; this runs on every KMS call.
+        if self._actions.matches(ctx.action_folded) is self._not_action:
+            return False
+        if not self._every_resource and not self._resource_applies(ctx):
+            return False
+        if not self._everyone and not self._principal_applies(ctx):
+            return False
+        for condition in self._conditions:
+            if not condition.evaluate(ctx):
+                return False
+        return True
 
     def delegates_to(self, ctx: RequestContext) -> bool:
         """Whether this Allow names the caller's account principal and applies to the request."""
         principals = self._principals
-        return (
-            not self.deny
-            and principals is not None
-            and not self._not_principal
-            and ctx.principal_account in principals.accounts
-            and self._actions.matches(ctx.action_folded) is not self._not_action
-            and self._resource_applies(ctx)
-            and all(condition.evaluate(ctx) for condition in self._conditions)
-        )
+        if self.deny or principals is None or self._not_principal:
+            return False
+        if ctx.principal_account not in principals.accounts:
+            return False
+        if self._actions.matches(ctx.action_folded) is self._not_action:
+            return False
+        if not self._every_resource and not self._resource_applies(ctx):
+            return False
+        for condition in self._conditions:
+            if not condition.evaluate(ctx):
+                return False
+        return True
 
 
 class PolicyDocument:
@@ -423,7 +443,10 @@ class PolicyDocument:
         Returns:
             Whether the caller's identity-based policies are honoured.
         """
-        return any(statement.delegates_to(ctx) for statement in self._allows)
+        for statement in self._allows:
+            if statement.delegates_to(ctx):
+                return True
+        return False
 
 
 def _where(index: int, raw: object) -> str:

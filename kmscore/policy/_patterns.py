@@ -136,18 +136,35 @@ def _split_arn(text: str) -> list[str]:
 
 
 class _ArnGlob:
-    """An ARN pattern: six parts, each a :class:`Glob`."""
+    """An ARN pattern: six parts, each skipped (``*``), compared, or globbed."""
 
     __slots__ = ("_parts",)
 
     def __init__(self, parts: Sequence[Sequence[_Token]]) -> None:
-        self._parts = tuple(_compile_tokens(tuple(p)) for p in parts)
+        checks: list[str | Glob | None] = []
+        for part in parts:
+            tokens = tuple(part)
+            if tokens == ((True, "*"),):
+                checks.append(None)
+            elif all(not wild for wild, _ in tokens):
+                checks.append("".join(text for _, text in tokens))
+            else:
+                checks.append(_compile_tokens(tokens))
+        self._parts = tuple(checks)
 
     def matches(self, text: str) -> bool:
         values = _split_arn(text)
         if len(values) != len(self._parts):
             return False
-        return all(glob.matches(value) for glob, value in zip(self._parts, values, strict=True))
+        for check, value in zip(self._parts, values, strict=True):
+            if check is None:
+                continue
+            if isinstance(check, str):
+                if check != value:
+                    return False
+            elif not check.matches(value):
+                return False
+        return True
 
 
 def _arn_token_parts(tokens: Sequence[_Token]) -> list[list[_Token]]:
@@ -211,7 +228,10 @@ class GlobSet:
         """Whether ``text`` matches any pattern."""
         if self._any or text in self._literals:
             return True
-        return any(match(text) for match in self._wild)
+        for match in self._wild:
+            if match(text):
+                return True
+        return False
 
 
 _VARIABLE = re.compile(r"\$\{([^}]*)\}")
