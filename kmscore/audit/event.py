@@ -36,6 +36,7 @@ the way CloudTrail writes them, with the first letter lowered (``KeyId`` becomes
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from collections.abc import Mapping, Sequence
@@ -158,6 +159,7 @@ class Identity:
         return out
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_secret_name(name: str) -> bool:
     lowered = name.lower()
     if lowered in _SECRET_LOWER:
@@ -165,17 +167,33 @@ def _is_secret_name(name: str) -> bool:
     return lowered.startswith(_WRAPPING_KEY_PREFIX) and lowered != _WRAPPING_KEY_KEPT
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_context_map(name: str) -> bool:
+    return name.lower() in _CONTEXT_MAPS
+
+
+@functools.lru_cache(maxsize=4096)
 def _cloudtrail_name(name: str) -> str:
     return name[:1].lower() + name[1:]
 
 
+# Exact types passed through unchanged: the common case, checked first for speed.
+# Subclasses (IntEnum, StrEnum, bool) take the slower path below.
+_PLAIN: Final = frozenset({str, int, bool, type(None)})
+
+
 def _scrub_value(value: object, depth: int, rename: bool) -> object:
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        return _scrub_struct(value, depth + 1, rename)  # type: ignore[arg-type]
     if depth > _MAX_DEPTH:
         return _DROP
-    # Order matters: bool and IntEnum are ints, StrEnum is a str.
+    # Order matters: IntEnum is an int and StrEnum a str, but write their value.
     if isinstance(value, Enum):
         return _scrub_value(value.value, depth + 1, rename)
-    if value is None or isinstance(value, bool | int | str):
+    if isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else _DROP
@@ -198,10 +216,12 @@ def _scrub_context(value: object) -> object:
 
 def _scrub_struct(obj: Mapping[Any, Any], depth: int, rename: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if depth > _MAX_DEPTH:
+        return out
     for key, value in obj.items():
         if not isinstance(key, str) or _is_secret_name(key):
             continue
-        if key.lower() in _CONTEXT_MAPS:
+        if _is_context_map(key):
             clean = _scrub_context(value)
         else:
             clean = _scrub_value(value, depth, rename)
