@@ -196,6 +196,15 @@ MALFORMED = [
     ),
     (doc(statement(Principal={"Service": "bad service"})), "invalid service principal"),
     (doc(statement(Condition="StringEquals")), "Condition must be an object"),
+    (doc(GOOD_STATEMENT, Id=None), "Id must be a string"),
+    (doc({**GOOD_STATEMENT, "Sid": None}), "Statement 1: Sid must be a string"),
+    (
+        doc({**GOOD_STATEMENT, "Condition": None}),
+        "Statement 1 (Sid 'Use'): Condition must be an object",
+    ),
+    (doc({**GOOD_STATEMENT, "Effect": None}), "Statement 1 (Sid 'Use'): missing Effect"),
+    (doc({**GOOD_STATEMENT, "Action": None}), "Action must be a string or a list of strings"),
+    (doc({**GOOD_STATEMENT, "Principal": None}), 'Principal must be "*" or an object'),
 ]
 
 
@@ -368,7 +377,88 @@ def test_fuzz_policy_shaped_documents(document, kind):
     _check(json.dumps(document), kind)
 
 
-@given(statements)
-def test_fuzz_statements_with_valid_skeleton(extra):
-    base = {"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*"}
-    _check(json.dumps({"Version": "2012-10-17", "Statement": [{**base, **extra}]}))
+# Mostly-valid statements, so the fuzzer gets past the skeleton and into
+# condition compilation and evaluation.
+valid_operators = st.sampled_from(
+    [
+        "StringEquals",
+        "StringNotEquals",
+        "StringEqualsIgnoreCase",
+        "StringLike",
+        "StringNotLike",
+        "NumericEquals",
+        "NumericLessThan",
+        "DateEquals",
+        "DateGreaterThan",
+        "Bool",
+        "Null",
+        "ArnEquals",
+        "ArnNotLike",
+        "BinaryEquals",
+        "IpAddress",
+        "NotIpAddress",
+        "ForAnyValue:StringLike",
+        "ForAllValues:StringNotEquals",
+        "StringEqualsIfExists",
+        "ForAnyValue:NumericGreaterThanIfExists",
+    ]
+)
+valid_keys = st.sampled_from(
+    [
+        "kms:EncryptionContext:AppName",
+        "kms:EncryptionContextKeys",
+        "kms:GrantOperations",
+        "kms:CallerAccount",
+        "aws:username",
+        "aws:CurrentTime",
+        "kms:RotationPeriodInDays",
+        "aws:SecureTransport",
+        "kms:GranteePrincipal",
+        "aws:SourceIp",
+        "aws:PrincipalArn",
+    ]
+)
+plausible = st.sampled_from(
+    [
+        "*",
+        "x",
+        "AppName",
+        "true",
+        "false",
+        "365",
+        "1.5",
+        "2024-01-01T00:00:00Z",
+        "1704067200",
+        "aGVsbG8=",
+        "10.0.0.0/8",
+        ACCOUNT,
+        ROOT,
+        "arn:aws:iam::*:role/*",
+        "${aws:username}",
+        "a${*}b",
+        "alias/*",
+        "Decrypt",
+    ]
+)
+plausible_values = plausible | st.lists(plausible, min_size=1, max_size=3) | st.booleans()
+valid_conditions = st.dictionaries(
+    valid_operators,
+    st.dictionaries(valid_keys, plausible_values, min_size=1, max_size=3),
+    max_size=3,
+)
+valid_statements = st.fixed_dictionaries(
+    {
+        "Effect": st.sampled_from(["Allow", "Deny"]),
+        "Principal": st.sampled_from(
+            ["*", {"AWS": ROOT}, {"AWS": [ACCOUNT, "arn:aws:iam::111122223333:user/alice"]}]
+        ),
+        "Action": st.sampled_from(["kms:*", "kms:Decrypt", ["kms:Encrypt", "kms:Re*"]]),
+        "Resource": st.sampled_from(["*", KEY_ARN, "arn:aws:kms:*:111122223333:key/*"]),
+    },
+    optional={"Condition": valid_conditions, "Sid": st.text(alphabet="abc ", max_size=5)},
+)
+
+
+@given(st.lists(valid_statements, min_size=1, max_size=3))
+def test_fuzz_mostly_valid_statements(statement_list):
+    _check(json.dumps({"Version": "2012-10-17", "Statement": statement_list}))

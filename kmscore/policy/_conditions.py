@@ -17,6 +17,11 @@ and values"):
 - ``Null`` is true when the key's absence (``"true"``) or presence
   (``"false"``) is as stated; an empty multi-valued key counts as absent.
 
+Policy variables (``${aws:username}``, ``${kms:CallerAccount, 'default'}``,
+``${*}``...) are substituted in the values of String and Arn operators (and in
+``Resource``) for Version 2012-10-17 only, from any single-valued key of the
+request context; in 2008-10-17 policies they are literal text, as in IAM.
+
 Choices where the documentation is silent, all fail-closed:
 
 - A plain (non-set) operator meeting a multi-valued request value holds, in an

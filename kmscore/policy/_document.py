@@ -267,7 +267,7 @@ class Statement:
             PolicyProblem: The statement is malformed.
         """
         sid = raw.get("Sid")
-        if sid is not None and not isinstance(sid, str):
+        if "Sid" in raw and not isinstance(sid, str):
             raise PolicyProblem("Sid must be a string")
         self.sid = sid
         for name in raw:
@@ -310,11 +310,10 @@ class Statement:
             not self._not_principal and self._principals.anyone
         )
 
-        block = raw.get("Condition")
         self._conditions: tuple[Condition, ...] = (
-            ()
-            if block is None
-            else compile_condition_block(block, deny=self.deny, variables=variables)
+            compile_condition_block(raw["Condition"], deny=self.deny, variables=variables)
+            if "Condition" in raw
+            else ()
         )
 
     @staticmethod
@@ -486,7 +485,7 @@ def _parse(text: object, kind: PolicyKind) -> PolicyDocument:
         raise PolicyProblem(f'unsupported Version {version!r}; use "2012-10-17"')
     assert isinstance(version, str)  # narrowed by the membership test
     policy_id = document.get("Id")
-    if policy_id is not None and not isinstance(policy_id, str):
+    if "Id" in document and not isinstance(policy_id, str):
         raise PolicyProblem("Id must be a string")
     if "Statement" not in document:
         raise PolicyProblem("missing Statement")
