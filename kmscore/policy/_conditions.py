@@ -219,13 +219,13 @@ def _string_matcher(kind: _Kind, texts: Sequence[str], variables: bool) -> _Matc
             return template.resolve_text(values) == text
 
     elif kind is _Kind.STRING_IGNORE_CASE:
-        folded = frozenset(p.casefold() for p in plain)
+        folded = frozenset(p.lower() for p in plain)
 
         def static(text: str) -> bool:
-            return text.casefold() in folded
+            return text.lower() in folded
 
         def dynamic(template: Template, text: str, values: Mapping[str, ConditionValue]) -> bool:
-            return template.resolve_text(values).casefold() == text.casefold()
+            return template.resolve_text(values).lower() == text.lower()
 
     else:
         is_arn = kind is _Kind.ARN

@@ -101,6 +101,18 @@ class RequestContext:
             ``aws:principalarn``, ``aws:principalaccount``,
             ``kms:calleraccount``, ``aws:username`` (IAM users) and
             ``aws:currenttime`` / ``aws:epochtime`` are filled in when absent.
+        action_folded: ``action`` lower-cased (derived).
+        principal_ids: The ARNs that name the caller: its own, plus the role's
+            ARN for an assumed-role session (derived).
+        root_account: The account, when the caller is the account root (derived).
+        lookup: Every value a policy sees: the filled-in keys overlaid with
+            ``condition_values`` (derived).
+
+    Raises:
+        TypeError: A condition value is not a str, bool, int, float, datetime,
+            bytes or a sequence of str (a caller bug).
+        ValueError: Two condition keys differ only by case and do not both hold
+            strings (a caller bug).
     """
 
     action: str

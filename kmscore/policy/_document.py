@@ -1,8 +1,7 @@
-"""Reading a policy document: JSON, grammar, and compilation into matchers.
+"""Reading a policy document: text checks, strict JSON, the top-level grammar.
 
-Everything that can be decided about a policy is decided here, once: actions
-are lower-cased into a literal set plus wildcard matchers, principals sorted
-into ARNs, accounts and services, condition values parsed to numbers and dates.
+Everything that can be decided about a policy is decided once, when it is read
+(see :mod:`kmscore.policy._statement` and :mod:`kmscore.policy._conditions`).
 Any problem raises :class:`~kmscore.errors.MalformedPolicyDocumentException`
 naming the statement and the element; nothing is skipped, nothing is guessed.
 """
@@ -16,9 +15,8 @@ from enum import Enum
 from typing import Final, NoReturn
 
 from kmscore.errors import MalformedPolicyDocumentException
-from kmscore.policy._conditions import Condition, compile_condition_block
 from kmscore.policy._context import RequestContext
-from kmscore.policy._patterns import ARN_PARTS, GlobSet, Template, Unresolved, parse_template
+from kmscore.policy._statement import ACCOUNT_ID, PolicyKind, Statement
 from kmscore.policy._values import PolicyProblem
 
 __all__ = [
@@ -34,38 +32,8 @@ MAX_POLICY_BYTES: Final = 32768
 VERSIONS: Final = ("2012-10-17", "2008-10-17")
 
 _DOCUMENT_FIELDS: Final = frozenset({"Version", "Id", "Statement"})
-_STATEMENT_FIELDS: Final = frozenset(
-    {
-        "Sid",
-        "Effect",
-        "Principal",
-        "NotPrincipal",
-        "Action",
-        "NotAction",
-        "Resource",
-        "NotResource",
-        "Condition",
-    }
-)
 # Key policies: printable ASCII and Latin-1, tab, LF, CR (AWS KMS key policy format).
 _FORBIDDEN_CHAR = re.compile(r"[^\t\n\r\x20-\x7e\xa0-\xff]")
-_ACTION = re.compile(r"\*|[A-Za-z0-9-]+:[A-Za-z0-9*?]+")
-_ACCOUNT = re.compile(r"[0-9]{12}")
-_ROOT_ARN = re.compile(r"arn:[a-z0-9-]+:iam::([0-9]{12}):root")
-_PRINCIPAL_ARN = re.compile(
-    r"arn:[a-z0-9-]+:(?:iam::[0-9]{12}:(?:user|role)|sts::[0-9]{12}:(?:assumed-role|federated-user))"
-    r"/[A-Za-z0-9_+=,.@/-]+"
-)
-_SERVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
-
-
-class PolicyKind(Enum):
-    """Which kind of policy a document is; it decides the Principal rules."""
-
-    KEY = "key"
-    """A key policy: every statement names a Principal or NotPrincipal."""
-    IDENTITY = "identity"
-    """An identity-based policy: it applies to the principal it is attached to, so no Principal."""
 
 
 class Effect(Enum):
@@ -116,264 +84,6 @@ def _load_json(text: str) -> object:
         raise PolicyProblem("the policy is nested too deeply") from None
     except ValueError as error:  # json.JSONDecodeError is a ValueError
         raise PolicyProblem(f"the policy is not valid JSON: {error}") from None
-
-
-def _strings(value: object, element: str) -> list[str]:
-    """An element that is a string or a non-empty list of strings."""
-    items = value if isinstance(value, list) else [value]
-    if not items:
-        raise PolicyProblem(f"{element} must not be an empty list")
-    for item in items:
-        if not isinstance(item, str):
-            raise PolicyProblem(f"{element} must be a string or a list of strings")
-    return items  # type: ignore[return-value]  # every item was checked to be a str
-
-
-class _Principals:
-    """A Principal or NotPrincipal element, sorted for set lookups."""
-
-    __slots__ = ("accounts", "anyone", "arns", "services")
-
-    def __init__(self, value: object, element: str) -> None:
-        self.anyone = False
-        arns: set[str] = set()
-        accounts: set[str] = set()
-        services: set[str] = set()
-        if value == "*":
-            self.anyone = True
-        elif not isinstance(value, dict) or not value:
-            raise PolicyProblem(f'{element} must be "*" or an object such as {{"AWS": ...}}')
-        else:
-            for kind, entries in value.items():
-                names = _strings(entries, f"{element} {kind}")
-                if kind == "AWS":
-                    for name in names:
-                        self._add_aws(name, element, arns, accounts)
-                elif kind == "Service":
-                    for name in names:
-                        if not _SERVICE.fullmatch(name):
-                            raise PolicyProblem(f"{element}: invalid service principal {name!r}")
-                        services.add(name)
-                else:
-                    raise PolicyProblem(f"{element}: unsupported principal type {kind!r}")
-        self.arns = frozenset(arns)
-        self.accounts = frozenset(accounts)
-        self.services = frozenset(services)
-
-    def _add_aws(self, name: str, element: str, arns: set[str], accounts: set[str]) -> None:
-        if name == "*":
-            self.anyone = True
-            return
-        if _ACCOUNT.fullmatch(name):
-            accounts.add(name)
-            return
-        root = _ROOT_ARN.fullmatch(name)
-        if root:
-            accounts.add(root.group(1))
-            return
-        if "*" in name or "?" in name:
-            raise PolicyProblem(
-                f'{element}: wildcards are not allowed in principal {name!r}; use "*" alone'
-            )
-        if not _PRINCIPAL_ARN.fullmatch(name):
-            raise PolicyProblem(f"{element}: invalid AWS principal {name!r}")
-        arns.add(name)
-
-    def matches(self, ctx: RequestContext, *, whole_accounts: bool) -> bool:
-        """Whether the caller is one of these principals.
-
-        An account principal (``arn:aws:iam::<account>:root``) matches the
-        account root caller; with ``whole_accounts`` it matches every caller
-        in that account (how a Deny reads it).
-        """
-        if self.anyone:
-            return True
-        if not self.arns.isdisjoint(ctx.principal_ids):
-            return True
-        if ctx.root_account is not None and ctx.root_account in self.accounts:
-            return True
-        if whole_accounts and ctx.principal_account in self.accounts:
-            return True
-        return ctx.principal_arn in self.services
-
-
-class _Resources:
-    """A Resource or NotResource element: ARN patterns, some with variables."""
-
-    __slots__ = ("_globs", "_templates", "matches_everything")
-
-    def __init__(self, value: object, element: str, variables: bool) -> None:
-        plain: list[str] = []
-        templates: list[Template] = []
-        for pattern in _strings(value, element):
-            if pattern != "*" and (
-                not pattern.startswith("arn:") or pattern.count(":") < ARN_PARTS - 1
-            ):
-                raise PolicyProblem(f'{element} {pattern!r} is neither "*" nor an ARN')
-            template = parse_template(pattern) if variables else None
-            if template is None:
-                plain.append(pattern)
-            else:
-                templates.append(template)
-        self._globs = GlobSet(plain, arn=True)
-        self._templates = tuple(templates)
-        self.matches_everything = self._globs.matches_everything
-
-    def matches(self, ctx: RequestContext) -> bool:
-        """Whether the request's key matches; ``"*"`` also matches no key.
-
-        Raises:
-            Unresolved: A pattern's policy variable has no value.
-        """
-        if self._globs.matches_everything:
-            return True
-        arn = ctx.resource_arn
-        if arn is None:
-            return False
-        if self._globs.matches(arn):
-            return True
-        for template in self._templates:
-            if template.matcher(ctx.lookup, arn=True)(arn):
-                return True
-        return False
-
-
-class Statement:
-    """One compiled policy statement.
-
-    Attributes:
-        sid: The statement id, or None.
-        deny: True for ``"Effect": "Deny"``.
-    """
-
-    __slots__ = (
-        "_actions",
-        "_conditions",
-        "_every_resource",
-        "_everyone",
-        "_not_action",
-        "_not_principal",
-        "_not_resource",
-        "_principals",
-        "_resources",
-        "deny",
-        "sid",
-    )
-
-    def __init__(self, raw: dict[str, object], kind: PolicyKind, variables: bool) -> None:
-        """Validate and compile one statement.
-
-        Raises:
-            PolicyProblem: The statement is malformed.
-        """
-        sid = raw.get("Sid")
-        if "Sid" in raw and not isinstance(sid, str):
-            raise PolicyProblem("Sid must be a string")
-        self.sid = sid
-        for name in raw:
-            if name not in _STATEMENT_FIELDS:
-                raise PolicyProblem(f"unknown field {name!r}")
-
-        effect = raw.get("Effect")
-        if effect not in ("Allow", "Deny"):
-            if effect is None:
-                raise PolicyProblem("missing Effect")
-            raise PolicyProblem(f"unknown Effect {effect!r}")
-        self.deny = effect == "Deny"
-
-        name, value = self._exactly_one(raw, "Action", "NotAction")
-        actions = _strings(value, name)
-        for action in actions:
-            if not _ACTION.fullmatch(action):
-                raise PolicyProblem(f"{name} {action!r} is not of the form service:action")
-        self._actions = GlobSet(actions, fold_case=True)
-        self._not_action = name == "NotAction"
-
-        name, value = self._exactly_one(raw, "Resource", "NotResource")
-        self._resources = _Resources(value, name, variables)
-        self._not_resource = name == "NotResource"
-
-        if kind is PolicyKind.IDENTITY:
-            for element in ("Principal", "NotPrincipal"):
-                if element in raw:
-                    raise PolicyProblem(f"{element} is not allowed in an identity-based policy")
-            self._principals: _Principals | None = None
-            self._not_principal = False
-        else:
-            name, value = self._exactly_one(raw, "Principal", "NotPrincipal")
-            self._principals = _Principals(value, name)
-            self._not_principal = name == "NotPrincipal"
-
-        # Shortcuts for the common "Resource": "*" and "Principal": "*".
-        self._every_resource = not self._not_resource and self._resources.matches_everything
-        self._everyone = self._principals is None or (
-            not self._not_principal and self._principals.anyone
-        )
-
-        self._conditions: tuple[Condition, ...] = (
-            compile_condition_block(raw["Condition"], deny=self.deny, variables=variables)
-            if "Condition" in raw
-            else ()
-        )
-
-    @staticmethod
-    def _exactly_one(raw: dict[str, object], name: str, negated: str) -> tuple[str, object]:
-        if name in raw and negated in raw:
-            raise PolicyProblem(f"{name} and {negated} cannot both be present")
-        if name in raw:
-            return name, raw[name]
-        if negated in raw:
-            return negated, raw[negated]
-        raise PolicyProblem(f"missing {name} (or {negated})")
-
-    def _principal_applies(self, ctx: RequestContext) -> bool:
-        principals = self._principals
-        if principals is None:
-            return True
-        if self._not_principal:
-            # Exclusions are read narrowly in a Deny and broadly in an Allow.
-            return not principals.matches(ctx, whole_accounts=not self.deny)
-        return principals.matches(ctx, whole_accounts=self.deny)
-
-    def _resource_applies(self, ctx: RequestContext) -> bool:
-        try:
-            return self._resources.matches(ctx) is not self._not_resource
-        except Unresolved:
-            return self.deny
-
-    def action_applies(self, ctx: RequestContext) -> bool:
-        """Whether the statement's Action/NotAction covers the request's action."""
-        return self._actions.matches(ctx.action_folded) is not self._not_action
-
-    def applies(self, ctx: RequestContext) -> bool:
-        """Whether the statement applies to the request (its Effect then counts)."""
-        # Cheapest and most selective first; this runs on every KMS call.
-        if self._actions.matches(ctx.action_folded) is self._not_action:
-            return False
-        if not self._every_resource and not self._resource_applies(ctx):
-            return False
-        if not self._everyone and not self._principal_applies(ctx):
-            return False
-        for condition in self._conditions:
-            if not condition.evaluate(ctx):
-                return False
-        return True
-
-    def delegates_to(self, ctx: RequestContext) -> bool:
-        """Whether this Allow names the caller's account principal and applies to the request."""
-        principals = self._principals
-        if self.deny or principals is None or self._not_principal:
-            return False
-        if ctx.principal_account not in principals.accounts:
-            return False
-        if self._actions.matches(ctx.action_folded) is self._not_action:
-            return False
-        if not self._every_resource and not self._resource_applies(ctx):
-            return False
-        for condition in self._conditions:
-            if not condition.evaluate(ctx):
-                return False
-        return True
 
 
 class PolicyDocument:
@@ -543,7 +253,7 @@ def default_key_policy(account: str, partition: str = "aws") -> str:
     Raises:
         ValueError: ``account`` is not 12 digits (a caller bug).
     """
-    if not _ACCOUNT.fullmatch(account):
+    if not ACCOUNT_ID.fullmatch(account):
         raise ValueError(f"account {account!r} is not a 12-digit AWS account id")
     policy = {
         "Version": "2012-10-17",
