@@ -76,6 +76,24 @@ def _dev_requirement(name: str) -> str:
     return name
 
 
+def _check_packages_listed(session: nox.Session) -> None:
+    """Fail early when a source package is missing from pyproject's ``packages``.
+
+    The wheel holds only the listed packages; an unlisted one works in an
+    editable install and is missing from every real install.
+    """
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    dirs = PYPROJECT["tool"]["setuptools"]["package-dir"]
+    found = set()
+    for package, directory in dirs.items():
+        for init in (ROOT / directory).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / directory).parts
+            found.add(".".join((package, *relative)))
+    missing = sorted(found - listed)
+    if missing:
+        session.error(f"add to [tool.setuptools] packages in pyproject.toml: {', '.join(missing)}")
+
+
 def _vectors_dir() -> str:
     return os.environ.get("KMSCORE_VECTORS") or str(ROOT.parent / "shared" / "vectors")
 
@@ -83,6 +101,7 @@ def _vectors_dir() -> str:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Build and install kmscore with its native engine; run all of tests/."""
+    _check_packages_listed(session)
     session.install(".[test]")
     session.run("pytest", *session.posargs, env={"KMSCORE_PUREPYTHON": None})
 
@@ -90,6 +109,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def tests_purepython(session: nox.Session) -> None:
     """Run all of tests/ with kmscore.engine on the pure-Python twin."""
+    _check_packages_listed(session)
     session.install(".[test]")
     session.run("pytest", *session.posargs, env={"KMSCORE_PUREPYTHON": "1"})
 
