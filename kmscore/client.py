@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from kmscore.authorization import UNMAPPED
 from kmscore.material import run_maintenance
 from kmscore.operations import OPERATIONS, dispatch
 from kmscore.service import Caller, KeyService
@@ -56,7 +57,9 @@ class LocalKMS:
             data_dir: The data dir; ``$KMS_DATA_DIR`` or ``~/.local/share/kmscore``.
             region: The Region of a new data dir (default us-east-1).
             account: The account id of a new data dir (default 111122223333).
-            principal: Act as this principal ARN instead of the account root.
+            principal: Act as this principal ARN (a user of this data dir, or
+                the account root) instead of the user mapped to this
+                process's uid (the admin that ``init`` made, for its owner).
             passphrase: The root key passphrase, for a passphrase-protected dir
                 (or to create one).
             **service_options: Passed to :class:`~kmscore.service.KeyService`.
@@ -68,21 +71,41 @@ class LocalKMS:
         self._service = KeyService(
             data_dir, region=region, account=account, passphrase=passphrase, **service_options
         )
-        arn = principal or self._service.root_arn
-        m = _USER_ARN.match(arn)
-        if m is None:
-            self._service.close()
-            raise ValueError(f"{arn!r} is not an IAM principal ARN")
-        kind = "Root" if m[2] == "root" else "IAMUser"
-        self._caller = Caller(
-            arn=arn,
-            account=m[1],
-            principal_id=m[1] if kind == "Root" else m[2].split("/")[-1],
-            kind=kind,
-            source=f"local:{os.getpid()}",
-            user_agent="kmscore-local",
-        )
+        self._caller = self._make_caller(principal)
         run_maintenance(self._service)
+
+    def _make_caller(self, principal: str | None) -> Caller:
+        svc = self._service
+        source, agent = f"local:{os.getpid()}", "kmscore-local"
+        if principal is None:
+            uid = os.getuid()
+            user = svc.principals.by_uid(uid)
+            if user is None:
+                return Caller(
+                    arn=f"unix-uid:{uid}", account="", principal_id=str(uid),
+                    kind=UNMAPPED, source=source, user_agent=agent,
+                )  # fmt: skip
+            return svc.principals.caller(user, source=source, user_agent=agent)
+        m = _USER_ARN.match(principal)
+        if m is None:
+            svc.close()
+            raise ValueError(f"{principal!r} is not an IAM principal ARN")
+        if m[2] == "root":
+            return Caller(
+                arn=principal, account=m[1], principal_id=m[1], kind="Root",
+                source=source, user_agent=agent,
+            )  # fmt: skip
+        user = svc.principals.by_arn(principal)
+        principal_id = user.principal_id if user is not None else m[2].split("/")[-1]
+        return Caller(
+            arn=principal, account=m[1], principal_id=principal_id, kind="IAMUser",
+            source=source, user_agent=agent,
+        )  # fmt: skip
+
+    @property
+    def caller(self) -> Caller:
+        """Who this client acts as."""
+        return self._caller
 
     @property
     def service(self) -> KeyService:

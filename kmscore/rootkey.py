@@ -170,6 +170,22 @@ class RootKey:
 
     # --- wrapping ----------------------------------------------------------
 
+    def wrap_secret(self, secret: bytes, aad: bytes) -> bytes:
+        """Seal any other secret (an access key's) for storage, bound to ``aad``."""
+        iv = os.urandom(engine.IV_LENGTH)
+        return iv + self._aead.seal(iv, secret, aad)
+
+    def unwrap_secret(self, wrapped: bytes, aad: bytes) -> bytes:
+        """Open a secret sealed by :meth:`wrap_secret`.
+
+        Raises:
+            KMSInternalException: it does not authenticate (damaged store).
+        """
+        try:
+            return self._aead.open(wrapped[: engine.IV_LENGTH], wrapped[engine.IV_LENGTH :], aad)
+        except InvalidCiphertextException:
+            raise KMSInternalException("A stored secret failed to authenticate.") from None
+
     @staticmethod
     def _aad(key_arn: str, version: int) -> bytes:
         return _MATERIAL_AAD + key_arn.encode() + b"\x00" + version.to_bytes(4, "big")

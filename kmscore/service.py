@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from kmscore.arn import alias_arn, key_arn, parse_key_ref
+from kmscore.authorization import PolicyAuthorizer
 from kmscore.errors import (
-    AccessDeniedException,
     ConflictException,
     KMSError,
     KMSInternalException,
@@ -33,6 +33,8 @@ from kmscore.errors import (
 from kmscore.keyring import DEFAULT_BLOCK, DEFAULT_LIMIT, Keyring
 from kmscore.keys import KeyRecord, utcnow
 from kmscore.keystate import KeyState
+from kmscore.policy import default_key_policy
+from kmscore.principals import Principals, init_admin
 from kmscore.rootkey import ROOT_KEY_FILE, Argon2Params, RootKey, RootKeyError
 from kmscore.store import KeyStore
 from kmscore.store.sqlite import SQLiteKeyStore
@@ -75,6 +77,7 @@ class Caller:
         access_key_id: The access key used, if any.
         source: ``sourceIPAddress``: an IP, or ``unix:<pid>`` / ``local:<pid>``.
         user_agent: The client's user agent.
+        secure_transport: ``aws:SecureTransport``: False only for plain HTTP.
     """
 
     arn: str
@@ -84,6 +87,7 @@ class Caller:
     access_key_id: str | None = None
     source: str = "local"
     user_agent: str = "kmscore"
+    secure_transport: bool = True
 
 
 @dataclass(slots=True)
@@ -96,12 +100,17 @@ class Call:
     request_id: str
     resources: list[str]
     authorized: bool = False
+    #: Grants named by the request's GrantTokens: they count at once, even
+    #: before this process notices them in the store (AWS's eventual
+    #: consistency of grants, and its remedy).
+    token_grants: tuple[Any, ...] = ()
 
     def authorize(
         self,
         key: KeyRecord | None,
         action: str | None = None,
         conditions: Mapping[str, Any] | None = None,
+        context_key: bytes | None = None,
     ) -> None:
         """Ask the service's authorizer whether the caller may act on ``key``.
 
@@ -109,7 +118,10 @@ class Call:
             key: The key acted on, or None for account-level actions.
             action: The IAM action; ``kms:<operation>`` by default.
             conditions: Condition key values of this request, by their policy
-                names (``kms:EncryptionContext:<k>``, ``kms:KeySpec``, ...).
+                names (``kms:EncryptionContext`` holds the whole context).
+            context_key: The canonical encryption context bytes, when the
+                conditions are just the context and the algorithm: a cheap,
+                exact key for the decision cache.
 
         Raises:
             AccessDeniedException: the caller may not.
@@ -117,7 +129,7 @@ class Call:
         if key is not None and key.arn not in self.resources:
             self.resources.append(key.arn)
         self.service.authorizer.authorize(
-            self, action or f"kms:{self.operation}", key, conditions or {}
+            self, action or f"kms:{self.operation}", key, conditions or {}, context_key
         )
         self.authorized = True
 
@@ -126,7 +138,12 @@ class Authorizer(Protocol):
     """Decides whether a call may proceed (policies and grants plug in here)."""
 
     def authorize(
-        self, call: Call, action: str, key: KeyRecord | None, conditions: Mapping[str, Any]
+        self,
+        call: Call,
+        action: str,
+        key: KeyRecord | None,
+        conditions: Mapping[str, Any],
+        context_key: bytes | None = None,
     ) -> None:
         """Return to allow; raise AccessDeniedException to deny."""
         ...
@@ -144,24 +161,6 @@ class Auditor(Protocol):
     ) -> None:
         """Make the record durable, or raise KMSInternalException."""
         ...
-
-
-class AccountAuthorizer:
-    """Allows the service's own account and nobody else (deny by default).
-
-    Stands in until key policies and grants decide per principal.
-    """
-
-    def authorize(
-        self, call: Call, action: str, key: KeyRecord | None, conditions: Mapping[str, Any]
-    ) -> None:
-        """See :class:`Authorizer`."""
-        if call.caller.account != call.service.account:
-            target = key.arn if key is not None else "*"
-            raise AccessDeniedException(
-                f"User: {call.caller.arn} is not authorized to perform: {action} "
-                f"on resource: {target}"
-            )
 
 
 class NullAuditor:
@@ -205,7 +204,9 @@ class KeyService:
                 instead of a root key file. Needed at every open of such a dir.
             store: A store to use instead of SQLite in the data dir.
             clock: Source of the current time (tests move it).
-            authorizer: Decides each call; the account-only stand-in by default.
+            authorizer: Decides each call; key policies, identity policies
+                and grants (:class:`~kmscore.authorization.PolicyAuthorizer`)
+                by default.
             auditor: Records each call; none by default.
             invocation_block: AES-GCM invocations reserved per store write.
             invocation_limit: Invocations per key version before rotation.
@@ -219,7 +220,7 @@ class KeyService:
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self.store: KeyStore = store if store is not None else SQLiteKeyStore(self.data_dir)
         self.clock = clock
-        self.authorizer: Authorizer = authorizer or AccountAuthorizer()
+        self.authorizer: Authorizer = authorizer or PolicyAuthorizer()
         self.auditor: Auditor = auditor or NullAuditor()
         self.region, self.account = self._settings(region, account)
         pw = passphrase.encode() if isinstance(passphrase, str) else passphrase
@@ -234,6 +235,16 @@ class KeyService:
         self._checked = time.monotonic()
         self._maintained = 0.0
         self.root_arn = f"arn:aws:iam::{self.account}:root"
+        self.default_key_policy = default_key_policy(self.account)
+        #: Moves on every policy, grant or principal change; empties the
+        #: authorization caches.
+        self.access_epoch = 0
+        self.principals = Principals(self)
+        if self.store.get_setting("initialized") is None:
+            # A new data dir (or one whose init was cut short): the admin user
+            # for whoever runs this, with kms:* and a credentials file.
+            init_admin(self, os.getuid())
+            self.store.init_settings({"initialized": b"1"})
 
     # --- opening ---------------------------------------------------------------
 
@@ -325,6 +336,7 @@ class KeyService:
                 self._keys.clear()
                 self._aliases.clear()
             self.keyring.clear()
+            self.access_changed()
 
     def forget(self, key_id: str) -> None:
         """Drop a key from every cache (after this process changed it)."""
@@ -405,6 +417,11 @@ class KeyService:
             self.forget(key.key_id)
             return stored
         raise KMSInternalException(f"Key {key.arn} is changing too fast; retry.")
+
+    def access_changed(self) -> None:
+        """Note a policy, grant or principal change: drop decisions and lookups."""
+        self.access_epoch += 1
+        self.principals.forget()
 
     # --- housekeeping --------------------------------------------------------------
 

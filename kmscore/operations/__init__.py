@@ -5,7 +5,7 @@ Importing this package registers every handler in
 :func:`~kmscore.operations.registry.dispatch`.
 """
 
-from kmscore.operations import aliases, batch, crypto, keys, rotation, tags
+from kmscore.operations import aliases, batch, crypto, grants, keys, policies, rotation, tags
 from kmscore.operations.registry import OPERATIONS, Operation, dispatch, operation
 
 __all__ = [
@@ -15,8 +15,10 @@ __all__ = [
     "batch",
     "crypto",
     "dispatch",
+    "grants",
     "keys",
     "operation",
+    "policies",
     "rotation",
     "tags",
 ]

@@ -46,14 +46,20 @@ MAX_BATCH: Final = 10_000
 def generate_data_keys_op(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GenerateDataKeys: ``Count`` data keys under one KMS key and context.
 
+    Authorized as ``kms:GenerateDataKey`` (``kms:GenerateDataKeyWithoutPlaintext``
+    with ``WithoutPlaintext``), once for the batch.
+
     Response: ``KeyId`` (ARN), ``KeyMaterialId``, ``CiphertextBlobs`` and,
     unless ``WithoutPlaintext``, ``Plaintexts`` (parallel lists).
     """
     length = data_key_length(req)
     key = encryption_key(call, req["KeyId"], None)
     context, aad = ec.prepare(req.get("EncryptionContext"))
-    action = "kms:GenerateDataKeyWithoutPlaintext" if req.get("WithoutPlaintext") else None
-    call.authorize(key, action=action, conditions=conditions(context))
+    # Authorized as the AWS action it batches, so existing policies and grants
+    # (kms:GenerateDataKey*) cover it.
+    without = bool(req.get("WithoutPlaintext"))
+    action = "kms:GenerateDataKeyWithoutPlaintext" if without else "kms:GenerateDataKey"
+    call.authorize(key, action=action, conditions=conditions(context), context_key=aad)
     dry_run(req)
     keys, blobs, material_id = generate_data_keys(call.service, key, req["Count"], length, aad)
     out: dict[str, Any] = {"KeyId": key.arn, "KeyMaterialId": material_id, "CiphertextBlobs": blobs}
@@ -107,7 +113,12 @@ def decrypt_many(call: Call, req: dict[str, Any]) -> dict[str, Any]:
             continue
         decision = (key.key_id, id(prepared[i]))
         if decision not in authorized:
-            call.authorize(key, action="kms:Decrypt", conditions=conditions(prepared[i][0]))
+            call.authorize(
+                key,
+                action="kms:Decrypt",
+                conditions=conditions(prepared[i][0]),
+                context_key=prepared[i][1],
+            )
             authorized.add(decision)
         keys[key.key_id] = key
         groups.setdefault((key.key_id, version), []).append(i)

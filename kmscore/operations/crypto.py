@@ -99,7 +99,7 @@ def encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """Encrypt: up to 4096 bytes under a symmetric key."""
     key = encryption_key(call, req["KeyId"], req.get("EncryptionAlgorithm"))
     context, aad = ec.prepare(req.get("EncryptionContext"))
-    call.authorize(key, conditions=conditions(context))
+    call.authorize(key, conditions=conditions(context), context_key=aad)
     dry_run(req)
     ciphertext, _ = seal(call.service, key, req["Plaintext"], aad)
     return {
@@ -128,7 +128,7 @@ def decrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     data = req["CiphertextBlob"]
     key, version = decryption_key(call, data, req.get("KeyId"), req.get("EncryptionAlgorithm"))
     context, aad = ec.prepare(req.get("EncryptionContext"))
-    call.authorize(key, conditions=conditions(context))
+    call.authorize(key, conditions=conditions(context), context_key=aad)
     if req.get("DryRun") and "IGNORE_CIPHERTEXT" in req.get("DryRunModifiers", ()):
         dry_run(req)
     plaintext, kv = open_blob(call.service, key, version, data, aad)
@@ -167,8 +167,12 @@ def re_encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     dst_ctx, dst_aad = ec.prepare(
         req.get("DestinationEncryptionContext"), "DestinationEncryptionContext"
     )
-    call.authorize(source, action="kms:ReEncryptFrom", conditions=conditions(src_ctx))
-    call.authorize(dest, action="kms:ReEncryptTo", conditions=conditions(dst_ctx))
+    call.authorize(
+        source, action="kms:ReEncryptFrom", conditions=conditions(src_ctx), context_key=src_aad
+    )
+    call.authorize(
+        dest, action="kms:ReEncryptTo", conditions=conditions(dst_ctx), context_key=dst_aad
+    )
     if req.get("DryRun") and "IGNORE_CIPHERTEXT" in req.get("DryRunModifiers", ()):
         dry_run(req)
     plaintext, src_kv = open_blob(call.service, source, version, data, src_aad)
@@ -208,7 +212,7 @@ def _data_key(call: Call, req: dict[str, Any]) -> tuple[KeyRecord, bytes, bytes,
     length = data_key_length(req)
     key = encryption_key(call, req["KeyId"], None)
     context, aad = ec.prepare(req.get("EncryptionContext"))
-    call.authorize(key, conditions=conditions(context))
+    call.authorize(key, conditions=conditions(context), context_key=aad)
     dry_run(req)
     key, kv = current_version(call.service, key, 1)
     plaintext, ciphertext = kv.aead.generate_data_key(length, kv.header + aad, kv.header)

@@ -106,6 +106,14 @@ def create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         policy=req.get("Policy"),
     )
     call.resources.append(key.arn)
+    if "Policy" in req:
+        from kmscore.operations.policies import checked_policy
+
+        checked_policy(
+            call, req["Policy"], key.arn, bool(req.get("BypassPolicyLockoutSafetyCheck"))
+        )
+    else:
+        key = key.replace(policy=svc.default_key_policy)
     material = new_material(svc, key_id, 1, now)
     svc.store.create_key(key, material, tags)
     return {"KeyMetadata": key.metadata(material.material_id)}

@@ -14,7 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kmscore.errors import KMSError, KMSInternalException, UnknownOperationException
+from kmscore.errors import (
+    InvalidGrantTokenException,
+    KMSError,
+    KMSInternalException,
+    UnknownOperationException,
+)
 from kmscore.material import run_maintenance
 from kmscore.service import Call, Caller, KeyService
 from kmscore.validation import Shape, validate
@@ -64,6 +69,24 @@ def operation(name: str, shape: Shape, *, read_only: bool = False) -> Callable[[
     return register
 
 
+def check_grant_tokens(service: KeyService, tokens: list[str]) -> tuple[Any, ...]:
+    """Grant tokens must name grants this service issued.
+
+    Returns:
+        The grants, which then count for this call at once.
+
+    Raises:
+        InvalidGrantTokenException: a token names no grant.
+    """
+    grants = []
+    for token in tokens:
+        grant = service.store.get_grant_by_token(token)
+        if grant is None:
+            raise InvalidGrantTokenException("A grant token is not valid.")
+        grants.append(grant)
+    return tuple(grants)
+
+
 def dispatch(
     service: KeyService, name: str, request: Mapping[str, Any], caller: Caller
 ) -> dict[str, Any]:
@@ -90,7 +113,11 @@ def dispatch(
     if service.maintenance_due():
         run_maintenance(service)
     try:
-        response = op.handler(call, validate(op.shape, request))
+        req = validate(op.shape, request)
+        tokens = req.get("GrantTokens")
+        if tokens:
+            call.token_grants = check_grant_tokens(service, tokens)
+        response = op.handler(call, req)
         if not call.authorized:
             raise KMSInternalException(f"{name} did not authorize the call.")
     except KMSError as exc:

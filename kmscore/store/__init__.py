@@ -13,6 +13,8 @@ The contract every implementation keeps:
   nothing. Concurrent writers (threads or processes) retry.
 - **Monotonic reservations.** :meth:`KeyStore.reserve_invocations` only ever
   increases a material version's reserved count.
+- **Deletion cascades.** Deleting a key deletes its material, aliases, tags
+  and grants; deleting a principal deletes its access keys.
 - **Change detection.** :meth:`KeyStore.change_token` returns a value that
   differs after any change committed by another writer (another connection or
   process), so caches can be invalidated across processes cheaply. Changes
@@ -28,7 +30,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from kmscore.grants import Grant
 from kmscore.keys import AliasRecord, KeyMaterialRecord, KeyRecord
+from kmscore.principals import AccessKey, Principal
 
 __all__ = ["KeyStore"]
 
@@ -149,6 +153,88 @@ class KeyStore(Protocol):
 
     def list_tags(self, key_id: str) -> list[tuple[str, str]]:
         """A key's tags in tag key order."""
+        ...
+
+    # --- principals and access keys -----------------------------------------------
+    def create_principal(self, principal: Principal, access_key: AccessKey | None) -> None:
+        """Add a user with its first access key.
+
+        Raises:
+            AlreadyExistsException: the name, ARN or uid is taken.
+        """
+        ...
+
+    def get_principal(self, name: str) -> Principal | None:
+        """A user by name, or None."""
+        ...
+
+    def get_principal_by_uid(self, uid: int) -> Principal | None:
+        """The user mapped to a Unix uid, or None."""
+        ...
+
+    def get_principal_by_arn(self, arn: str) -> Principal | None:
+        """A user by ARN, or None."""
+        ...
+
+    def list_principals(self) -> list[Principal]:
+        """All users, by name."""
+        ...
+
+    def delete_principal(self, name: str) -> None:
+        """Remove a user and its access keys.
+
+        Raises:
+            NotFoundException: no such user.
+        """
+        ...
+
+    def set_identity_policy(self, name: str, policy: str | None) -> None:
+        """Replace a user's identity policy.
+
+        Raises:
+            NotFoundException: no such user.
+        """
+        ...
+
+    def add_access_key(self, key: AccessKey) -> None:
+        """Add an access key (secret wrapped under the root key) to a user."""
+        ...
+
+    def get_access_key(self, access_key_id: str) -> AccessKey | None:
+        """An access key by id, or None."""
+        ...
+
+    def list_access_key_ids(self, name: str) -> list[str]:
+        """The access key ids of a user."""
+        ...
+
+    # --- grants ------------------------------------------------------------------------
+    def create_grant(self, grant: Grant) -> None:
+        """Add a grant."""
+        ...
+
+    def get_grant(self, grant_id: str) -> Grant | None:
+        """A grant by id, or None."""
+        ...
+
+    def get_grant_by_token(self, token: str) -> Grant | None:
+        """The grant a token was issued for, or None."""
+        ...
+
+    def key_grants(self, key_id: str) -> list[Grant]:
+        """Every grant on a key, by grant id."""
+        ...
+
+    def list_retirable_grants(self, retiring: str, after: str | None, limit: int) -> list[Grant]:
+        """Grants a principal may retire, by grant id, after ``after``."""
+        ...
+
+    def delete_grant(self, grant_id: str) -> None:
+        """Remove a grant.
+
+        Raises:
+            NotFoundException: no such grant.
+        """
         ...
 
     # --- housekeeping ------------------------------------------------------------

@@ -69,4 +69,40 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         ) STRICT;
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE principals (
+            name            TEXT PRIMARY KEY,
+            arn             TEXT NOT NULL UNIQUE,
+            principal_id    TEXT NOT NULL UNIQUE,
+            uid             INTEGER UNIQUE,
+            identity_policy TEXT,
+            creation_date   REAL NOT NULL
+        ) STRICT;
+
+        CREATE TABLE access_keys (
+            access_key_id  TEXT PRIMARY KEY,
+            principal_name TEXT NOT NULL REFERENCES principals(name) ON DELETE CASCADE,
+            wrapped_secret BLOB NOT NULL,
+            creation_date  REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX access_keys_by_principal ON access_keys(principal_name);
+
+        CREATE TABLE grants (
+            grant_id           TEXT PRIMARY KEY,
+            key_id             TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+            name               TEXT,
+            grantee_principal  TEXT NOT NULL,
+            retiring_principal TEXT,
+            issuing_account    TEXT NOT NULL,
+            operations         TEXT NOT NULL,
+            constraints        TEXT,
+            token              TEXT NOT NULL UNIQUE,
+            creation_date      REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX grants_by_key ON grants(key_id, grant_id);
+        CREATE INDEX grants_by_retiring ON grants(retiring_principal, grant_id);
+        """,
+    ),
 )

@@ -29,6 +29,7 @@ from kmscore.fsutil import create_private_file, ensure_private_dir, fsync_dir
 from kmscore.keys import AliasRecord, KeyMaterialRecord, KeyRecord, from_epoch, to_epoch
 from kmscore.keystate import KeyState
 from kmscore.store.migrations import MIGRATIONS
+from kmscore.store.sqlite_access import AccessTables
 
 __all__ = ["DB_FILE", "SQLiteKeyStore"]
 
@@ -118,7 +119,7 @@ def _alias_from_row(row: sqlite3.Row) -> AliasRecord:
     return AliasRecord(row[0], row[1], from_epoch(row[2]), from_epoch(row[3]))
 
 
-class SQLiteKeyStore:
+class SQLiteKeyStore(AccessTables):
     """A :class:`~kmscore.store.KeyStore` in one SQLite file. Thread-safe."""
 
     def __init__(self, data_dir: Path) -> None:
@@ -265,6 +266,11 @@ class SQLiteKeyStore:
         with self._write() as db:
             # Cascades to material, aliases and tags; secure_delete zeroes them.
             db.execute("DELETE FROM keys WHERE key_id = ?", (key_id,))
+        # secure_delete zeroes the database pages, but the WAL still holds
+        # earlier images of them (wrapped material included) until it is
+        # overwritten. Checkpoint and truncate it, so deleted really means gone.
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     # --- key material -------------------------------------------------------------
 

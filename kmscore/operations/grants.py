@@ -1,0 +1,234 @@
+"""Grants: CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from kmscore.errors import (
+    AccessDeniedException,
+    InvalidGrantIdException,
+    InvalidGrantTokenException,
+    LimitExceededException,
+    NotFoundException,
+    ValidationException,
+)
+from kmscore.grants import (
+    CONSTRAINT_OPERATIONS,
+    GRANT_OPERATIONS,
+    Grant,
+    new_grant_id,
+    new_grant_token,
+)
+from kmscore.keystate import check_state
+from kmscore.operations.common import (
+    CONTEXT,
+    DRY_RUN,
+    GRANT_TOKENS,
+    KEY_ID,
+    LIMIT,
+    MARKER,
+    OPTIONAL_KEY_ID,
+    dry_run,
+    page_args,
+    page_result,
+)
+from kmscore.operations.registry import operation
+from kmscore.service import Call
+from kmscore.validation import List, String, Structure
+
+PRINCIPAL: Final = String(min_len=1, max_len=256, pattern=r"^[\w+=,.@:/-]+$")
+REQUIRED_PRINCIPAL: Final = String(
+    required=True, min_len=1, max_len=256, pattern=r"^[\w+=,.@:/-]+$"
+)
+GRANT_ID: Final = String(min_len=1, max_len=128)
+REQUIRED_GRANT_ID: Final = String(required=True, min_len=1, max_len=128)
+#: AWS allows 50,000 grants per key.
+MAX_GRANTS_PER_KEY: Final = 50_000
+
+
+@operation(
+    "CreateGrant",
+    {
+        "KeyId": KEY_ID,
+        "GranteePrincipal": REQUIRED_PRINCIPAL,
+        "RetiringPrincipal": PRINCIPAL,
+        "Operations": List(item=String(enum=GRANT_OPERATIONS), required=True),
+        "Constraints": Structure(
+            members={"EncryptionContextSubset": CONTEXT, "EncryptionContextEquals": CONTEXT}
+        ),
+        "GrantTokens": GRANT_TOKENS,
+        "Name": String(min_len=1, max_len=256, pattern=r"^[a-zA-Z0-9:/_-]+$"),
+        "DryRun": DRY_RUN,
+    },
+)
+def create_grant(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """CreateGrant: let a principal use the key for some operations.
+
+    Idempotent by Name: the same request with the same Name returns the
+    existing grant's id (and a fresh token), as AWS does.
+    """
+    svc = call.service
+    key = svc.resolve(req["KeyId"])
+    check_state("CreateGrant", key.arn, key.state)
+    operations = tuple(dict.fromkeys(req["Operations"]))
+    if not operations:
+        raise ValidationException("Operations must name at least one operation.")
+    constraints = req.get("Constraints") or None
+    if constraints is not None:
+        outside = [op for op in operations if op not in CONSTRAINT_OPERATIONS]
+        if outside:
+            raise ValidationException(
+                f"Grant constraints apply only to cryptographic operations with an "
+                f"encryption context; not to {', '.join(outside)}."
+            )
+    grantee = req["GranteePrincipal"]
+    retiring = req.get("RetiringPrincipal")
+    call.authorize(
+        key,
+        conditions={
+            "kms:GrantOperations": operations,
+            "kms:GranteePrincipal": grantee,
+            "kms:RetiringPrincipal": retiring,
+            "kms:GrantIsForAWSResource": False,
+            "kms:EncryptionContext": (constraints or {}).get("EncryptionContextEquals"),
+        },
+    )
+    dry_run(req)
+    existing = svc.store.key_grants(key.key_id)
+    name = req.get("Name")
+    if name is not None:
+        for g in existing:
+            if (g.name, g.grantee_principal, g.retiring_principal, g.operations) == (
+                name, grantee, retiring, operations,
+            ) and (g.constraints or None) == constraints:  # fmt: skip
+                return {"GrantToken": g.token, "GrantId": g.grant_id}
+    if len(existing) >= MAX_GRANTS_PER_KEY:
+        raise LimitExceededException(f"{key.arn} has {MAX_GRANTS_PER_KEY} grants already.")
+    grant = Grant(
+        grant_id=new_grant_id(),
+        key_id=key.key_id,
+        name=name,
+        grantee_principal=grantee,
+        retiring_principal=retiring,
+        issuing_account=svc.account,
+        operations=operations,
+        constraints=constraints,
+        token=new_grant_token(),
+        creation_date=svc.clock(),
+    )
+    svc.store.create_grant(grant)
+    svc.access_changed()
+    return {"GrantToken": grant.token, "GrantId": grant.grant_id}
+
+
+@operation(
+    "ListGrants",
+    {
+        "Limit": LIMIT,
+        "Marker": MARKER,
+        "KeyId": KEY_ID,
+        "GrantId": GRANT_ID,
+        "GranteePrincipal": PRINCIPAL,
+    },
+    read_only=True,
+)
+def list_grants(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """ListGrants: a key's grants, optionally one grant or one grantee's, paged."""
+    svc = call.service
+    limit, after = page_args(req)
+    key = svc.resolve(req["KeyId"])
+    check_state("ListGrants", key.arn, key.state)
+    call.authorize(key)
+    grants = [
+        g
+        for g in svc.store.key_grants(key.key_id)
+        if (after is None or g.grant_id > after)
+        and req.get("GrantId", g.grant_id) == g.grant_id
+        and req.get("GranteePrincipal", g.grantee_principal) == g.grantee_principal
+    ]
+    if "GrantId" in req and not grants and after is None:
+        raise InvalidGrantIdException(f"Grant {req['GrantId']} is not a grant of {key.arn}.")
+    items = [g.list_entry(key.arn) for g in grants[: limit + 1]]
+    last = grants[limit - 1].grant_id if len(grants) > limit else None
+    return page_result(items, limit, last, "Grants")
+
+
+@operation(
+    "ListRetirableGrants",
+    {"Limit": LIMIT, "Marker": MARKER, "RetiringPrincipal": REQUIRED_PRINCIPAL},
+    read_only=True,
+)
+def list_retirable_grants(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """ListRetirableGrants: grants naming a principal as their retiring principal."""
+    svc = call.service
+    limit, after = page_args(req)
+    call.authorize(None)
+    grants = svc.store.list_retirable_grants(req["RetiringPrincipal"], after, limit + 1)
+    items = [g.list_entry(svc.key_arn(g.key_id)) for g in grants]
+    last = grants[limit - 1].grant_id if len(grants) > limit else None
+    return page_result(items, limit, last, "Grants")
+
+
+def _may_retire(call: Call, grant: Grant) -> bool:
+    caller = call.caller
+    if caller.kind == "Root" and caller.account == grant.issuing_account:
+        return True
+    if grant.retiring_principal == caller.arn:
+        return True
+    return grant.grantee_principal == caller.arn and "RetireGrant" in grant.operations
+
+
+@operation(
+    "RetireGrant",
+    {
+        "GrantToken": String(min_len=1, max_len=8192),
+        "KeyId": OPTIONAL_KEY_ID,
+        "GrantId": GRANT_ID,
+        "DryRun": DRY_RUN,
+    },
+)
+def retire_grant(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """RetireGrant: by token, or by KeyId and GrantId; for the grant's own parties."""
+    svc = call.service
+    if "GrantToken" in req:
+        grant = svc.store.get_grant_by_token(req["GrantToken"])
+        if grant is None:
+            raise InvalidGrantTokenException("The grant token is not valid.")
+    elif "KeyId" in req and "GrantId" in req:
+        key = svc.resolve(req["KeyId"])
+        grant = svc.store.get_grant(req["GrantId"])
+        if grant is None or grant.key_id != key.key_id:
+            raise InvalidGrantIdException(f"Grant {req['GrantId']} is not a grant of {key.arn}.")
+    else:
+        raise ValidationException("Give GrantToken, or KeyId and GrantId.")
+    key_record = svc.get_key(grant.key_id)
+    if key_record is None:
+        raise NotFoundException(f"Key '{svc.key_arn(grant.key_id)}' does not exist")
+    check_state("RetireGrant", key_record.arn, key_record.state)
+    call.resources.append(key_record.arn)
+    if not _may_retire(call, grant):
+        call.authorized = True  # decided here: the grant's parties only
+        raise AccessDeniedException(
+            f"User: {call.caller.arn} is not authorized to retire grant {grant.grant_id}."
+        )
+    call.authorized = True
+    dry_run(req)
+    svc.store.delete_grant(grant.grant_id)
+    svc.access_changed()
+    return {}
+
+
+@operation("RevokeGrant", {"KeyId": KEY_ID, "GrantId": REQUIRED_GRANT_ID, "DryRun": DRY_RUN})
+def revoke_grant(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """RevokeGrant: delete a grant, with kms:RevokeGrant permission on the key."""
+    svc = call.service
+    key = svc.resolve(req["KeyId"])
+    check_state("RevokeGrant", key.arn, key.state)
+    call.authorize(key)
+    grant = svc.store.get_grant(req["GrantId"])
+    if grant is None or grant.key_id != key.key_id:
+        raise InvalidGrantIdException(f"Grant {req['GrantId']} is not a grant of {key.arn}.")
+    dry_run(req)
+    svc.store.delete_grant(grant.grant_id)
+    svc.access_changed()
+    return {}
