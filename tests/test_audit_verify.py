@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,71 @@ def test_unsealed_records_are_reported(tmp_path: Path) -> None:
         verify(tmp_path)
     assert caught.value.seq == 8
     trail._close_files()
+
+
+def test_verify_and_query_beside_a_live_writer(tmp_path: Path) -> None:
+    import threading
+
+    from kmscore.audit import query
+
+    trail = AuditTrail.open(
+        tmp_path, max_segment_bytes=3000, checkpoint_every=5, checkpoint_interval=0.01
+    )
+    stop = threading.Event()
+
+    def writer() -> None:
+        while not stop.is_set():
+            trail.append(event())
+
+    pool = [threading.Thread(target=writer) for _ in range(4)]
+    for thread in pool:
+        thread.start()
+    try:
+        seen, rounds = 0, 0
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline or rounds < 20:
+            report = verify(tmp_path)
+            assert report.records >= seen
+            seen = report.records
+            assert sum(1 for _ in query(tmp_path)) >= seen
+            rounds += 1
+            time.sleep(0.002)  # let the writers run
+    finally:
+        stop.set()
+        for thread in pool:
+            thread.join()
+        trail.close()
+    report = verify(tmp_path)
+    assert report.unsealed == 0 and report.records >= seen > 100
+    assert report.describe().startswith(f"OK: {report.records} records in ")
+
+
+def test_verify_retries_when_a_segment_closes_under_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer seals and closes a segment between our two directory reads."""
+    import importlib
+
+    # The package's ``verify`` is the function; the module is reached by name.
+    verify_module = importlib.import_module("kmscore.audit.verify")
+
+    trail = AuditTrail.open(
+        tmp_path, max_segment_bytes=1, checkpoint_every=1000, checkpoint_interval=None
+    )
+    trail.append(event())
+    real = verify_module._load_checkpoints
+    calls = 0
+
+    def stale_then_fresh(*args: object) -> object:
+        nonlocal calls
+        calls += 1
+        loaded = real(*args)  # type: ignore[arg-type]
+        if calls == 1:
+            trail.append(event())  # seals segment 0 and starts segment 1
+            trail.append(event())
+        return loaded
+
+    monkeypatch.setattr(verify_module, "_load_checkpoints", stale_then_fresh)
+    assert verify(tmp_path).records == 3
+    assert calls == 2
+    trail.close()

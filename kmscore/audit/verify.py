@@ -95,6 +95,22 @@ class VerifyReport:
     last_signature: str | None
     torn_tail: str | None
 
+    def describe(self) -> str:
+        """A one-paragraph summary for people (``kms audit verify``)."""
+        sealed = (
+            "none sealed"
+            if self.sealed_through is None
+            else (f"sealed through seq {self.sealed_through}")
+        )
+        text = (
+            f"OK: {self.records} records in {self.segments} segments, "
+            f"{self.checkpoints} checkpoints, {sealed}; "
+            f"{self.unsealed} records not yet sealed (chain-checked only)"
+        )
+        if self.torn_tail is not None:
+            text += f"; an unacknowledged torn write at {self.torn_tail} is cut at the next open"
+        return text
+
 
 @dataclass(slots=True)
 class _Checkpoint:
@@ -332,21 +348,46 @@ def verify(
     if not audit_dir.is_dir():
         raise VerifyError(f"no audit directory at {audit_dir}")
     try:
-        segments = fmt.list_segments(audit_dir)
-        if not (audit_dir / fmt.CHECKPOINTS_FILE).exists():
-            if segments:
-                raise VerifyError("missing: the trail has records", file=fmt.CHECKPOINTS_FILE)
-            checkpoints: list[_Checkpoint] = []
-        else:
-            # Checkpoints first: records a checkpoint seals were fsynced before it,
-            # so a trail being written is never seen sealing records not yet read.
-            checkpoints = _load_checkpoints(audit_dir, key)
-            segments = fmt.list_segments(audit_dir)
-        walker = _Walker(checkpoints)
-        for index, (first, name) in enumerate(segments):
-            walker.walk_segment(audit_dir, first, name, is_last=index == len(segments) - 1)
+        for attempt in range(_ATTEMPTS):
+            before = _shape(audit_dir)
+            try:
+                return _verify_once(audit_dir, key, anchor)
+            except VerifyError:
+                # A live writer may have sealed and closed a segment between our
+                # reading the checkpoints and listing the segments; only then retry.
+                if attempt == _ATTEMPTS - 1 or _shape(audit_dir) == before:
+                    raise
     except OSError as exc:
         raise KMSInternalException(f"cannot read the audit trail: {exc}") from exc
+    raise AssertionError("unreachable")
+
+
+_ATTEMPTS = 3
+
+
+def _shape(audit_dir: Path) -> tuple[int, tuple[str, ...]]:
+    """What a live writer changes when it closes a segment."""
+    try:
+        size = (audit_dir / fmt.CHECKPOINTS_FILE).stat().st_size
+    except FileNotFoundError:
+        size = -1
+    return size, tuple(name for _, name in fmt.list_segments(audit_dir))
+
+
+def _verify_once(audit_dir: Path, key: VerifyKey, anchor: str | None) -> VerifyReport:
+    segments = fmt.list_segments(audit_dir)
+    if not (audit_dir / fmt.CHECKPOINTS_FILE).exists():
+        if segments:
+            raise VerifyError("missing: the trail has records", file=fmt.CHECKPOINTS_FILE)
+        checkpoints: list[_Checkpoint] = []
+    else:
+        # Checkpoints first: records a checkpoint seals were fsynced before it,
+        # so a trail being written is never seen sealing records not yet read.
+        checkpoints = _load_checkpoints(audit_dir, key)
+        segments = fmt.list_segments(audit_dir)
+    walker = _Walker(checkpoints)
+    for index, (first, name) in enumerate(segments):
+        walker.walk_segment(audit_dir, first, name, is_last=index == len(segments) - 1)
     if walker.next_checkpoint < len(checkpoints):
         missing = checkpoints[walker.next_checkpoint]
         raise VerifyError(
