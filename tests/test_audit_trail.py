@@ -518,3 +518,59 @@ def test_open_refuses_checkpoints_signed_by_another_key(tmp_path: Path) -> None:
     other = SigningKey.generate()
     with pytest.raises(KMSInternalException, match="signature"):
         AuditTrail(audit, other, checkpoint_interval=None)
+
+
+def test_interrupted_write_is_rolled_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trail = small(tmp_path)
+    trail.append(event())
+    real_fsync = os.fsync
+    interrupted = False
+
+    def interrupt_once(fd: int) -> None:
+        nonlocal interrupted
+        if not interrupted:
+            interrupted = True
+            raise KeyboardInterrupt
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", interrupt_once)
+    with pytest.raises(KeyboardInterrupt):
+        trail.append(event(request_id="lost"))
+    monkeypatch.undo()
+    trail.append(event())  # the chain continues from the acknowledged head
+    trail.close()
+    assert "lost" not in [r["requestID"] for _, _, r in records(tmp_path)]
+    assert verify(tmp_path).records == 2
+
+
+def test_failed_rotation_keeps_writing_to_the_full_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kmscore.audit import _format
+
+    trail = small(tmp_path, max_segment_bytes=1)
+    trail.append(event())
+
+    def no_new_files(*_: object, **__: object) -> int:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    monkeypatch.setattr(_format, "create_file", no_new_files)
+    for _ in range(3):
+        trail.append(event())
+    monkeypatch.undo()
+    assert len(list((tmp_path / "audit").glob("segment-*"))) == 1
+    trail.append(event())  # rotation works again
+    trail.close()
+    assert len(list((tmp_path / "audit").glob("segment-*"))) == 2
+    assert verify(tmp_path).records == 5
+
+
+def test_constructor_with_own_key(tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    with AuditTrail(tmp_path / "records", key, checkpoint_interval=None) as trail:
+        trail.append(event())
+    line = (tmp_path / "records" / "checkpoints.jsonl").read_bytes()
+    assert json.loads(line)["seq"] == 0
+    assert _mode(tmp_path / "records") == 0o700
+    with pytest.raises(ValueError):
+        AuditTrail(tmp_path / "other", key, checkpoint_every=0)

@@ -38,6 +38,7 @@ with :class:`KMSInternalException` instead of forking the chain. Readers
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -412,8 +413,12 @@ class AuditTrail:
         try:
             _write_all(self._seg_fd, data)
             os.fsync(self._seg_fd)
-        except OSError as exc:
+        except BaseException as exc:
+            # Also on KeyboardInterrupt: lines on disk that the head does not know
+            # would fork the chain at the next write.
             self._roll_back(self._seg_fd, start, "segment")
+            if not isinstance(exc, OSError):
+                raise
             for slot in batch:
                 slot.error, slot.done = exc, True
             return
@@ -455,7 +460,8 @@ class AuditTrail:
             fmt.fsync_dir(self._dir)
         except OSError as exc:
             os.close(fd)
-            os.unlink(self._dir / name)
+            with contextlib.suppress(OSError):
+                os.unlink(self._dir / name)
             _log.warning("audit segment %s stays open past its size limit: %s", self._seg_name, exc)
             return
         os.close(self._seg_fd)
@@ -517,7 +523,7 @@ class AuditTrail:
         try:
             _write_all(self._ckpt_fd, data)
             os.fsync(self._ckpt_fd)
-        except OSError:
+        except BaseException:
             self._roll_back(self._ckpt_fd, start, "checkpoint")
             raise
         self._ckpt_size = start + len(data)
