@@ -1,0 +1,78 @@
+"""The ``kms`` command group and its shared options."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from kmscore.errors import KMSError
+from kmscore.service import default_data_dir
+
+__all__ = ["cli", "data_dir_option", "echo_json", "kms_errors", "main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, (bytes, bytearray)):
+        import base64
+
+        return base64.b64encode(bytes(value)).decode("ascii")
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def echo_json(value: object) -> None:
+    """Print a value as JSON: times as epoch seconds, bytes as base64 (AWS's wire form)."""
+    click.echo(json.dumps(value, indent=2, default=_json_default, sort_keys=False))
+
+
+def kms_errors(fn: F) -> F:
+    """Turn KMS errors into ``<Code>: <message>`` on stderr and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except KMSError as exc:
+            click.echo(f"{exc.code}: {exc.message}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def data_dir_option(fn: F) -> F:
+    """The ``--data-dir`` option every subcommand takes."""
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Data directory [default: $KMS_DATA_DIR, then ~/.local/share/kmscore].",
+    )(fn)
+
+
+def resolve_data_dir(data_dir: Path | None) -> Path:
+    """The data dir option, or its default."""
+    return data_dir if data_dir is not None else default_data_dir()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kmscore", prog_name="kms")
+def cli() -> None:
+    """kmscore: a self-hosted key management service that speaks AWS KMS."""
+
+
+def main() -> None:
+    """Entry point of the ``kms`` console script."""
+    from kmscore.frontends.cli import admin
+
+    admin.register(cli)
+    cli()
