@@ -574,3 +574,21 @@ def test_constructor_with_own_key(tmp_path: Path) -> None:
     assert _mode(tmp_path / "records") == 0o700
     with pytest.raises(ValueError):
         AuditTrail(tmp_path / "other", key, checkpoint_every=0)
+
+
+def test_concurrent_first_opens_agree_on_one_signing_key(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from kmscore.audit import load_or_create_signing_key\n"
+        "print(load_or_create_signing_key(sys.argv[1]).verify_key.encode().hex())\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE)
+        for _ in range(6)
+    ]
+    keys = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert all(p.returncode == 0 for p in procs)
+    assert keys == {(tmp_path / "audit-signing.pub").read_text().strip().encode()}
