@@ -29,9 +29,9 @@ keeps an allow-list of value types and a deny-list of field names:
   verbatim (keys are user data, so neither renamed nor filtered by name; values
   must be strings).
 
-Inside ``requestParameters`` and ``responseElements`` member names are written
-the way CloudTrail writes them, with the first letter lowered (``KeyId`` becomes
-``keyId``), except the keys of encryption-context maps.
+Inside ``requestParameters``, ``responseElements`` and ``additionalEventData``
+member names are written the way CloudTrail writes them, with the first letter
+lowered (``KeyId`` becomes ``keyId``), except the keys of encryption-context maps.
 """
 
 from __future__ import annotations
