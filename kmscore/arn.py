@@ -28,8 +28,10 @@ __all__ = [
 
 _UUID_RE: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _MRK_RE: Final = re.compile(r"^mrk-[0-9a-f]{32}$")
+# Only the aws partition: every ARN this service issues is in it (see
+# key_arn), so an aws-cn or aws-us-gov ARN never names one of its keys.
 _ARN_RE: Final = re.compile(
-    r"^arn:(?P<partition>aws[a-z-]*):kms:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
+    r"^arn:(?P<partition>aws):kms:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
     r"(?P<kind>key|alias)/(?P<name>.+)$"
 )
 _ALIAS_RE: Final = re.compile(r"^alias/[a-zA-Z0-9/_-]+$")
