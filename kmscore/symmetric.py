@@ -19,7 +19,7 @@ from kmscore.material import AUTOMATIC, rotate
 if TYPE_CHECKING:
     from kmscore.service import KeyService
 
-__all__ = ["blob_key_id", "current_version", "open_blob", "seal"]
+__all__ = ["blob_key_id", "current_version", "known_version", "open_blob", "seal"]
 
 
 def current_version(svc: KeyService, key: KeyRecord, count: int) -> tuple[KeyRecord, KeyVersion]:
@@ -63,6 +63,26 @@ def blob_key_id(svc: KeyService, data: bytes) -> tuple[str, int]:
     return parsed.key_id, parsed.material_version
 
 
+def known_version(svc: KeyService, key: KeyRecord, version: int) -> KeyRecord:
+    """The key, checked to have material ``version``.
+
+    A version past the cached record's current one may have been made by
+    another process that rotated the key since this one cached it, so the
+    store is asked before the blob is refused.
+
+    Raises:
+        InvalidCiphertextException: the key has no such version.
+    """
+    if 1 <= version <= key.current_version:
+        return key
+    if version > key.current_version:
+        fresh = svc.store.get_key(key.key_id)
+        if fresh is not None and version <= fresh.current_version:
+            svc.forget(key.key_id)
+            return fresh
+    raise InvalidCiphertextException()
+
+
 def open_blob(
     svc: KeyService, key: KeyRecord, version: int, data: bytes, context: bytes
 ) -> tuple[bytes, KeyVersion]:
@@ -72,8 +92,7 @@ def open_blob(
         InvalidCiphertextException: the version does not exist, or the blob
             does not authenticate with this context.
     """
-    if not 1 <= version <= key.current_version:
-        raise InvalidCiphertextException()
+    key = known_version(svc, key, version)
     kv = svc.keyring.load(key, version)
     header = data[: blob.HEADER_LENGTH]
     return kv.aead.decrypt(data, header + context, blob.HEADER_LENGTH), kv

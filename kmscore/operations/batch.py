@@ -25,6 +25,7 @@ from kmscore.operations.common import (
 from kmscore.operations.crypto import conditions, decryption_key, encryption_key, generate_data_keys
 from kmscore.operations.registry import operation
 from kmscore.service import Call
+from kmscore.symmetric import known_version
 from kmscore.validation import Blob, Boolean, Integer, List
 
 MAX_BATCH: Final = 10_000
@@ -127,10 +128,11 @@ def decrypt_many(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     dry_run(req)
     svc = call.service
     for (key_id, version), indexes in groups.items():
-        key = keys[key_id]
-        if not 1 <= version <= key.current_version:
+        try:
+            key = keys[key_id] = known_version(svc, keys[key_id], version)
+        except InvalidCiphertextException as exc:
             for i in indexes:
-                results[i] = {"Error": InvalidCiphertextException().to_dict()}
+                results[i] = {"Error": exc.to_dict()}
             continue
         kv = svc.keyring.load(key, version)
         hdr = kv.header
