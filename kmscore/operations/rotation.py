@@ -13,7 +13,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Final
 
-from kmscore.errors import LimitExceededException, UnsupportedOperationException
+from kmscore.errors import (
+    InvalidMarkerException,
+    LimitExceededException,
+    UnsupportedOperationException,
+)
 from kmscore.keys import KeyRecord
 from kmscore.keystate import check_state
 from kmscore.material import ON_DEMAND, rotate
@@ -125,10 +129,14 @@ def list_key_rotations(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """
     svc = call.service
     limit, after = page_args(req)
+    # Our markers carry a material version; anything else is not ours (and
+    # str.isdigit() alone admits digits such as '²' that int() refuses).
+    if after is not None and not (after.isascii() and after.isdigit()):
+        raise InvalidMarkerException("The marker is not valid.")
     key = _rotatable(call, req["KeyId"])
     call.authorize(key)
     everything = req.get("IncludeKeyMaterial") == "ALL_KEY_MATERIAL"
-    start = int(after) if after is not None and after.isdigit() else 0
+    start = int(after) if after is not None else 0
     materials = [
         m
         for m in svc.store.list_materials(key.key_id)
