@@ -111,7 +111,12 @@ def list_aliases(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         call.authorize(key)
     else:
         call.authorize(None)
-    aliases = svc.store.list_aliases(key_id, after, limit + 1)
+    while True:
+        aliases = svc.store.list_aliases(key_id, after, limit + 1)
+        # get_key deletes a key past its deletion window (and its aliases with
+        # it); then read the page again, so no alias of a deleted key shows.
+        if all(svc.get_key(k) is not None for k in {a.key_id for a in aliases}):
+            break
     items = [
         {
             "AliasName": a.alias_name,

@@ -132,9 +132,25 @@ def describe_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 @operation("ListKeys", {"Limit": LIMIT, "Marker": MARKER}, read_only=True)
 def list_keys(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ListKeys: key ids and ARNs, paged."""
+    svc = call.service
     limit, after = page_args(req)
     call.authorize(None)
-    keys = call.service.store.list_keys(after, limit + 1)
+    while True:
+        keys = svc.store.list_keys(after, limit + 1)
+        # A key past its deletion window is gone, even before maintenance has
+        # deleted it: delete it now (as DescribeKey would) and read again.
+        now = svc.clock()
+        expired = [
+            k
+            for k in keys
+            if k.state is KeyState.PENDING_DELETION
+            and k.deletion_date is not None
+            and k.deletion_date <= now
+        ]
+        if not expired:
+            break
+        for k in expired:
+            svc.delete_expired(k)
     items = [{"KeyId": k.key_id, "KeyArn": k.arn} for k in keys]
     last = keys[limit - 1].key_id if len(keys) > limit else None
     return page_result(items, limit, last, "Keys")
