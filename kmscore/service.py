@@ -100,6 +100,8 @@ class Call:
     request_id: str
     resources: list[str]
     authorized: bool = False
+    #: CloudTrail's ``readOnly``: the call changes nothing in the store.
+    read_only: bool = False
     #: Grants named by the request's GrantTokens: they count at once, even
     #: before this process notices them in the store (AWS's eventual
     #: consistency of grants, and its remedy).
@@ -190,6 +192,7 @@ class KeyService:
         clock: Callable[[], datetime] = utcnow,
         authorizer: Authorizer | None = None,
         auditor: Auditor | None = None,
+        audit: bool = False,
         invocation_block: int = DEFAULT_BLOCK,
         invocation_limit: int = DEFAULT_LIMIT,
         argon2_interactive: bool = False,
@@ -207,7 +210,10 @@ class KeyService:
             authorizer: Decides each call; key policies, identity policies
                 and grants (:class:`~kmscore.authorization.PolicyAuthorizer`)
                 by default.
-            auditor: Records each call; none by default.
+            auditor: Records each call; by default the data dir's audit trail
+                (:class:`~kmscore.auditor.TrailAuditor`).
+            audit: False to record nothing (for benchmarks and tools that
+                must not touch the trail).
             invocation_block: AES-GCM invocations reserved per store write.
             invocation_limit: Invocations per key version before rotation.
             argon2_interactive: Cheaper Argon2id cost for a new passphrase dir.
@@ -222,6 +228,7 @@ class KeyService:
         self.clock = clock
         self.authorizer: Authorizer = authorizer or PolicyAuthorizer()
         self.auditor: Auditor = auditor or NullAuditor()
+        self._audit = audit and auditor is None
         self.region, self.account = self._settings(region, account)
         pw = passphrase.encode() if isinstance(passphrase, str) else passphrase
         self.root_key = self._open_root_key(pw, argon2_interactive)
@@ -240,6 +247,10 @@ class KeyService:
         #: authorization caches.
         self.access_epoch = 0
         self.principals = Principals(self)
+        if self._audit:
+            from kmscore.auditor import TrailAuditor
+
+            self.auditor = TrailAuditor(self.data_dir)
         if self.store.get_setting("initialized") is None:
             # A new data dir (or one whose init was cut short): the admin user
             # for whoever runs this, with kms:* and a credentials file.
@@ -439,7 +450,10 @@ class KeyService:
         self._maintained = time.monotonic()
 
     def close(self) -> None:
-        """Release the store and forget all material."""
+        """Seal the audit trail, release the store and forget all material."""
+        close_auditor = getattr(self.auditor, "close", None)
+        if close_auditor is not None:
+            close_auditor()
         self.keyring.clear()
         with self._cache_lock:
             self._keys.clear()

@@ -43,6 +43,7 @@ MAX_BATCH: Final = 10_000
         "GrantTokens": GRANT_TOKENS,
         "DryRun": DRY_RUN,
     },
+    read_only=True,
 )
 def generate_data_keys_op(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GenerateDataKeys: ``Count`` data keys under one KMS key and context.
@@ -81,6 +82,7 @@ def generate_data_keys_op(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         "GrantTokens": GRANT_TOKENS,
         "DryRun": DRY_RUN,
     },
+    read_only=True,
 )
 def decrypt_many(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """DecryptMany: many blobs in one call; each item succeeds or fails alone.

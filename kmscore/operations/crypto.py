@@ -94,6 +94,7 @@ def decryption_key(
         "EncryptionAlgorithm": ENCRYPTION_ALGORITHM,
         "DryRun": DRY_RUN,
     },
+    read_only=True,
 )
 def encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """Encrypt: up to 4096 bytes under a symmetric key."""
@@ -121,6 +122,7 @@ def encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         "DryRun": DRY_RUN,
         "DryRunModifiers": DRY_RUN_MODIFIERS,
     },
+    read_only=True,
 )
 def decrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """Decrypt: a blob made by Encrypt or GenerateDataKey; KeyId is optional."""
@@ -155,6 +157,7 @@ def decrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         "DryRun": DRY_RUN,
         "DryRunModifiers": DRY_RUN_MODIFIERS,
     },
+    read_only=True,
 )
 def re_encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ReEncrypt: decrypt under one key and context, encrypt under another."""
@@ -219,7 +222,7 @@ def _data_key(call: Call, req: dict[str, Any]) -> tuple[KeyRecord, bytes, bytes,
     return key, plaintext, ciphertext, kv.material_id
 
 
-@operation("GenerateDataKey", {**_DATA_KEY_SHAPE, "Recipient": RECIPIENT})
+@operation("GenerateDataKey", {**_DATA_KEY_SHAPE, "Recipient": RECIPIENT}, read_only=True)
 def generate_data_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GenerateDataKey: a random data key, in plaintext and under the KMS key."""
     refuse_recipient(req)
@@ -232,7 +235,7 @@ def generate_data_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@operation("GenerateDataKeyWithoutPlaintext", _DATA_KEY_SHAPE)
+@operation("GenerateDataKeyWithoutPlaintext", _DATA_KEY_SHAPE, read_only=True)
 def generate_data_key_without_plaintext(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GenerateDataKeyWithoutPlaintext: only the encrypted data key."""
     key, _, ciphertext, material_id = _data_key(call, req)
@@ -246,6 +249,7 @@ def generate_data_key_without_plaintext(call: Call, req: dict[str, Any]) -> dict
         "CustomKeyStoreId": String(min_len=1, max_len=64),
         "Recipient": RECIPIENT,
     },
+    read_only=True,
 )
 def generate_random(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GenerateRandom: 1-1024 random bytes from the OS CSPRNG."""

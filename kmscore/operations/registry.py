@@ -110,18 +110,35 @@ def dispatch(
         error = UnknownOperationException(f"Unknown operation {name!r}.")
         service.auditor.record(call, {}, None, error)
         raise error
+    call.read_only = op.read_only
     if service.maintenance_due():
         run_maintenance(service)
+    recorded = False
     try:
         req = validate(op.shape, request)
         tokens = req.get("GrantTokens")
         if tokens:
             call.token_grants = check_grant_tokens(service, tokens)
-        response = op.handler(call, req)
-        if not call.authorized:
-            raise KMSInternalException(f"{name} did not authorize the call.")
+        if op.read_only:
+            response = _run(op, call, req)
+            recorded = True
+            service.auditor.record(call, request, response, None)
+        else:
+            # A change and its audit record commit together: if the record
+            # cannot be written, the change rolls back (fail closed).
+            with service.store.transaction():
+                response = _run(op, call, req)
+                recorded = True
+                service.auditor.record(call, request, response, None)
     except KMSError as exc:
-        service.auditor.record(call, request, None, exc)
+        if not recorded:
+            service.auditor.record(call, request, None, exc)
         raise
-    service.auditor.record(call, request, response, None)
+    return response
+
+
+def _run(op: Operation, call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    response = op.handler(call, req)
+    if not call.authorized:
+        raise KMSInternalException(f"{op.name} did not authorize the call.")
     return response

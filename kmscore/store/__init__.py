@@ -13,6 +13,8 @@ The contract every implementation keeps:
   nothing. Concurrent writers (threads or processes) retry.
 - **Monotonic reservations.** :meth:`KeyStore.reserve_invocations` only ever
   increases a material version's reserved count.
+- **Transactions.** :meth:`KeyStore.transaction` groups several changes (a
+  mutating operation and its audit record) so they happen together or not at all.
 - **Deletion cascades.** Deleting a key deletes its material, aliases, tags
   and grants; deleting a principal deletes its access keys.
 - **Change detection.** :meth:`KeyStore.change_token` returns a value that
@@ -28,6 +30,7 @@ default). PostgreSQL will follow for fleets.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from kmscore.grants import Grant
@@ -234,6 +237,15 @@ class KeyStore(Protocol):
 
         Raises:
             NotFoundException: no such grant.
+        """
+        ...
+
+    # --- transactions ------------------------------------------------------------------
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group the changes made inside into one atomic, durable commit.
+
+        Methods called inside join it; if the block raises, none of their
+        changes happen. Other writers wait until it ends.
         """
         ...
 

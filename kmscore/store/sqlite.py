@@ -138,6 +138,7 @@ class SQLiteKeyStore(AccessTables):
                 os.close(create_private_file(Path(str(path) + suffix)))
         fsync_dir(data_dir)
         self._lock = threading.RLock()
+        self._depth = 0
         try:
             self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000
@@ -173,9 +174,43 @@ class SQLiteKeyStore(AccessTables):
                     self._db.execute(f"PRAGMA user_version={number}")
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taking SQLite's write lock up front."""
+    def transaction(self) -> Iterator[None]:
+        """See :meth:`KeyStore.transaction`."""
         with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.Error:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                    raise
+            finally:
+                self._depth = 0
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taking SQLite's write lock up front.
+
+        Inside :meth:`transaction` it joins the open transaction instead.
+        """
+        with self._lock:
+            if self._depth:
+                yield self._db
+                return
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
