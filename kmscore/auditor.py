@@ -64,6 +64,13 @@ class TrailAuditor:
             KMSInternalException: the record could not be written.
         """
         svc = call.service
+        extra = None
+        if call.operation == "GenerateDataKeys" and isinstance(request.get("Count"), int):
+            extra = {"batchSize": request["Count"]}
+        elif call.operation == "DecryptMany":
+            blobs = request.get("CiphertextBlobs")
+            if isinstance(blobs, list):
+                extra = {"batchSize": len(blobs)}
         event = build_event(
             call.operation,
             region=svc.region,
@@ -78,6 +85,7 @@ class TrailAuditor:
             error_code=error.code if error is not None else None,
             error_message=error.message if error is not None else None,
             request_id=call.request_id,
+            additional_event_data=extra,
         )
         self.trail.append(event)
 

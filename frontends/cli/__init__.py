@@ -5,6 +5,6 @@ Every subcommand takes ``--data-dir`` (default ``$KMS_DATA_DIR``, then
 ``--json``. Failures exit non-zero with the AWS error code and message.
 """
 
-from kmscore.frontends.cli.main import cli, main
+from .main import cli, main
 
 __all__ = ["cli", "main"]

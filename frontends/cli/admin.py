@@ -9,15 +9,23 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from kmscore.frontends.cli.main import data_dir_option, echo_json, kms_errors, resolve_data_dir
 from kmscore.principals import CREDENTIALS_FILE, user_arn
 from kmscore.service import KeyService
+
+from .main import (
+    data_dir_option,
+    echo_json,
+    existing_data_dir,
+    kms_errors,
+    resolve_data_dir,
+)
 
 __all__ = ["register"]
 
 
-def _open(data_dir: Path | None, passphrase: str | None = None) -> KeyService:
-    return KeyService(resolve_data_dir(data_dir), passphrase=passphrase)
+def _open(data_dir: Path | None) -> KeyService:
+    passphrase = os.environ.get("KMS_PASSPHRASE") or None
+    return KeyService(existing_data_dir(data_dir), passphrase=passphrase)
 
 
 @click.command()

@@ -15,7 +15,15 @@ import click
 from kmscore.errors import KMSError
 from kmscore.service import default_data_dir
 
-__all__ = ["cli", "data_dir_option", "echo_json", "kms_errors", "main"]
+__all__ = [
+    "cli",
+    "data_dir_option",
+    "echo_json",
+    "existing_data_dir",
+    "kms_errors",
+    "main",
+    "resolve_data_dir",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,6 +72,18 @@ def resolve_data_dir(data_dir: Path | None) -> Path:
     return data_dir if data_dir is not None else default_data_dir()
 
 
+def existing_data_dir(data_dir: Path | None) -> Path:
+    """The data dir, which must have been initialized (only ``init`` makes one).
+
+    Raises:
+        click.UsageError: there is no data dir there.
+    """
+    path = resolve_data_dir(data_dir)
+    if not (path / "kms.db").exists():
+        raise click.UsageError(f"no kmscore data dir at {path}; run 'kms init' first")
+    return path
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kmscore", prog_name="kms")
 def cli() -> None:
@@ -72,7 +92,8 @@ def cli() -> None:
 
 def main() -> None:
     """Entry point of the ``kms`` console script."""
-    from kmscore.frontends.cli import admin
+    from . import admin, audit
 
     admin.register(cli)
+    audit.register(cli)
     cli()
