@@ -7,7 +7,12 @@ released in ``finally``. C status codes become exceptions in one function,
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize
+from cpython.bytes cimport (
+    PyBytes_AS_STRING,
+    PyBytes_CheckExact,
+    PyBytes_FromStringAndSize,
+    PyBytes_GET_SIZE,
+)
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport uint8_t
 from libc.string cimport memcpy, memset
@@ -261,12 +266,22 @@ cdef class AesGcmKey:
         cdef c.kms_status *statuses = NULL
         if len(aads) != n:
             raise ValueError("open_many needs one AAD per ciphertext")
-        ins = [_as_bytes(s) for s in sealed]
-        ads = [_as_bytes(a) for a in aads]
-        results = []
-        for s in ins:
-            ln = len(<bytes>s) - <Py_ssize_t>_SEAL_OVERHEAD
-            results.append(PyBytes_FromStringAndSize(NULL, ln if ln > 0 else 0))
+        # list() copies pointers in C (and keeps the inputs alive
+        # while the GIL is released); only items that are not bytes convert.
+        cdef list ins = list(sealed)
+        cdef list ads = list(aads)
+        cdef list results = [None] * n
+        if len(ins) != n or len(ads) != n:
+            raise ValueError("open_many needs one AAD per ciphertext")
+        for i in range(n):
+            s = ins[i]
+            if not PyBytes_CheckExact(s):
+                s = _as_bytes(s)
+                ins[i] = s
+            if not PyBytes_CheckExact(ads[i]):
+                ads[i] = _as_bytes(ads[i])
+            ln = PyBytes_GET_SIZE(s) - <Py_ssize_t>_SEAL_OVERHEAD
+            results[i] = PyBytes_FromStringAndSize(NULL, ln if ln > 0 else 0)
         if n == 0:
             return results
         try:
