@@ -186,7 +186,8 @@ def disable_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 
 
 @operation(
-    "UpdateKeyDescription", {"KeyId": KEY_ID, "Description": String(required=True, max_len=8192)}
+    "UpdateKeyDescription",
+    {"KeyId": KEY_ID, "Description": String(required=True, min_len=0, max_len=8192)},
 )
 def update_key_description(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """UpdateKeyDescription."""
