@@ -355,7 +355,7 @@ def test_unknown_operation(kms: LocalKMS) -> None:
 def test_request_must_be_a_mapping(kms: LocalKMS) -> None:
     from kmscore.operations import dispatch
 
-    expect("ValidationException", dispatch, kms.service, "ListKeys", ["Limit", 1], kms._caller)
+    expect("ValidationException", dispatch, kms.service, "ListKeys", ["Limit", 1], kms.caller)
 
 
 def test_message_never_echoes_secret_values(kms: LocalKMS) -> None:
