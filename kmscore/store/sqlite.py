@@ -14,6 +14,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -143,8 +144,8 @@ class SQLiteKeyStore(AccessTables):
             self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000
             )
+            self._enable_wal()
             for pragma in (
-                "journal_mode=WAL",
                 "synchronous=FULL",
                 "foreign_keys=ON",
                 "secure_delete=ON",
@@ -156,6 +157,20 @@ class SQLiteKeyStore(AccessTables):
             raise KMSInternalException(f"The key store {path} cannot be opened: {exc}") from None
 
     # --- plumbing ------------------------------------------------------------
+
+    def _enable_wal(self) -> None:
+        # Switching a new database to WAL takes an exclusive lock, and SQLite
+        # answers SQLITE_BUSY at once, without the busy handler, while another
+        # process opens the same new database. Retry within the busy timeout.
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.002)
 
     def _migrate(self) -> None:
         with self._write():
