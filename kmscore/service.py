@@ -12,11 +12,13 @@ changes made by another process sharing the data dir are noticed within
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +59,21 @@ CACHE_RECHECK_SECONDS: Final = 0.05
 MAINTENANCE_SECONDS: Final = 60.0
 _REGION_RE: Final = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _ACCOUNT_RE: Final = re.compile(r"^\d{12}$")
+
+
+@contextlib.contextmanager
+def _first_open_lock(data_dir: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the data dir (released when it closes).
+
+    Only the first opens of a data dir take it, to make its root key and
+    admin exactly once when several processes open it at the same moment.
+    """
+    fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def default_data_dir() -> Path:
@@ -253,9 +270,12 @@ class KeyService:
             self.auditor = TrailAuditor(self.data_dir)
         if self.store.get_setting("initialized") is None:
             # A new data dir (or one whose init was cut short): the admin user
-            # for whoever runs this, with kms:* and a credentials file.
-            init_admin(self, os.getuid())
-            self.store.init_settings({"initialized": b"1"})
+            # for whoever runs this, with kms:* and a credentials file. One
+            # process at a time, or two first opens both try to add the admin.
+            with _first_open_lock(self.data_dir):
+                if self.store.get_setting("initialized") is None:
+                    init_admin(self, os.getuid())
+                    self.store.init_settings({"initialized": b"1"})
 
     # --- opening ---------------------------------------------------------------
 
@@ -280,25 +300,32 @@ class KeyService:
             raise ValueError(f"this data dir serves account {stored_account}, not {account}")
         return stored_region, stored_account
 
+    def _init_root_key(self, passphrase: bytes | None, interactive: bool) -> None:
+        # A new data dir: make the root key, then record how to find it.
+        if passphrase is not None:
+            params = Argon2Params.new(interactive=interactive)
+            root = RootKey.from_passphrase(passphrase, params)
+            settings = {
+                "root_key_mode": b"passphrase",
+                "argon2_salt": params.salt,
+                "argon2_ops": str(params.opslimit).encode(),
+                "argon2_mem": str(params.memlimit).encode(),
+            }
+        else:
+            path = self.data_dir / ROOT_KEY_FILE
+            root = RootKey.load_file(path) if path.exists() else RootKey.create_file(path)
+            settings = {"root_key_mode": b"file"}
+        settings["root_key_check"] = root.check_value()
+        self.store.init_settings(settings)
+
     def _open_root_key(self, passphrase: bytes | None, interactive: bool) -> RootKey:
         mode = self.store.get_setting("root_key_mode")
         if mode is None:
-            # A new data dir: make the root key, then record how to find it.
-            if passphrase is not None:
-                params = Argon2Params.new(interactive=interactive)
-                root = RootKey.from_passphrase(passphrase, params)
-                settings = {
-                    "root_key_mode": b"passphrase",
-                    "argon2_salt": params.salt,
-                    "argon2_ops": str(params.opslimit).encode(),
-                    "argon2_mem": str(params.memlimit).encode(),
-                }
-            else:
-                path = self.data_dir / ROOT_KEY_FILE
-                root = RootKey.load_file(path) if path.exists() else RootKey.create_file(path)
-                settings = {"root_key_mode": b"file"}
-            settings["root_key_check"] = root.check_value()
-            self.store.init_settings(settings)
+            # Processes opening a new data dir at the same moment take turns,
+            # so one makes the root key file and the others load it whole.
+            with _first_open_lock(self.data_dir):
+                if self.store.get_setting("root_key_mode") is None:
+                    self._init_root_key(passphrase, interactive)
             mode = self.store.get_setting("root_key_mode")
         if mode == b"passphrase":
             if passphrase is None:
