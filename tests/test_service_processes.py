@@ -372,3 +372,48 @@ import time; time.sleep(60)
             assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == bytes([i])
         current = kms.encrypt(KeyId=key, Plaintext=b"after")["CiphertextBlob"]
         assert blobfmt.parse(current).material_version == versions[-1]
+
+
+# --- first opens at the same moment ----------------------------------------------------
+
+
+FIRST_OPEN = r"""
+import base64, json, os, sys, time
+data_dir, go = sys.argv[1], sys.argv[2]
+from service_helpers import open_kms
+while not os.path.exists(go):
+    time.sleep(0.0005)
+with open_kms(data_dir) as kms:
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    blob = kms.encrypt(KeyId=key, Plaintext=key.encode())["CiphertextBlob"]
+print(json.dumps([key, base64.b64encode(blob).decode()]))
+"""
+
+
+def test_processes_opening_a_new_data_dir_at_once(tmp_path: Path) -> None:
+    for round_ in range(3):
+        data_dir, go = tmp_path / f"kms{round_}", tmp_path / f"go{round_}"
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-c", FIRST_OPEN, str(data_dir), str(go)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=subprocess_env(),
+            )
+            for _ in range(4)
+        ]
+        time.sleep(0.4)  # let them all import and wait at the line
+        go.touch()
+        made = []
+        for child in children:
+            out, err = child.communicate(timeout=60)
+            assert child.returncode == 0, err
+            made.append(json.loads(out))
+        with open_kms(data_dir) as kms:
+            for key, blob in made:
+                assert kms.decrypt(CiphertextBlob=_unb64(blob))["Plaintext"] == key.encode()
+            assert len(kms.list_keys()["Keys"]) == 4
+        rows = db_rows(data_dir, "SELECT COUNT(*) FROM settings WHERE name = 'root_key_check'")
+        assert rows == [(1,)]
+        assert os.stat(data_dir / "root.key").st_size == 32
