@@ -152,6 +152,11 @@ class PolicyAuthorizer:
                 f"{caller.arn} is not mapped to a principal of this KMS; "
                 f"it may not perform: {action}"
             )
+        if key is None:
+            # A call on no key resolves no key, so nothing has looked for
+            # another process's changes yet (an identity policy, a removed
+            # user): look now, at most every 50 ms as resolving does.
+            svc._recheck()
         self._sync(svc)
         cache_key: tuple[Any, ...] | None
         if call.token_grants:
