@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from kmscore.authorization import UNMAPPED
 from kmscore.errors import (
     AccessDeniedException,
     InvalidGrantIdException,
@@ -171,6 +172,12 @@ def list_retirable_grants(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 
 def _may_retire(call: Call, grant: Grant) -> bool:
     caller = call.caller
+    # Decided here, not by the authorizer: refuse who the authorizer refuses
+    # whatever a grant names (unmapped callers, users that do not exist).
+    if caller.kind == UNMAPPED:
+        return False
+    if caller.kind == "IAMUser" and call.service.principals.by_arn(caller.arn) is None:
+        return False
     if caller.kind == "Root" and caller.account == grant.issuing_account:
         return True
     if grant.retiring_principal == caller.arn:
