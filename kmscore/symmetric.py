@@ -8,7 +8,7 @@ header and canonical encryption context as AAD.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from kmscore import blob
 from kmscore.errors import InvalidCiphertextException, KMSInternalException
@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 __all__ = ["blob_key_id", "current_version", "known_version", "open_blob", "seal"]
 
 
+#: Rotations one call may wait through before it gives up.
+_ROTATION_ATTEMPTS: Final = 8
+
+
 def current_version(svc: KeyService, key: KeyRecord, count: int) -> tuple[KeyRecord, KeyVersion]:
     """The version to encrypt ``count`` items under, counted before use.
 
@@ -29,15 +33,16 @@ def current_version(svc: KeyService, key: KeyRecord, count: int) -> tuple[KeyRec
     invocation limit.
 
     Raises:
-        KMSInternalException: even a fresh version refuses the count.
+        KMSInternalException: even fresh versions refuse the count.
     """
-    version = key.current_version
-    if svc.keyring.reserve(key, version, count):
-        return key, svc.keyring.load(key, version)
-    key = rotate(svc, key, AUTOMATIC, after_version=version)
-    if not svc.keyring.reserve(key, key.current_version, count):
-        raise KMSInternalException(f"{key.arn} cannot encrypt {count} items under one version.")
-    return key, svc.keyring.load(key, key.current_version)
+    for _ in range(_ROTATION_ATTEMPTS):
+        version = key.current_version
+        if svc.keyring.reserve(key, version, count):
+            return key, svc.keyring.load(key, version)
+        # Other threads or processes may use up the version this rotation
+        # (theirs or ours) makes before this call reserves from it: try again.
+        key = rotate(svc, key, AUTOMATIC, after_version=version)
+    raise KMSInternalException(f"{key.arn} cannot encrypt {count} items under one version.")
 
 
 def seal(
