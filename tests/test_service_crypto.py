@@ -607,3 +607,89 @@ def _shared_key(kms: LocalKMS) -> str:
     if id(kms) not in _SHARED_KEYS:
         _SHARED_KEYS[id(kms)] = new_key(kms)
     return _SHARED_KEYS[id(kms)]
+
+
+# --- DryRun: every check first, then DryRunOperationException, and no effect ---------
+
+
+def test_dry_run_comes_after_every_check(kms: LocalKMS, key: str, tmp_path: Path) -> None:
+    blob = kms.encrypt(KeyId=key, Plaintext=b"p", EncryptionContext={"a": "b"})["CiphertextBlob"]
+    dry = {"DryRun": True}
+    ghost = str(uuid.uuid4())
+    cases = [
+        ("NotFoundException", kms.encrypt, {"KeyId": ghost, "Plaintext": b"p"}),
+        ("ValidationException", kms.encrypt, {"KeyId": key, "Plaintext": b""}),
+        (
+            "InvalidKeyUsageException",
+            kms.encrypt,
+            {"KeyId": key, "Plaintext": b"p", "EncryptionAlgorithm": "RSAES_OAEP_SHA_1"},
+        ),
+        ("ValidationException", kms.generate_data_key, {"KeyId": key}),
+        (
+            "NotFoundException",
+            kms.generate_data_key_without_plaintext,
+            {"KeyId": ghost, "KeySpec": "AES_256"},
+        ),
+        (
+            "ValidationException",
+            kms.generate_data_keys,
+            {"KeyId": key, "Count": 0, "KeySpec": "AES_256"},
+        ),
+        ("InvalidCiphertextException", kms.decrypt, {"CiphertextBlob": blob}),
+        (
+            "IncorrectKeyException",
+            kms.decrypt,
+            {"CiphertextBlob": blob, "EncryptionContext": {"a": "b"}, "KeyId": new_key(kms)},
+        ),
+        (
+            "NotFoundException",
+            kms.re_encrypt,
+            {
+                "CiphertextBlob": blob,
+                "SourceEncryptionContext": {"a": "b"},
+                "DestinationKeyId": ghost,
+            },
+        ),
+        (
+            "InvalidCiphertextException",
+            kms.re_encrypt,
+            {"CiphertextBlob": blob, "DestinationKeyId": key},
+        ),
+    ]
+    for code, op, request in cases:
+        expect(code, op, **request, **dry)
+    # Authorization is one of the checks: a caller the key policy does not
+    # allow is denied, not told that the call would have succeeded.
+    with open_kms(tmp_path / "kms", principal="arn:aws:iam::777788889999:root") as outsider:
+        expect("AccessDeniedException", outsider.encrypt, KeyId=key, Plaintext=b"p", **dry)
+        expect(
+            "AccessDeniedException",
+            outsider.decrypt,
+            CiphertextBlob=blob,
+            EncryptionContext={"a": "b"},
+            **dry,
+        )
+
+
+def test_dry_run_changes_nothing(tmp_path: Path) -> None:
+    # A block of one: every counted invocation is a write the store shows.
+    kms = open_kms(tmp_path, invocation_block=1)
+    key = new_key(kms)
+    blob = kms.encrypt(KeyId=key, Plaintext=b"p")["CiphertextBlob"]
+    store = kms.service.store
+    before = [(m.version, m.reserved) for m in store.list_materials(key)]
+    for op, request in (
+        (kms.encrypt, {"KeyId": key, "Plaintext": b"p"}),
+        (kms.generate_data_key, {"KeyId": key, "KeySpec": "AES_256"}),
+        (kms.generate_data_key_without_plaintext, {"KeyId": key, "NumberOfBytes": 8}),
+        (kms.generate_data_keys, {"KeyId": key, "KeySpec": "AES_256", "Count": 5000}),
+        (kms.re_encrypt, {"CiphertextBlob": blob, "DestinationKeyId": key}),
+        (kms.decrypt, {"CiphertextBlob": blob}),
+        (kms.decrypt_many, {"CiphertextBlobs": [blob]}),
+    ):
+        expect("DryRunOperationException", op, **request, DryRun=True)
+    assert before == [(1, 1)]
+    assert [(m.version, m.reserved) for m in store.list_materials(key)] == before
+    kms.encrypt(KeyId=key, Plaintext=b"p")  # the count does move for a real call
+    assert [(m.version, m.reserved) for m in store.list_materials(key)] == [(1, 2)]
+    kms.close()

@@ -6,6 +6,7 @@ the deletion of a key (material and all) when its window ends.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from service_helpers import (
 )
 
 from kmscore.client import LocalKMS
+from kmscore.service import CACHE_RECHECK_SECONDS
 
 
 @pytest.fixture
@@ -390,10 +392,13 @@ def _assert_gone(data_dir: Path, key_id: str, wrapped: list[bytes]) -> None:
             assert w[12:28] not in data, f"wrapped material left in {name}"
 
 
-@pytest.mark.parametrize("how", ["describe", "maintenance", "reopen"])
+@pytest.mark.parametrize("how", ["describe", "maintenance", "reopen", "listkeys", "peer"])
 def test_key_is_deleted_after_the_window(tmp_path: Path, clock: Clock, how: str) -> None:
     data_dir = tmp_path / "kms"
     kms = open_kms(data_dir, clock)
+    # Another service (its own SQLite connection) has the store open and
+    # has read the key; deletion must still leave no copy in the WAL.
+    peer = open_kms(data_dir, clock)
     keep = new_key(kms)
     key_id = new_key(kms, Tags=[{"TagKey": "t", "TagValue": "v"}], Description="doomed")
     kms.create_alias(AliasName="alias/doomed", TargetKeyId=key_id)
@@ -402,6 +407,7 @@ def test_key_is_deleted_after_the_window(tmp_path: Path, clock: Clock, how: str)
     kms.encrypt(KeyId=key_id, Plaintext=b"v2")
     wrapped = _material_and_rows(kms, data_dir, key_id)
     assert len(wrapped) == 2
+    assert peer.decrypt(CiphertextBlob=blob)["Plaintext"] == b"gone soon"
     deletion = kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)["DeletionDate"]
     clock.now = deletion - timedelta(microseconds=1)
     kms.run_maintenance()
@@ -412,6 +418,12 @@ def test_key_is_deleted_after_the_window(tmp_path: Path, clock: Clock, how: str)
         expect("NotFoundException", kms.describe_key, KeyId=key_id)
     elif how == "maintenance":
         kms.run_maintenance()
+    elif how == "listkeys":
+        assert [k["KeyId"] for k in kms.list_keys()["Keys"]] == [keep]
+    elif how == "peer":
+        # The peer learns of the state change within the cache recheck time.
+        time.sleep(2 * CACHE_RECHECK_SECONDS)
+        expect("NotFoundException", peer.decrypt, CiphertextBlob=blob)
     else:
         kms.close()
         kms = open_kms(data_dir, clock)  # opening runs maintenance
@@ -422,6 +434,9 @@ def test_key_is_deleted_after_the_window(tmp_path: Path, clock: Clock, how: str)
     expect("NotFoundException", kms.cancel_key_deletion, KeyId=key_id)
     assert [k["KeyId"] for k in kms.list_keys()["Keys"]] == [keep]
     assert kms.list_aliases()["Aliases"] == []
+    time.sleep(2 * CACHE_RECHECK_SECONDS)
+    expect("NotFoundException", peer.decrypt, CiphertextBlob=blob)
+    peer.close()
     kms.close()
     with open_kms(data_dir, clock) as again:
         expect("NotFoundException", again.describe_key, KeyId=key_id)

@@ -414,3 +414,43 @@ def test_version_made_by_another_service_decrypts_at_once(tmp_path: Path, clock:
         # A version that exists nowhere is still refused.
         bogus = blobfmt.header(key, 4) + blob3[blobfmt.HEADER_LENGTH :]
         expect("InvalidCiphertextException", a.decrypt, CiphertextBlob=bogus)
+
+
+def test_threads_share_the_invocation_count(tmp_path: Path, clock: Clock) -> None:
+    """Threads encrypting at once never let one version pass the limit."""
+    import threading
+
+    limit = 50
+    with open_kms(tmp_path, clock, invocation_block=7, invocation_limit=limit) as kms:
+        key = new_key(kms)
+        made: list[list[tuple[bytes, bytes]]] = [[] for _ in range(4)]
+        errors: list[BaseException] = []
+
+        def work(t: int) -> None:
+            try:
+                for i in range(150):
+                    plaintext = f"{t}-{i}".encode()
+                    if i % 10 == 9:
+                        out = kms.generate_data_keys(KeyId=key, Count=5, NumberOfBytes=8)
+                        made[t] += zip(out["CiphertextBlobs"], out["Plaintexts"], strict=True)
+                    else:
+                        blob = kms.encrypt(KeyId=key, Plaintext=plaintext)["CiphertextBlob"]
+                        made[t].append((blob, plaintext))
+            except BaseException as exc:  # reported below, with the thread's failure
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        everything = [item for items in made for item in items]
+        assert len(everything) == 4 * (135 + 15 * 5)
+        per_version = Counter(_version(b) for b, _ in everything)
+        assert max(per_version.values()) <= limit
+        versions = [m.version for m in kms.service.store.list_materials(key)]
+        assert versions == list(range(1, len(versions) + 1))
+        assert len(versions) >= len(everything) // limit
+        results = kms.decrypt_many(CiphertextBlobs=[b for b, _ in everything])["Results"]
+        assert [r["Plaintext"] for r in results] == [p for _, p in everything]
