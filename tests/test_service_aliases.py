@@ -14,6 +14,7 @@ from service_helpers import (
     all_pages,
     db_rows,
     expect,
+    inject_key,
     key_arn,
     new_key,
     open_kms,
@@ -178,6 +179,9 @@ def test_update_alias_errors(kms: LocalKMS) -> None:
         TargetKeyId=key_arn(key_id, account=OTHER_ACCOUNT),
     )
     expect("ValidationException", kms.update_alias, AliasName="alias/a", TargetKeyId="alias/a")
+    # An alias keeps pointing at keys of the same key spec and usage.
+    mac = inject_key(kms, key_id, key_spec="HMAC_256", key_usage="GENERATE_VERIFY_MAC")
+    expect("ValidationException", kms.update_alias, AliasName="alias/a", TargetKeyId=mac)
     expect("InvalidAliasNameException", kms.update_alias, AliasName="a", TargetKeyId=key_id)
     expect(
         "InvalidAliasNameException", kms.update_alias, AliasName="alias/aws/x", TargetKeyId=key_id

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from service_helpers import Clock, alias_arn, expect, key_arn, new_key, open_kms
+from service_helpers import Clock, alias_arn, expect, inject_key, key_arn, new_key, open_kms
 
 from kmscore import blob as blobfmt
 from kmscore import engine
@@ -462,16 +462,7 @@ def test_pending_deletion_key_refuses_crypto(kms: LocalKMS, key: str) -> None:
 
 def test_wrong_key_usage_is_refused(kms: LocalKMS, key: str) -> None:
     """A key of another usage (put in the store directly) never does symmetric crypto."""
-    svc = kms.service
-    record = svc.store.get_key(key)
-    assert record is not None
-    mac_id = str(uuid.uuid4())
-    mac = record.replace(
-        key_id=mac_id, arn=svc.key_arn(mac_id), key_spec="HMAC_256", key_usage="GENERATE_VERIFY_MAC"
-    )
-    material = svc.store.get_material(key, 1)
-    assert material is not None
-    svc.store.create_key(mac, material.__class__(**{**_fields(material), "key_id": mac_id}), {})
+    mac_id = inject_key(kms, key, key_spec="HMAC_256", key_usage="GENERATE_VERIFY_MAC")
     blob = kms.encrypt(KeyId=key, Plaintext=b"p")["CiphertextBlob"]
     expect("InvalidKeyUsageException", kms.encrypt, KeyId=mac_id, Plaintext=b"p")
     expect("InvalidKeyUsageException", kms.generate_data_key, KeyId=mac_id, KeySpec="AES_256")
@@ -484,10 +475,6 @@ def test_wrong_key_usage_is_refused(kms: LocalKMS, key: str) -> None:
     # A blob whose header names the HMAC key is refused for its usage.
     forged = blobfmt.header(mac_id, 1) + blob[blobfmt.HEADER_LENGTH :]
     expect("InvalidKeyUsageException", kms.decrypt, CiphertextBlob=forged)
-
-
-def _fields(record: Any) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in record.__slots__}
 
 
 # --- encryption context --------------------------------------------------------------

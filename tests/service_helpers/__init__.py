@@ -9,8 +9,10 @@ in the subprocesses the process tests start (they put ``tests/`` on the path).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,6 +56,25 @@ def open_kms(data_dir: Path, clock: Clock | None = None, **options: Any) -> Loca
 def new_key(kms: LocalKMS, **request: Any) -> str:
     """Create a symmetric key and return its id."""
     return str(kms.create_key(**request)["KeyMetadata"]["KeyId"])
+
+
+def inject_key(kms: LocalKMS, like: str, **changes: Any) -> str:
+    """Put a copy of key ``like`` with some fields changed straight into the store.
+
+    For keys the operations cannot make (yet), such as an HMAC key record, to
+    check that other operations refuse them. The copy has ``like``'s material.
+    """
+    svc = kms.service
+    record = svc.store.get_key(like)
+    material = svc.store.get_material(like, 1)
+    assert record is not None and material is not None
+    key_id = str(uuid.uuid4())
+    svc.store.create_key(
+        record.replace(key_id=key_id, arn=svc.key_arn(key_id), **changes),
+        dataclasses.replace(material, key_id=key_id),
+        {},
+    )
+    return key_id
 
 
 def key_arn(key_id: str, region: str = REGION, account: str = ACCOUNT) -> str:
