@@ -406,13 +406,22 @@ class KeyService:
                 return None
         return key
 
-    def resolve(self, ref: str) -> KeyRecord:
+    def resolve(self, ref: str, *, allow_alias: bool = True) -> KeyRecord:
         """Resolve a key id, key ARN, alias name or alias ARN to a key.
 
+        Args:
+            ref: The request's key reference.
+            allow_alias: False for the operations whose KeyId AWS documents as
+                "key ID or key ARN" only (key management, tags, rotation,
+                policies, grants, alias targets).
+
         Raises:
-            NotFoundException: nothing by that name in this Region and account.
+            NotFoundException: nothing by that name in this Region and account,
+                or an alias where only a key id or ARN may stand.
         """
         parsed = parse_key_ref(ref)
+        if not allow_alias and parsed.alias_name is not None:
+            raise NotFoundException(f"Invalid keyId {ref}")
         if parsed.region is not None and (
             parsed.region != self.region or parsed.account != self.account
         ):

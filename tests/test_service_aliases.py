@@ -115,10 +115,10 @@ def test_create_alias_errors(kms: LocalKMS) -> None:
         AliasName="alias/x",
         TargetKeyId=key_arn(key_id, region=OTHER_REGION),
     )
-    # An alias cannot point at an alias.
-    expect("ValidationException", kms.create_alias, AliasName="alias/x", TargetKeyId="alias/taken")
+    # An alias cannot point at an alias: TargetKeyId takes a key id or ARN only.
+    expect("NotFoundException", kms.create_alias, AliasName="alias/x", TargetKeyId="alias/taken")
     expect(
-        "ValidationException",
+        "NotFoundException",
         kms.create_alias,
         AliasName="alias/x",
         TargetKeyId=alias_arn("alias/taken"),
@@ -178,7 +178,7 @@ def test_update_alias_errors(kms: LocalKMS) -> None:
         AliasName="alias/a",
         TargetKeyId=key_arn(key_id, account=OTHER_ACCOUNT),
     )
-    expect("ValidationException", kms.update_alias, AliasName="alias/a", TargetKeyId="alias/a")
+    expect("NotFoundException", kms.update_alias, AliasName="alias/a", TargetKeyId="alias/a")
     # An alias keeps pointing at keys of the same key spec and usage.
     mac = inject_key(kms, key_id, key_spec="HMAC_256", key_usage="GENERATE_VERIFY_MAC")
     expect("ValidationException", kms.update_alias, AliasName="alias/a", TargetKeyId=mac)
@@ -238,7 +238,7 @@ def test_list_aliases_errors(kms: LocalKMS) -> None:
     key_id = new_key(kms)
     kms.create_alias(AliasName="alias/a", TargetKeyId=key_id)
     expect("NotFoundException", kms.list_aliases, KeyId=str(uuid.uuid4()))
-    expect("ValidationException", kms.list_aliases, KeyId="alias/a")
+    expect("NotFoundException", kms.list_aliases, KeyId="alias/a")
     expect("ValidationException", kms.list_aliases, Limit=0)
     expect("ValidationException", kms.list_aliases, Limit=1001)
     expect("InvalidMarkerException", kms.list_aliases, Marker="garbage!")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from kmscore.arn import parse_key_ref, validate_alias_name
+from kmscore.arn import validate_alias_name
 from kmscore.errors import (
     InvalidAliasNameException,
     LimitExceededException,
@@ -25,9 +25,7 @@ MAX_ALIASES_PER_KEY: Final = 50
 
 def _target(call: Call, ref: str) -> KeyRecord:
     """The key an alias may point at: named by key id or key ARN only."""
-    if parse_key_ref(ref).alias_name is not None:
-        raise ValidationException("TargetKeyId must be a key ID or key ARN, not an alias.")
-    return call.service.resolve(ref)
+    return call.service.resolve(ref, allow_alias=False)
 
 
 @operation("CreateAlias", {"AliasName": ALIAS_NAME, "TargetKeyId": KEY_ID})
@@ -104,9 +102,7 @@ def list_aliases(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     limit, after = page_args(req)
     key_id = None
     if "KeyId" in req:
-        if parse_key_ref(req["KeyId"]).alias_name is not None:
-            raise ValidationException("KeyId must be a key ID or key ARN, not an alias.")
-        key = svc.resolve(req["KeyId"])
+        key = svc.resolve(req["KeyId"], allow_alias=False)
         key_id = key.key_id
         call.authorize(key)
     else:
