@@ -47,6 +47,7 @@ def audit() -> None:
 @data_dir_option
 @click.option("--anchor", default=None, help="A checkpoint signature the trail must still hold.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@kms_errors
 def audit_verify(data_dir: Path | None, anchor: str | None, as_json: bool) -> None:
     """Check the hash chain and every signed checkpoint; exit 1 at the first bad place."""
     path = existing_data_dir(data_dir)
@@ -85,6 +86,7 @@ def audit_verify(data_dir: Path | None, anchor: str | None, as_json: bool) -> No
 @click.option("--until", default=None, help="ISO 8601 time (exclusive).")
 @click.option("--limit", type=int, default=None, help="At most this many records.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines (one event per line).")
+@kms_errors
 def audit_query(
     data_dir: Path | None,
     key_id: str | None,
