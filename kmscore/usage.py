@@ -151,7 +151,8 @@ def usage(
             report.asymmetric_requests += 1
         else:
             report.symmetric_requests += 1
-        if name in _BATCH_OPERATIONS:
+        if name in _BATCH_OPERATIONS and not event.get("errorCode"):
+            # A failed batch delivered nothing, so it saved nothing either.
             size = (event.get("additionalEventData") or {}).get("batchSize")
             if isinstance(size, int) and size > 0:
                 report.batch_items += size
