@@ -104,8 +104,10 @@ class Grant:
         return entry
 
 
-def _folded(context: Mapping[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in context.items()}
+def _folded(context: Mapping[str, str]) -> set[tuple[str, str]]:
+    # Pairs, not a dict: "Tenant" and "tenant" are two keys of one context and
+    # must not overwrite each other when their case is folded.
+    return {(k.lower(), v) for k, v in context.items()}
 
 
 def constraints_allow(
@@ -121,14 +123,10 @@ def constraints_allow(
         return True
     ctx = _folded(context)
     equals = constraints.get("EncryptionContextEquals")
-    if equals is not None and _folded(equals) != ctx:
+    if equals is not None and (len(equals) != len(context) or _folded(equals) != ctx):
         return False
     subset = constraints.get("EncryptionContextSubset")
-    if subset is not None:
-        for k, v in _folded(subset).items():
-            if ctx.get(k) != v:
-                return False
-    return True
+    return subset is None or _folded(subset) <= ctx
 
 
 def grant_allows(
