@@ -556,3 +556,47 @@ def test_fresh_token_works_at_once_in_another_instance(
         )
     settle()
     bob.encrypt(KeyId=key, Plaintext=b"x", EncryptionContext={"t": "1"})
+
+
+def test_constraints_with_keys_that_differ_only_in_case(
+    admin: LocalKMS, bob: LocalKMS, key: str
+) -> None:
+    other = admin.create_key()["KeyMetadata"]["KeyId"]
+    admin.create_grant(
+        KeyId=key,
+        GranteePrincipal=BOB,
+        Operations=["Encrypt"],
+        Constraints={"EncryptionContextSubset": {"tenant": "A"}},
+    )
+    admin.create_grant(
+        KeyId=other,
+        GranteePrincipal=BOB,
+        Operations=["Encrypt"],
+        Constraints={"EncryptionContextEquals": {"tenant": "A"}},
+    )
+    settle()
+    # Two keys that fold to one: the context still holds the pair Tenant=A, so it
+    # has at least the subset's pairs, whichever value the other key carries...
+    assert _encrypt_outcome(bob, key, {"Tenant": "A", "tenant": "B"}) == "ok"
+    assert _encrypt_outcome(bob, key, {"Tenant": "B", "tenant": "A"}) == "ok"
+    assert _encrypt_outcome(bob, key, {"Tenant": "B", "tenant": "C"}) == "AccessDeniedException"
+    # ...but two pairs are not exactly the one pair of an Equals constraint.
+    assert _encrypt_outcome(bob, other, {"Tenant": "A", "tenant": "A"}) == "AccessDeniedException"
+    assert _encrypt_outcome(bob, other, {"Tenant": "A", "tenant": "B"}) == "AccessDeniedException"
+    assert _encrypt_outcome(bob, other, {"TENANT": "A"}) == "ok"
+
+
+def test_reencrypt_needs_re_encrypt_from_and_to(admin: LocalKMS, bob: LocalKMS, key: str) -> None:
+    other = admin.create_key()["KeyMetadata"]["KeyId"]
+    blob = admin.encrypt(KeyId=key, Plaintext=b"x")["CiphertextBlob"]
+    back = admin.encrypt(KeyId=other, Plaintext=b"y")["CiphertextBlob"]
+    admin.create_grant(KeyId=key, GranteePrincipal=BOB, Operations=["ReEncryptFrom"])
+    admin.create_grant(KeyId=other, GranteePrincipal=BOB, Operations=["ReEncryptTo"])
+    settle()
+    moved = bob.re_encrypt(CiphertextBlob=blob, DestinationKeyId=other)
+    assert admin.decrypt(CiphertextBlob=moved["CiphertextBlob"])["Plaintext"] == b"x"
+    err = expect("AccessDeniedException", bob.re_encrypt, CiphertextBlob=back, DestinationKeyId=key)
+    assert "kms:ReEncryptFrom" in err.message
+    # Neither grant allows Decrypt or Encrypt.
+    expect("AccessDeniedException", bob.decrypt, CiphertextBlob=blob)
+    expect("AccessDeniedException", bob.encrypt, KeyId=other, Plaintext=b"z")
