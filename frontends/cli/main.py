@@ -92,8 +92,8 @@ def cli() -> None:
 
 def main() -> None:
     """Entry point of the ``kms`` console script."""
-    from . import admin, audit
+    from . import access, admin, audit, crypto, keys
 
-    admin.register(cli)
-    audit.register(cli)
+    for module in (admin, keys, crypto, access, audit):
+        module.register(cli)
     cli()
