@@ -563,3 +563,57 @@ def test_unmapped_caller_may_only_generate_random(admin: LocalKMS, key: str) -> 
     assert [a["AliasName"] for a in admin.list_aliases(KeyId=key)["Aliases"]] == ["alias/shared"]
     assert len(admin.list_keys()["Keys"]) == 2
     assert admin.describe_key(KeyId=doomed)["KeyMetadata"]["KeyState"] == "PendingDeletion"
+
+
+def test_identity_policy_resource_names_one_key(
+    admin: LocalKMS, as_user: Callable[..., LocalKMS], key: str
+) -> None:
+    other = admin.create_key()["KeyMetadata"]["KeyId"]
+    arn = admin.describe_key(KeyId=key)["KeyMetadata"]["Arn"]
+    policy = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "kms:Encrypt", "Resource": arn}],
+        }
+    )
+    bob = as_user("bob", policy)
+    admin.create_alias(AliasName="alias/bobs", TargetKeyId=key)
+    bob.encrypt(KeyId=key, Plaintext=b"x")
+    bob.encrypt(KeyId="alias/bobs", Plaintext=b"x")  # the key is decided, not the name
+    bob.encrypt(KeyId=arn, Plaintext=b"x")
+    expect("AccessDeniedException", bob.encrypt, KeyId=other, Plaintext=b"x")
+
+
+def test_account_principal_forms_and_principal_conditions(
+    admin: LocalKMS, as_user: Callable[..., LocalKMS], key: str
+) -> None:
+    bob = as_user("bob", identity("kms:*"))
+    carol = as_user("carol", identity("kms:*"))
+    # The account id alone names the account, as its root ARN does.
+    admin.put_key_policy(KeyId=key, Policy=key_policy(allow(ACCOUNT, "kms:*")))
+    settle()
+    bob.encrypt(KeyId=key, Plaintext=b"x")
+    deny_b_users = {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "kms:Encrypt",
+        "Resource": "*",
+        "Condition": {"ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:user/b*"}},
+    }
+    other_accounts = allow(
+        "*",
+        "kms:DescribeKey",
+        Condition={"StringEquals": {"kms:CallerAccount": "999988887777"}},
+    )
+    admin.put_key_policy(KeyId=key, Policy=key_policy(ROOT_STATEMENT, deny_b_users, other_accounts))
+    settle()
+    expect("AccessDeniedException", bob.encrypt, KeyId=key, Plaintext=b"x")
+    carol.encrypt(KeyId=key, Plaintext=b"x")
+    bob.describe_key(KeyId=key)
+    # The statement for another account: its root may describe the key, no more.
+    arn = admin.describe_key(KeyId=key)["KeyMetadata"]["Arn"]
+    with LocalKMS(
+        admin.service.data_dir, principal="arn:aws:iam::999988887777:root", audit=False
+    ) as stranger:
+        assert stranger.describe_key(KeyId=arn)["KeyMetadata"]["Arn"] == arn
+        expect("AccessDeniedException", stranger.encrypt, KeyId=arn, Plaintext=b"x")
