@@ -48,10 +48,13 @@ class Recorder:
         self.kms = kms
         self.calls: list[str] = []
         self.secrets: list[bytes] = []
+        self.tokens: list[str] = []
 
     def _collect(self, value: Any, name: str | None = None) -> None:
         if isinstance(value, bytes) and name in SECRET_NAMES:
             self.secrets.append(value)
+        elif isinstance(value, str) and name in ("GrantToken", "GrantTokens"):
+            self.tokens.append(value)
         elif isinstance(value, dict):
             for k, v in value.items():
                 self._collect(v, k)
@@ -304,7 +307,8 @@ def test_no_plaintext_or_ciphertext_in_the_trail(data_dir: Path, kms: LocalKMS) 
     for s in secrets:
         forms += [s, s.hex().encode(), s.hex().upper().encode(), base64.b64encode(s)]
         forms += [base64.urlsafe_b64encode(s), base64.b64encode(s).rstrip(b"=")]
-    forms.append(grant["GrantToken"].encode())
+    assert grant["GrantToken"] in call.tokens and len(set(call.tokens)) >= 3
+    forms += [token.encode() for token in call.tokens]
     files = audit_files(data_dir)
     assert any(p.name.startswith("segment-") for p in files)
     for path in files:
