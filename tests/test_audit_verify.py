@@ -332,10 +332,7 @@ def test_verify_retries_when_a_segment_closes_under_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The writer seals and closes a segment between our two directory reads."""
-    import importlib
-
-    # The package's ``verify`` is the function; the module is reached by name.
-    verify_module = importlib.import_module("kmscore.audit.verify")
+    from kmscore.audit import _verify as verify_module
 
     trail = AuditTrail.open(
         tmp_path, max_segment_bytes=1, checkpoint_every=1000, checkpoint_interval=None

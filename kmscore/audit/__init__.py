@@ -6,23 +6,24 @@ scrubs away plaintext, ciphertext and key material) appended durably to an
 chain; :func:`verify` checks both and :func:`query` searches the records.
 """
 
+from kmscore.audit._query import query
+from kmscore.audit._verify import VerifyError, VerifyReport, verify
 from kmscore.audit.event import (
     EVENT_VERSION,
     SECRET_FIELDS,
+    AuditEvent,
     Identity,
     build_event,
     scrub_event,
     scrub_parameters,
 )
 from kmscore.audit.keys import load_or_create_signing_key, load_public_key
-from kmscore.audit.query import query
 from kmscore.audit.trail import (
     DEFAULT_CHECKPOINT_EVERY,
     DEFAULT_CHECKPOINT_INTERVAL,
     DEFAULT_SEGMENT_BYTES,
     AuditTrail,
 )
-from kmscore.audit.verify import VerifyError, VerifyReport, verify
 
 __all__ = [
     "DEFAULT_CHECKPOINT_EVERY",
@@ -30,6 +31,7 @@ __all__ = [
     "DEFAULT_SEGMENT_BYTES",
     "EVENT_VERSION",
     "SECRET_FIELDS",
+    "AuditEvent",
     "AuditTrail",
     "Identity",
     "VerifyError",

@@ -32,13 +32,14 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import json.encoder
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 AUDIT_DIR: Final = "audit"
 SIGNING_KEY_FILE: Final = "audit-signing.key"
@@ -100,11 +101,44 @@ def record_line(seq: int, prev_hash: str, body: bytes) -> bytes:
     return head + b"," + body[1:]
 
 
+def _not_json(value: object) -> NoReturn:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _compact_encoder() -> Callable[[object], str]:
+    """``json.dumps`` with the stored settings, minus its per-call set-up.
+
+    The C encoder json.dumps itself uses for ``separators=(",", ":")``,
+    ``ensure_ascii=True``, ``allow_nan=False``, built once. No cycle check:
+    it only ever sees scrubbed values, which the scrubber keeps acyclic.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the _json accelerator
+        return json.JSONEncoder(
+            separators=(",", ":"), ensure_ascii=True, allow_nan=False, check_circular=False
+        ).encode
+    encoder = make(
+        None, _not_json, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
+    )
+
+    def encode(value: object) -> str:
+        return "".join(encoder(value, 0))
+
+    return encode
+
+
+compact_json: Final = _compact_encoder()
+"""The stored JSON text of a scrubbed value: compact, ASCII only, no NaN."""
+
+
 def encode_event(event: dict[str, Any]) -> bytes:
     """The compact JSON of a scrubbed event, as stored."""
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode(
-        "ascii"
-    )
+    return compact_json(event).encode("ascii")
+
+
+def record_rest(body: bytes) -> bytes:
+    """What follows the chain members in a record line, for an event's JSON object."""
+    return b"}" if body == b"{}" else b"," + body[1:]
 
 
 def canonical(obj: dict[str, Any]) -> bytes:

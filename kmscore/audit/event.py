@@ -32,23 +32,48 @@ keeps an allow-list of value types and a deny-list of field names:
 Inside ``requestParameters``, ``responseElements`` and ``additionalEventData``
 member names are written the way CloudTrail writes them, with the first letter
 lowered (``KeyId`` becomes ``keyId``), except the keys of encryption-context maps.
+
+Sealed events: scrubbing once, not twice
+----------------------------------------
+:func:`build_event` returns an :class:`AuditEvent`, a ``dict`` that also
+carries the JSON it will be stored as, made by the scrubber when the event was
+built. The trail writes that JSON instead of scrubbing and encoding the event
+again (the hot path of every KMS call). What is written still always comes out
+of the scrubber:
+
+* Changing the event's own members (``event["x"] = ...``, ``update``, ``del``,
+  ``pop``, ...) unseals it, and the trail scrubs the whole event again at append.
+* Its nested containers (``userIdentity``, ``requestParameters``, ``resources``,
+  encryption contexts, ...) are read-only: mutating them raises ``TypeError``.
+  Build a new event, or replace the member at the top level. Copies
+  (``copy.deepcopy``, ``dict(...)``) are ordinary dictionaries.
+* Any other mapping, including an ``AuditEvent`` subclass, is scrubbed at append.
+
+Even a low-level ``dict.__setitem__`` on a sealed event cannot put a secret in
+the trail: the stored JSON is what the scrubber produced, so such a change is
+merely not recorded.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import uuid
+import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Final
+from json.encoder import encode_basestring_ascii as _json_string
+from typing import Any, Final, NoReturn, Self
+
+from kmscore.audit._format import compact_json
 
 __all__ = [
     "EVENT_VERSION",
     "RESERVED_FIELDS",
     "SECRET_FIELDS",
+    "AuditEvent",
     "Identity",
     "build_event",
     "scrub_event",
@@ -182,17 +207,156 @@ def _cloudtrail_name(name: str) -> str:
 _PLAIN: Final = frozenset({str, int, bool, type(None)})
 
 
-def _scrub_value(value: object, depth: int, rename: bool) -> object:
+# --- read-only containers and sealed events ---------------------------------------
+
+_READ_ONLY_MESSAGE: Final = (
+    "the members of a built audit event are read-only; replace a top-level member "
+    "or build a new event"
+)
+
+
+def _read_only(self: object, *args: object, **kwargs: object) -> NoReturn:
+    raise TypeError(_READ_ONLY_MESSAGE)
+
+
+class _ReadOnlyDict(dict[str, Any]):
+    """A dictionary inside a sealed event: reads like a dict, refuses changes."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[type[dict[str, Any]], tuple[dict[str, Any]]]:
+        return dict, (dict(self),)  # copies and pickles are ordinary dictionaries
+
+
+class _ReadOnlyList(list[Any]):
+    """A list inside a sealed event: reads like a list, refuses changes."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[type[list[Any]], tuple[list[Any]]]:
+        return list, (list(self),)
+
+
+for _name in (
+    "__setitem__",
+    "__delitem__",
+    "__ior__",
+    "clear",
+    "pop",
+    "popitem",
+    "setdefault",
+    "update",
+):
+    setattr(_ReadOnlyDict, _name, _read_only)
+for _name in (
+    "__setitem__",
+    "__delitem__",
+    "__iadd__",
+    "__imul__",
+    "append",
+    "extend",
+    "insert",
+    "pop",
+    "remove",
+    "clear",
+    "sort",
+    "reverse",
+):
+    setattr(_ReadOnlyList, _name, _read_only)
+del _name
+
+
+class AuditEvent(dict[str, Any]):
+    """An event from :func:`build_event`: a dict sealed with its stored JSON.
+
+    See "Sealed events" in the module docstring: changing a top-level member
+    unseals the event (the trail then scrubs it again); nested containers are
+    read-only. Constructed directly, an ``AuditEvent`` is not sealed.
+    """
+
+    __slots__ = ("_stored", "_time")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Make an unsealed event, like ``dict(*args, **kwargs)``."""
+        super().__init__(*args, **kwargs)
+        self._stored: bytes | None = None
+        self._time: str | None = None
+
+    def sealed_record(self) -> tuple[bytes, str | None] | None:
+        """The stored form of the members, and the event time, while sealed.
+
+        Returns:
+            ``(rest, eventTime)`` where ``rest`` is the event's stored JSON
+            without its opening brace, preceded by a comma (the trail puts its
+            chain members in front); None once the event was changed.
+        """
+        stored = self._stored
+        return None if stored is None else (stored, self._time)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._stored = None
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._stored = None
+        dict.__delitem__(self, key)
+
+    def __ior__(self, other: Any) -> Self:  # type: ignore[misc,override]
+        self._stored = None
+        dict.update(self, other)
+        return self
+
+    def clear(self) -> None:
+        """Remove every member (unseals)."""
+        self._stored = None
+        dict.clear(self)
+
+    def pop(self, *args: Any) -> Any:
+        """Like :meth:`dict.pop` (unseals)."""
+        self._stored = None
+        return dict.pop(self, *args)
+
+    def popitem(self) -> tuple[str, Any]:
+        """Like :meth:`dict.popitem` (unseals)."""
+        self._stored = None
+        return dict.popitem(self)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        """Like :meth:`dict.setdefault` (unseals)."""
+        self._stored = None
+        return dict.setdefault(self, key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """Like :meth:`dict.update` (unseals)."""
+        self._stored = None
+        dict.update(self, *args, **kwargs)
+
+
+def _sealed(members: dict[str, Any], stored: str, event_time: str) -> AuditEvent:
+    event = _new_event(AuditEvent)
+    dict.update(event, members)
+    event._stored = stored.encode("ascii")
+    event._time = event_time
+    return event
+
+
+_new_event: Final = dict.__new__
+
+
+# --- the scrubber ----------------------------------------------------------------
+
+
+def _scrub_value(value: object, depth: int, rename: bool, frozen: bool = False) -> object:
     kind = type(value)
     if kind in _PLAIN:
         return value
     if kind is dict:
-        return _scrub_struct(value, depth + 1, rename)  # type: ignore[arg-type]
+        return _scrub_struct(value, depth + 1, rename, frozen)  # type: ignore[arg-type]
     if depth > _MAX_DEPTH:
         return _DROP
     # Order matters: IntEnum is an int and StrEnum a str, but write their value.
     if isinstance(value, Enum):
-        return _scrub_value(value.value, depth + 1, rename)
+        return _scrub_value(value.value, depth + 1, rename, frozen)
     if isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -200,35 +364,42 @@ def _scrub_value(value: object, depth: int, rename: bool) -> object:
     if isinstance(value, datetime):
         return _format_time(value)
     if isinstance(value, Mapping):
-        return _scrub_struct(value, depth + 1, rename)
+        return _scrub_struct(value, depth + 1, rename, frozen)
     if isinstance(value, list | tuple):
-        items = (_scrub_value(item, depth + 1, rename) for item in value)
-        return [item for item in items if item is not _DROP]
+        items = (_scrub_value(item, depth + 1, rename, frozen) for item in value)
+        kept = [item for item in items if item is not _DROP]
+        return _ReadOnlyList(kept) if frozen else kept
     # bytes, bytearray, memoryview, sets, arbitrary objects: never written.
     return _DROP
 
 
-def _scrub_context(value: object) -> object:
-    if not isinstance(value, Mapping):
+def _scrub_context(value: object, frozen: bool) -> object:
+    if type(value) is not dict and not isinstance(value, Mapping):
         return _DROP
-    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+    kept = {
+        k: v
+        for k, v in value.items()
+        if (type(k) is str or isinstance(k, str)) and (type(v) is str or isinstance(v, str))
+    }
+    return _ReadOnlyDict(kept) if frozen else kept
 
 
-def _scrub_struct(obj: Mapping[Any, Any], depth: int, rename: bool) -> dict[str, Any]:
+def _scrub_struct(
+    obj: Mapping[Any, Any], depth: int, rename: bool, frozen: bool = False
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if depth > _MAX_DEPTH:
-        return out
-    for key, value in obj.items():
-        if not isinstance(key, str) or _is_secret_name(key):
-            continue
-        if _is_context_map(key):
-            clean = _scrub_context(value)
-        else:
-            clean = _scrub_value(value, depth, rename)
-        if clean is _DROP:
-            continue
-        out[_cloudtrail_name(key) if rename else key] = clean
-    return out
+    if depth <= _MAX_DEPTH:
+        for key, value in obj.items():
+            if not isinstance(key, str) or _is_secret_name(key):
+                continue
+            if _is_context_map(key):
+                clean = _scrub_context(value, frozen)
+            else:
+                clean = _scrub_value(value, depth, rename, frozen)
+            if clean is _DROP:
+                continue
+            out[_cloudtrail_name(key) if rename else key] = clean
+    return _ReadOnlyDict(out) if frozen else out
 
 
 def scrub_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -246,7 +417,7 @@ def scrub_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def scrub_event(event: Mapping[str, Any]) -> dict[str, Any]:
-    """Scrub a whole event; the trail calls this on everything it writes.
+    """Scrub a whole event; the trail calls this on everything it writes unsealed.
 
     Applies the type allow-list and the field deny-list everywhere, renames
     members inside the parameter sections, and drops the names the trail
@@ -256,7 +427,7 @@ def scrub_event(event: Mapping[str, Any]) -> dict[str, Any]:
         event: An event, normally from :func:`build_event`.
 
     Returns:
-        A new JSON-ready dictionary.
+        A new JSON-ready dictionary (a plain ``dict``, never sealed).
     """
     out: dict[str, Any] = {}
     for key, value in event.items():
@@ -289,6 +460,190 @@ def _resource(arn: str, account_id: str) -> dict[str, str]:
     return {"accountId": owner, "type": KEY_RESOURCE_TYPE, "ARN": arn}
 
 
+# --- fast building -----------------------------------------------------------------
+#
+# build_event makes the event dictionary and, from the same scrubbed values, its
+# stored JSON. Fixed members are written from constant text, strings through the
+# json module's C escaper, and the parameter sections through its C encoder (the
+# one json.dumps uses with these settings), so the bytes equal
+# encode_event(scrub_event(event)); the tests check that for arbitrary input.
+# Values seen again and again (identities, resource lists, region, user agent)
+# are encoded once and cached; their cached containers are read-only.
+
+_CACHE_LIMIT: Final = 4096
+
+
+class _Unusual(Exception):
+    """An argument the fast builder does not handle; the general path does."""
+
+
+_escaped: dict[str, str] = {}
+
+
+def _escape_cached(text: str) -> str:
+    found = _escaped.get(text)
+    if found is None:
+        if len(_escaped) >= _CACHE_LIMIT:
+            _escaped.clear()
+        found = _escaped[text] = _json_string(text)
+    return found
+
+
+_identities: dict[Identity, tuple[dict[str, Any], str]] = {}
+_resources: dict[tuple[str, tuple[str, ...]], tuple[list[Any], str]] = {}
+
+
+def _identity_part(identity: Identity | Mapping[str, str | None]) -> tuple[dict[str, Any], str]:
+    if type(identity) is Identity:
+        try:
+            return _identities[identity]
+        except KeyError:
+            cacheable = True
+        except TypeError:  # a field that cannot be hashed
+            cacheable = False
+        raw: Mapping[str, Any] = identity.to_event()
+    elif isinstance(identity, Mapping):
+        cacheable = False
+        raw = {k: v for k, v in identity.items() if v is not None}
+    else:
+        raise _Unusual
+    clean = _scrub_value(raw, 1, False, True)
+    if type(clean) is not _ReadOnlyDict:
+        raise _Unusual
+    part = (clean, compact_json(clean))
+    if cacheable:
+        if len(_identities) >= _CACHE_LIMIT:
+            _identities.clear()
+        _identities[identity] = part  # type: ignore[index]
+    return part
+
+
+def _resources_part(resources: Sequence[str], account_id: str) -> tuple[list[Any], str]:
+    try:
+        key = (account_id, tuple(resources))
+        return _resources[key]
+    except KeyError:
+        pass
+    except TypeError:
+        raise _Unusual from None
+    if any(type(arn) is not str for arn in key[1]):
+        raise _Unusual
+    clean = _scrub_value([_resource(arn, account_id) for arn in key[1]], 1, False, True)
+    part = (clean, compact_json(clean))
+    if len(_resources) >= _CACHE_LIMIT:
+        _resources.clear()
+    _resources[key] = part  # type: ignore[assignment]
+    return part  # type: ignore[return-value]
+
+
+# What the scrubber does with a member name inside a parameter section:
+# (kind, name as written, name as JSON followed by a colon).
+_SECRET, _CONTEXT, _OTHER = 0, 1, 2
+_member_names: dict[str, tuple[int, str, str]] = {}
+
+
+def _member_name(key: str) -> tuple[int, str, str]:
+    found = _member_names.get(key)
+    if found is None:
+        if _is_secret_name(key):
+            kind = _SECRET
+        else:
+            kind = _CONTEXT if _is_context_map(key) else _OTHER
+        name = _cloudtrail_name(key)
+        found = (kind, name, _json_string(name) + ":")
+        if type(key) is str:
+            if len(_member_names) >= _CACHE_LIMIT:
+                _member_names.clear()
+            _member_names[key] = found
+    return found
+
+
+_JSON_CONSTANTS: Final = {None: "null", True: "true", False: "false"}
+
+
+def _section(value: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, str]:
+    """A parameter section scrubbed like ``_scrub_struct(value, 1, True)``, and its JSON.
+
+    Strings, ints, booleans, None and string-to-string encryption contexts are
+    encoded here; any other value goes through the scrubber and the C encoder.
+    """
+    if value is None:
+        return None, "null"
+    if type(value) is not dict and not isinstance(value, Mapping):
+        raise _Unusual
+    out: dict[str, Any] = {}
+    parts: list[str] = []
+    escape = _json_string
+    names = _member_names
+    for key, item in value.items():
+        found = names.get(key) if type(key) is str else None
+        if found is None:
+            if not isinstance(key, str):
+                continue
+            found = _member_name(key)
+        kind, name, prefix = found
+        if kind == _OTHER:
+            item_type = type(item)
+            if item_type is str:
+                out[name] = item
+                parts.append(prefix + escape(item))
+                continue
+            if item_type is int:
+                out[name] = item
+                parts.append(prefix + int.__repr__(item))
+                continue
+            if item_type is bool or item is None:
+                out[name] = item
+                parts.append(prefix + _JSON_CONSTANTS[item])
+                continue
+            clean = _scrub_value(item, 1, True, True)
+            if clean is _DROP:
+                continue
+            out[name] = clean
+            parts.append(prefix + compact_json(clean))
+        elif kind == _CONTEXT:
+            context = _scrub_context(item, True)
+            if context is _DROP:
+                continue
+            out[name] = context
+            pairs = [escape(k) + ":" + escape(v) for k, v in context.items()]  # type: ignore[attr-defined]
+            parts.append(prefix + "{" + ",".join(pairs) + "}")
+    if len(parts) != len(out):  # two members with one CloudTrail name: the last wins
+        return _ReadOnlyDict(out), compact_json(out)
+    return _ReadOnlyDict(out), "{" + ",".join(parts) + "}"
+
+
+# The current second as CloudTrail writes it, and as a JSON string; one per second.
+_clock: tuple[int, str, str] = (-1, "", "")
+
+
+def _now() -> tuple[str, str]:
+    global _clock
+    second = int(time.time())
+    cached = _clock
+    if cached[0] != second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+        cached = _clock = (second, text, _json_string(text))
+    return cached[1], cached[2]
+
+
+_VARIANT: Final = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def _uuid4(digits: str) -> str:
+    """A version 4 UUID string from 32 random hex digits."""
+    return (
+        f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-"
+        f"{_VARIANT[digits[16]]}{digits[17:20]}-{digits[20:32]}"
+    )
+
+
+_EVENT_HEAD: Final = (
+    f',"eventVersion":{_json_string(EVENT_VERSION)},"userIdentity":'  # then the identity
+)
+_EVENT_SOURCE_JSON: Final = _json_string(EVENT_SOURCE)
+
+
 def build_event(
     event_name: str,
     *,
@@ -307,7 +662,7 @@ def build_event(
     request_id: str | None = None,
     event_time: datetime | None = None,
     management_event: bool = True,
-) -> dict[str, Any]:
+) -> AuditEvent:
     """Build one scrubbed CloudTrail-shaped event for a KMS call.
 
     Args:
@@ -333,7 +688,8 @@ def build_event(
         management_event: CloudTrail's ``managementEvent`` flag.
 
     Returns:
-        A JSON-ready dictionary with the CloudTrail KMS event fields.
+        A JSON-ready dictionary with the CloudTrail KMS event fields, sealed
+        with its stored JSON (see :class:`AuditEvent`).
 
     Raises:
         ValueError: If ``event_name`` is empty or an error message is given
@@ -343,6 +699,33 @@ def build_event(
         raise ValueError("event_name must be a non-empty AWS operation name")
     if error_message is not None and error_code is None:
         raise ValueError("error_message needs an error_code")
+    digits = os.urandom(32).hex()
+    event_id = _uuid4(digits)
+    if request_id is None:
+        request_id = _uuid4(digits[32:])
+    try:
+        return _build_sealed(
+            event_name,
+            region,
+            account_id,
+            identity,
+            source_ip,
+            user_agent,
+            request_parameters,
+            response_elements,
+            resources,
+            read_only,
+            error_code,
+            error_message,
+            additional_event_data,
+            request_id,
+            event_id,
+            event_time,
+            management_event,
+        )
+    except _Unusual:
+        pass
+    # Arguments of unusual types: the general path, scrubbed again at append.
     if isinstance(identity, Identity):
         user_identity: Mapping[str, Any] = identity.to_event()
     else:
@@ -350,7 +733,7 @@ def build_event(
     event: dict[str, Any] = {
         "eventVersion": EVENT_VERSION,
         "userIdentity": user_identity,
-        "eventTime": _format_time(event_time or datetime.now(UTC)),
+        "eventTime": _format_time(event_time) if event_time else _now()[0],
         "eventSource": EVENT_SOURCE,
         "eventName": event_name,
         "awsRegion": region,
@@ -367,8 +750,8 @@ def build_event(
         event["additionalEventData"] = additional_event_data
     event.update(
         {
-            "requestID": request_id if request_id is not None else str(uuid.uuid4()),
-            "eventID": str(uuid.uuid4()),
+            "requestID": request_id,
+            "eventID": event_id,
             "readOnly": bool(read_only),
             "resources": [_resource(arn, account_id) for arn in resources],
             "eventType": "AwsApiCall",
@@ -377,4 +760,107 @@ def build_event(
             "eventCategory": "Management",
         }
     )
-    return scrub_event(event)
+    return AuditEvent(scrub_event(event))
+
+
+def _build_sealed(
+    event_name: str,
+    region: str,
+    account_id: str,
+    identity: Identity | Mapping[str, str | None],
+    source_ip: str,
+    user_agent: str,
+    request_parameters: Mapping[str, Any] | None,
+    response_elements: Mapping[str, Any] | None,
+    resources: Sequence[str],
+    read_only: bool,
+    error_code: str | None,
+    error_message: str | None,
+    additional_event_data: Mapping[str, Any] | None,
+    request_id: str,
+    event_id: str,
+    event_time: datetime | None,
+    management_event: bool,
+) -> AuditEvent:
+    """The event and its stored JSON, or :class:`_Unusual`."""
+    if (
+        type(event_name) is not str
+        or type(region) is not str
+        or type(account_id) is not str
+        or type(source_ip) is not str
+        or type(user_agent) is not str
+        or type(request_id) is not str
+    ):
+        raise _Unusual
+    escape = _escape_cached
+    user_identity, identity_json = _identity_part(identity)
+    if event_time:
+        when = _format_time(event_time)
+        when_json = _json_string(when)
+    else:
+        when, when_json = _now()
+    request, request_json = _section(request_parameters)
+    response, response_json = _section(response_elements)
+    touched, touched_json = _resources_part(resources, account_id)
+    read_only = bool(read_only)
+    management_event = bool(management_event)
+    head = (
+        f"{_EVENT_HEAD}{identity_json},"
+        f'"eventTime":{when_json},'
+        f'"eventSource":{_EVENT_SOURCE_JSON},'
+        f'"eventName":{escape(event_name)},'
+        f'"awsRegion":{escape(region)},'
+        f'"sourceIPAddress":{escape(source_ip)},'
+        f'"userAgent":{escape(user_agent)},'
+        f'"requestParameters":{request_json},'
+        f'"responseElements":{response_json}'
+    )
+    tail = (
+        f',"requestID":{_json_string(request_id)},'
+        f'"eventID":"{event_id}",'
+        f'"readOnly":{"true" if read_only else "false"},'
+        f'"resources":{touched_json},'
+        '"eventType":"AwsApiCall",'
+        f'"managementEvent":{"true" if management_event else "false"},'
+        f'"recipientAccountId":{escape(account_id)},'
+        '"eventCategory":"Management"}'
+    )
+    members: dict[str, Any] = {
+        "eventVersion": EVENT_VERSION,
+        "userIdentity": user_identity,
+        "eventTime": when,
+        "eventSource": EVENT_SOURCE,
+        "eventName": event_name,
+        "awsRegion": region,
+        "sourceIPAddress": source_ip,
+        "userAgent": user_agent,
+        "requestParameters": request,
+        "responseElements": response,
+    }
+    if error_code is None and additional_event_data is None:
+        middle = ""
+    else:
+        middle = ""
+        if error_code is not None:
+            if type(error_code) is not str:
+                raise _Unusual
+            members["errorCode"] = error_code
+            middle = f',"errorCode":{escape(error_code)}'
+            if error_message is not None:
+                if type(error_message) is not str:
+                    raise _Unusual
+                members["errorMessage"] = error_message
+                middle += f',"errorMessage":{_json_string(error_message)}'
+        if additional_event_data is not None:
+            extra, extra_json = _section(additional_event_data)
+            members["additionalEventData"] = extra
+            middle += f',"additionalEventData":{extra_json}'
+    members["requestID"] = request_id
+    members["eventID"] = event_id
+    members["readOnly"] = read_only
+    members["resources"] = touched
+    members["eventType"] = "AwsApiCall"
+    members["managementEvent"] = management_event
+    members["recipientAccountId"] = account_id
+    members["eventCategory"] = "Management"
+    return _sealed(members, head + middle + tail, when)
