@@ -1,9 +1,11 @@
 """The tamper-evident audit trail: CloudTrail-shaped events, hash-chained and signed.
 
 Every KMS call, allowed or denied, becomes one event (:func:`build_event`, which
-scrubs away plaintext, ciphertext and key material) appended durably to an
-:class:`AuditTrail`. Records are hash-chained; Ed25519 checkpoints seal the
-chain; :func:`verify` checks both and :func:`query` searches the records.
+scrubs away plaintext, ciphertext and key material) appended to an
+:class:`AuditTrail` (written before ``append`` returns, fsynced in batches; see
+:mod:`kmscore.audit.trail`). Several processes may append to one trail.
+Records are hash-chained; Ed25519 checkpoints seal the chain; :func:`verify`
+checks both and :func:`query` searches the records.
 """
 
 from kmscore.audit._query import query
@@ -21,19 +23,23 @@ from kmscore.audit.keys import load_or_create_signing_key, load_public_key
 from kmscore.audit.trail import (
     DEFAULT_CHECKPOINT_EVERY,
     DEFAULT_CHECKPOINT_INTERVAL,
+    DEFAULT_FSYNC_INTERVAL,
     DEFAULT_SEGMENT_BYTES,
     AuditTrail,
+    SyncMode,
 )
 
 __all__ = [
     "DEFAULT_CHECKPOINT_EVERY",
     "DEFAULT_CHECKPOINT_INTERVAL",
+    "DEFAULT_FSYNC_INTERVAL",
     "DEFAULT_SEGMENT_BYTES",
     "EVENT_VERSION",
     "SECRET_FIELDS",
     "AuditEvent",
     "AuditTrail",
     "Identity",
+    "SyncMode",
     "VerifyError",
     "VerifyReport",
     "build_event",

@@ -1,8 +1,27 @@
 """The audit trail writer: hash-chained JSON Lines segments, signed checkpoints.
 
-Contract: :meth:`AuditTrail.append` returns only after the record is written and
-fsynced; if that cannot be done it raises :class:`KMSInternalException` and the
-trail holds no trace of the record (fail closed). The trail is append-only.
+Durability contract
+-------------------
+:meth:`AuditTrail.append` returns once its record is written to the kernel
+(``os.write`` done): a record the service acknowledged survives ``kill -9`` of
+the process. If the write fails, ``append`` raises :class:`KMSInternalException`
+and the trail holds no trace of the record, not even half a line (fail closed).
+
+Surviving a power loss is group-committed. With ``sync="batch"`` (the default)
+a background flusher fsyncs the segment being written at most every
+``fsync_interval`` seconds (5 ms by default), and the trail also fsyncs before
+every checkpoint, when a segment is closed, and in :meth:`~AuditTrail.flush`
+and :meth:`~AuditTrail.close`. Records acknowledged in the last interval before
+a power loss may be lost; a record acknowledged before a ``kill -9`` never is.
+If a background fsync fails, the trail fails closed: every later append raises
+until the trail is reopened (after a failed fsync the kernel may have dropped
+the data, and a later fsync would wrongly succeed). With ``sync="always"``
+``append`` returns only after its batch is fsynced too, and a failed fsync rolls
+the batch back.
+
+Checkpoints only seal records that are fsynced: a checkpoint is written after
+the segment holding the records it seals is fsynced, and a segment is closed (a
+new one created) only after a checkpoint sealed it and it was fsynced.
 
 Why checkpoints live in their own file (``checkpoints.jsonl``) and not inline
 between records: a checkpoint exists to prove how far the trail reached. Inline,
@@ -14,33 +33,54 @@ records stay pure CloudTrail-shaped events for ``jq``, and the small checkpoint
 file is all a verifier needs to pin (see ``anchor`` in :func:`verify`). Cutting
 both files at once is only detectable against a checkpoint kept elsewhere.
 
-Ordering makes the two files consistent after any crash: a checkpoint is
-written only after the records it seals are fsynced, and a segment is closed
-(a new one created) only after a checkpoint sealed it.
+Group commit: callers scrub and encode their events on their own thread (an
+event from :func:`build_event` is already both), then queue them. The first
+caller to find no writer active becomes the leader, takes the whole queue,
+writes it with one ``write``, and wakes the others; callers that queued
+meanwhile are written by the next leader, to whom the leader hands over. No
+thread is dedicated to writing, so an idle trail costs nothing.
 
-Group commit: callers encode and scrub their events on their own thread, then
-queue them. The first caller to find no writer active becomes the leader, takes
-the whole queue, writes it with one ``write`` and one ``fsync``, and wakes the
-others; callers that queued meanwhile are written by the next leader. No thread
-is dedicated to writing, so an idle trail costs nothing.
+Several writers, one chain
+--------------------------
+Several processes (a daemon and a CLI, several in-process clients, ...) may
+open the trail of one data directory at once, and so may several
+``AuditTrail`` objects in one process; they share one chain. Every change to
+the files (a batch of records, a checkpoint, a new segment, cutting a torn
+tail) happens while holding an exclusive ``flock`` on ``audit/LOCK``, taken
+per batch, blocking.
 
-Crash recovery at open: bytes after the last acknowledged record can be torn
-(an unterminated line, or a run of lines that are not JSON objects up to the
-end of the file). They were never acknowledged and are cut off. A complete
-JSON line that does not continue the chain is never cut: it is not a crash
-artifact, so opening fails and ``verify`` names the place.
+Each open trail has a token (its pid and a random id). The ``LOCK`` file holds
+the token of the last writer that touched the files; a writer writes its token
+there, under the lock, before it changes any file. So a writer that takes the
+lock and finds its own token there knows that nobody else wrote since its last
+batch: its head hash, next seq, segment and size are current (one ``pread``).
+Otherwise it claims the file with its token and catches up: it reads the last
+checkpoint (adopting it when another writer wrote it: signature checked, the
+sealed record's hash checked), then follows the chain from the newer of its
+own head and that checkpoint through the rest of the current segment and any
+newer segments, checking every link, cutting a torn tail that a writer killed
+mid-write left, and switching to the newest segment. Segment rotation and
+checkpoints are decided after catching up, so they are correct whoever wrote
+the records; the time range and count a checkpoint seals cover every writer's
+records. The signing key is the data directory's, shared by all writers.
 
-One writer per trail: the writer holds an exclusive ``flock`` on ``audit/LOCK``
-for its lifetime; a second writer, in this or another process, fails at once
-with :class:`KMSInternalException` instead of forking the chain. Readers
-(``verify``, ``query``) take no lock.
+A process that forks with a trail open must open it again in the child: the
+child's copy refuses appends (it shares the parent's lock and files).
+
+Crash recovery: bytes after the last complete record can be torn (an
+unterminated line, or a run of lines that are not JSON objects up to the end of
+the file). They were never acknowledged and are cut off, at open or by the next
+writer that catches up. A complete JSON line that does not continue the chain
+is never cut: it is not a crash artifact, so opening (or appending) fails and
+``verify`` names the place. Readers (``verify``, ``query``) take no lock.
 """
 
 from __future__ import annotations
 
+import binascii
 import contextlib
-import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -50,38 +90,60 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Literal, Self
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from kmscore.audit import _format as fmt
-from kmscore.audit.event import scrub_event
+from kmscore.audit.event import AuditEvent, scrub_event
 from kmscore.errors import KMSInternalException
 
 __all__ = [
     "DEFAULT_CHECKPOINT_EVERY",
     "DEFAULT_CHECKPOINT_INTERVAL",
+    "DEFAULT_FSYNC_INTERVAL",
     "DEFAULT_SEGMENT_BYTES",
     "AuditTrail",
+    "SyncMode",
 ]
 
 DEFAULT_SEGMENT_BYTES: Final = 64 * 1024 * 1024
 DEFAULT_CHECKPOINT_EVERY: Final = 1000
 DEFAULT_CHECKPOINT_INTERVAL: Final = 60.0
+DEFAULT_FSYNC_INTERVAL: Final = 0.005
+
+SyncMode = Literal["batch", "always"]
+"""``"batch"``: fsync in the background, ``"always"``: before ``append`` returns."""
+
+_CLOSED: Final = "the audit trail is closed"
+_FORKED: Final = "the audit trail was opened before fork(); open it again in the child process"
 
 _log = logging.getLogger(__name__)
+_sha256 = hashlib.sha256
+_hexlify = binascii.hexlify
+_allocate_lock = threading.Lock
+
+Record = tuple[bytes, "str | None"]
+"""A record before it is chained: what follows the chain members, and its eventTime."""
 
 
 class _Slot:
-    """One caller's records waiting for the leader."""
+    """One caller's records (or action) waiting for the leader."""
 
-    __slots__ = ("done", "error", "records")
+    __slots__ = ("action", "done", "error", "lead", "records", "wake")
 
-    def __init__(self, records: list[tuple[bytes, str | None]]) -> None:
+    def __init__(
+        self,
+        records: list[Record],
+        action: Callable[[KMSInternalException | None], None] | None = None,
+    ) -> None:
         self.records = records
+        self.action = action
         self.done = False
-        self.error: OSError | KMSInternalException | None = None
+        self.lead = False
+        self.error: BaseException | None = None
+        self.wake: threading.Lock | None = None
 
 
 class _Damaged(Exception):
@@ -89,18 +151,26 @@ class _Damaged(Exception):
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
+    written = os.write(fd, data)
+    if written == len(data):
+        return
+    view = memoryview(data)[written:]
     while view:
         written = os.write(fd, view)
         view = view[written:]
 
 
-def _encode(event: Mapping[str, Any]) -> tuple[bytes, str | None]:
-    if not isinstance(event, Mapping):
+def _encode(event: Mapping[str, Any]) -> Record:
+    if type(event) is AuditEvent:
+        sealed = event.sealed_record()
+        if sealed is not None:
+            return sealed
+    elif not isinstance(event, Mapping):
         raise TypeError(f"an audit event is a mapping, not {type(event).__name__}")
     clean = scrub_event(event)
     event_time = clean.get("eventTime")
-    return fmt.encode_event(clean), event_time if isinstance(event_time, str) else None
+    body = fmt.encode_event(clean)
+    return fmt.record_rest(body), event_time if isinstance(event_time, str) else None
 
 
 def _parses_as_object(line: bytes) -> bool:
@@ -110,11 +180,23 @@ def _parses_as_object(line: bytes) -> bool:
         return False
 
 
+_open_trails: weakref.WeakSet[AuditTrail] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for trail in list(_open_trails):
+        trail._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class AuditTrail:
     """Writer of one tamper-evident audit trail (see the module docstring).
 
-    Thread-safe. Use :meth:`open` for a data directory; the constructor is for
-    callers that manage the key themselves.
+    Thread-safe, and safe to open in several processes at once. Use
+    :meth:`open` for a data directory; the constructor is for callers that
+    manage the key themselves.
     """
 
     def __init__(
@@ -125,6 +207,8 @@ class AuditTrail:
         max_segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         checkpoint_interval: float | None = DEFAULT_CHECKPOINT_INTERVAL,
+        sync: SyncMode = "batch",
+        fsync_interval: float = DEFAULT_FSYNC_INTERVAL,
     ) -> None:
         """Open (creating if needed) the trail in ``audit_dir`` and recover its head.
 
@@ -136,37 +220,55 @@ class AuditTrail:
             checkpoint_every: Write a checkpoint once this many records are unsealed.
             checkpoint_interval: Seconds after which unsealed records are sealed
                 by a background timer; None for no timer.
+            sync: ``"batch"``: ``append`` returns once its record is written,
+                fsyncs are batched in the background; ``"always"``: ``append``
+                returns once its record is fsynced.
+            fsync_interval: With ``sync="batch"``, the most time between a
+                record's write and its fsync, about: the flusher fsyncs at most
+                this often.
 
         Raises:
-            ValueError: If a limit is not positive.
-            KMSInternalException: If the directory is unsafe or unusable, another
-                writer holds the trail, the signing key does not match the
-                checkpoints, or the trail is damaged beyond a torn tail.
+            ValueError: If a limit is not positive or ``sync`` is unknown.
+            KMSInternalException: If the directory is unsafe or unusable, the
+                signing key does not match the checkpoints, or the trail is
+                damaged beyond a torn tail.
         """
         if max_segment_bytes < 1 or checkpoint_every < 1:
             raise ValueError("max_segment_bytes and checkpoint_every must be positive")
         if checkpoint_interval is not None and checkpoint_interval <= 0:
             raise ValueError("checkpoint_interval must be positive or None")
+        if sync not in ("batch", "always"):
+            raise ValueError(f"sync must be 'batch' or 'always', not {sync!r}")
+        if not fsync_interval > 0:
+            raise ValueError("fsync_interval must be positive")
         self._dir = Path(audit_dir)
         self._key = signing_key
         self._max_segment_bytes = max_segment_bytes
         self._checkpoint_every = checkpoint_every
         self._checkpoint_interval = checkpoint_interval
+        self._sync_always = sync == "always"
+        self._fsync_interval = fsync_interval
 
-        self._cond = threading.Condition(threading.Lock())
+        # Group commit (guarded by _qlock).
+        self._qlock = threading.Lock()
         self._pending: list[_Slot] = []
         self._busy = False
         self._closed = False
         self._broken: str | None = None
 
+        # Files. Only the leader changes them; the flusher reads _seg_fd under _fd_lock.
+        self._fd_lock = threading.Lock()
         self._lock_fd = -1
         self._ckpt_fd = -1
         self._ckpt_size = 0
         self._seg_fd = -1
         self._seg_name = ""
         self._seg_size = 0
+        self._dirty = False  # written to _seg_fd since its last fsync
+
+        # The chain as this writer last saw it.
         self._next_seq = 0
-        self._head = fmt.GENESIS_HASH
+        self._head = fmt.GENESIS_HASH.encode("ascii")
         self._head_segment = ""
         self._head_offset = 0
         self._unsealed = 0
@@ -175,22 +277,41 @@ class AuditTrail:
         self._last_signature: str | None = None
         self._last_checkpoint_at = time.monotonic()
 
+        # Sharing with other writers (see the module docstring).
+        self._token = (
+            f"kmscore audit writer pid {os.getpid():>10} id {os.urandom(8).hex()}\n".encode("ascii")
+        )
+        self._in_sync = False
+
+        self._stop = threading.Event()
+        self._wake = threading.Event()
         try:
             fmt.ensure_dir(self._dir)
-            self._take_lock()
-            self._recover()
+            self._open_files()
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                self._sync_shared()
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         except (OSError, _Damaged) as exc:
             self._close_files()
             raise KMSInternalException(
                 f"cannot open the audit trail in {self._dir}: {exc}"
             ) from exc
 
-        self._stop_timer = threading.Event()
+        _open_trails.add(self)
         if checkpoint_interval is not None:
             threading.Thread(
                 target=_timer,
-                args=(weakref.ref(self), self._stop_timer, checkpoint_interval),
+                args=(weakref.ref(self), self._stop, checkpoint_interval),
                 name="kmscore-audit-checkpoint",
+                daemon=True,
+            ).start()
+        if not self._sync_always:
+            threading.Thread(
+                target=_flusher,
+                args=(weakref.ref(self), self._wake, self._stop, fsync_interval),
+                name="kmscore-audit-flusher",
                 daemon=True,
             ).start()
 
@@ -202,24 +323,28 @@ class AuditTrail:
         max_segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         checkpoint_interval: float | None = DEFAULT_CHECKPOINT_INTERVAL,
+        sync: SyncMode = "batch",
+        fsync_interval: float = DEFAULT_FSYNC_INTERVAL,
     ) -> Self:
         """Open the trail of a data directory, creating the trail and its key on first use.
 
         Creates ``<data_dir>/audit/`` (0700), ``<data_dir>/audit-signing.key``
         (0600, ``O_CREAT|O_EXCL|O_NOFOLLOW``) and ``<data_dir>/audit-signing.pub``.
+        Other processes may have the same trail open.
 
         Args:
             data_dir: The service's data directory (created 0700 if missing).
             max_segment_bytes: See :class:`AuditTrail`.
             checkpoint_every: See :class:`AuditTrail`.
             checkpoint_interval: See :class:`AuditTrail`.
+            sync: See :class:`AuditTrail`.
+            fsync_interval: See :class:`AuditTrail`.
 
         Returns:
             The open trail.
 
         Raises:
-            KMSInternalException: If the directory, key or trail is unusable,
-                or another writer holds the trail.
+            KMSInternalException: If the directory, key or trail is unusable.
         """
         from kmscore.audit.keys import load_or_create_signing_key
 
@@ -236,116 +361,89 @@ class AuditTrail:
             max_segment_bytes=max_segment_bytes,
             checkpoint_every=checkpoint_every,
             checkpoint_interval=checkpoint_interval,
+            sync=sync,
+            fsync_interval=fsync_interval,
         )
 
     # --- public API ---------------------------------------------------------
 
     @property
     def next_seq(self) -> int:
-        """The sequence number the next record will get."""
-        with self._cond:
-            return self._next_seq
+        """The sequence number after the last record this writer has seen."""
+        return self._next_seq
 
     @property
     def head_hash(self) -> str:
-        """The chain hash of the last record (the genesis value if none)."""
-        with self._cond:
-            return self._head
+        """The chain hash of the last record this writer has seen (genesis if none)."""
+        return self._head.decode("ascii")
 
     def append(self, event: Mapping[str, Any]) -> None:
-        """Scrub one event and make it durable as the next record.
+        """Scrub one event (unless sealed) and write it as the next record.
+
+        Returns once the record is written to the kernel (and fsynced too with
+        ``sync="always"``); see the module docstring.
 
         Args:
             event: The event, normally from :func:`kmscore.audit.build_event`.
 
         Raises:
             TypeError: If ``event`` is not a mapping.
-            KMSInternalException: If the record could not be made durable or the
-                trail is closed; then the trail holds no trace of it.
+            KMSInternalException: If the record could not be written, or the
+                trail is closed or failed; then the trail holds no trace of it.
         """
-        self.append_many((event,))
+        self._submit(_Slot([_encode(event)]))
 
     def append_many(self, events: Iterable[Mapping[str, Any]]) -> None:
-        """Make several events durable as consecutive records, all or none.
+        """Write several events as consecutive records, all or none.
 
         Args:
             events: The events, in order.
 
         Raises:
             TypeError: If an event is not a mapping.
-            KMSInternalException: If the records could not be made durable or the
-                trail is closed; then the trail holds none of them.
+            KMSInternalException: If the records could not be written, or the
+                trail is closed or failed; then the trail holds none of them.
         """
         records = [_encode(event) for event in events]
-        if not records:
-            return
-        slot = _Slot(records)
-        with self._cond:
-            self._check_usable()
-            self._pending.append(slot)
-            while not slot.done and self._busy:
-                self._cond.wait()
-            if not slot.done:
-                self._busy = True
-                batch, self._pending = self._pending, []
-        if not slot.done:
-            self._lead(batch, self._checkpoint_if_due)
-        if slot.error is not None:
-            raise _as_internal(slot.error) from slot.error
+        if records:
+            self._submit(_Slot(records))
 
     def checkpoint(self) -> None:
-        """Seal the records written so far with a signed checkpoint now.
+        """Seal every record written so far (by any writer) with a signed checkpoint now.
 
         Does nothing when every record is already sealed.
 
         Raises:
-            KMSInternalException: If the checkpoint could not be made durable or
-                the trail is closed.
+            KMSInternalException: If the checkpoint could not be made durable,
+                or the trail is closed or failed.
         """
-        with self._cond:
-            self._check_usable()
-        self._exclusive(self._write_checkpoint_or_raise)
+        self._submit(_Slot([], self._act_checkpoint))
 
     def flush(self) -> None:
-        """Wait until every append queued before this call is durable.
+        """Wait until every append queued before this call is fsynced.
 
         Raises:
-            KMSInternalException: If the trail is closed.
+            KMSInternalException: If the fsync failed, or the trail is closed
+                or failed.
         """
-        with self._cond:
-            self._check_usable()
-        self._exclusive(lambda: None)
+        self._submit(_Slot([], self._act_flush))
 
     def close(self) -> None:
-        """Seal the unsealed records with a checkpoint, then release the trail.
+        """Seal the unsealed records with a checkpoint, fsync, then release the trail.
 
-        Idempotent. The files and the lock are released even when the final
-        checkpoint fails.
+        Idempotent. The files are released even when the final checkpoint fails.
 
         Raises:
             KMSInternalException: If the final checkpoint could not be written.
         """
-        with self._cond:
-            if self._closed:
-                return
-        self._stop_timer.set()
-        failure: KMSInternalException | None = None
-
-        def finish() -> None:
-            nonlocal failure
-            if self._broken is None:
-                try:
-                    self._write_checkpoint()
-                except OSError as exc:
-                    failure = _as_internal(exc)
-            self._closed = True
-
+        if self._closed:
+            return
+        self._stop.set()
+        self._wake.set()
         try:
-            self._exclusive(finish)
+            self._submit(_Slot([], self._act_close), check=False)
         finally:
             self._close_files()
-        if failure is not None:
-            raise failure
 
     def __enter__(self) -> Self:
         return self
@@ -360,79 +458,177 @@ class AuditTrail:
 
     # --- group commit ---------------------------------------------------------
 
-    def _check_usable(self) -> None:
-        if self._closed:
-            raise KMSInternalException("the audit trail is closed")
-        if self._broken is not None:
-            raise KMSInternalException(self._broken)
+    def _submit(self, slot: _Slot, check: bool = True) -> None:
+        """Queue a slot, lead or wait for the leader, raise the slot's error."""
+        with self._qlock:
+            if check and (self._closed or self._broken is not None):
+                raise KMSInternalException(_CLOSED if self._closed else str(self._broken))
+            if self._busy:
+                slot.wake = wake = _allocate_lock()
+                wake.acquire()
+                self._pending.append(slot)
+            else:
+                self._busy = True
+        if slot.wake is None:
+            self._lead(slot)
+        else:
+            self._await(slot)
+        error = slot.error
+        if error is not None:
+            if isinstance(error, KMSInternalException | OSError):
+                raise _as_internal(error) from error
+            raise error
 
-    def _exclusive(self, action: Callable[[], None]) -> None:
-        """Become the writer, commit what is queued, run ``action``, step down."""
-        with self._cond:
-            while self._busy:
-                self._cond.wait()
-            self._busy = True
-            batch, self._pending = self._pending, []
-        self._lead(batch, action)
+    def _await(self, slot: _Slot) -> None:
+        """Wait until a leader wrote the slot or handed leadership to it."""
+        assert slot.wake is not None
+        interrupted: BaseException | None = None
+        while True:
+            try:
+                slot.wake.acquire()
+                break
+            except BaseException as exc:  # e.g. KeyboardInterrupt while queued
+                with self._qlock:
+                    if any(queued is slot for queued in self._pending):
+                        self._pending.remove(slot)  # never taken: never written
+                        raise
+                # A leader took it; leadership must not be lost with this thread.
+                interrupted = exc
+        if slot.lead:
+            self._lead(slot)
+        if interrupted is not None:
+            raise interrupted
 
-    def _lead(self, batch: list[_Slot], then: Callable[[], None]) -> None:
+    def _lead(self, first: _Slot) -> None:
+        with self._qlock:
+            if self._pending:
+                batch = [first, *self._pending]
+                self._pending = []
+            else:
+                batch = [first]
         try:
-            if batch:
-                self._commit(batch)
-            then()
+            self._process(batch)
+        except BaseException:
+            self._in_sync = False  # state may lag the files: catch up next time
+            raise
         finally:
-            with self._cond:
+            with self._qlock:
                 for slot in batch:
-                    if not slot.done:  # only after an unexpected exception
+                    if not slot.done and slot.error is None:
                         slot.error = KMSInternalException("the audit writer failed")
-                        slot.done = True
-                self._busy = False
-                self._cond.notify_all()
+                    slot.done = True
+                    if slot is not first and slot.wake is not None:
+                        slot.wake.release()
+                if self._pending:
+                    successor = self._pending.pop(0)
+                    successor.lead = True
+                    assert successor.wake is not None
+                    successor.wake.release()
+                else:
+                    self._busy = False
+
+    def _process(self, batch: list[_Slot]) -> None:
+        """Write a batch and run its actions, under the shared lock (leader only)."""
+        failure: KMSInternalException | None = None
+        locked = False
+        if self._broken is not None or self._closed:
+            failure = KMSInternalException(_CLOSED if self._closed else str(self._broken))
+        try:
+            if failure is None:
+                try:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                    locked = True
+                    self._sync_shared()
+                except (OSError, _Damaged) as exc:
+                    failure = KMSInternalException(
+                        f"the audit trail cannot continue the chain other writers left: {exc}"
+                    )
+                    _log.error("%s", failure.message)
+            if len(batch) == 1 and batch[0].action is None:
+                if failure is None:
+                    self._commit(batch)
+                else:
+                    batch[0].error = failure
+            else:
+                records = [slot for slot in batch if slot.records]
+                if records:
+                    if failure is None:
+                        self._commit(records)
+                    else:
+                        for slot in records:
+                            slot.error = failure
+                for slot in batch:
+                    if slot.action is not None:
+                        try:
+                            slot.action(failure)
+                            slot.done = True
+                        except (KMSInternalException, OSError) as exc:
+                            slot.error = exc
+            if failure is None and self._broken is None and not self._closed:
+                self._checkpoint_if_due()
+        finally:
+            if locked:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _commit(self, batch: list[_Slot]) -> None:
-        """Write and fsync a batch as consecutive records (busy held)."""
-        if self._broken is not None or self._closed:
-            error = KMSInternalException(self._broken or "the audit trail is closed")
-            for slot in batch:
-                slot.error, slot.done = error, True
-            return
+        """Write a batch as consecutive records (leader, lock held, in sync)."""
         self._rotate_if_full()
-        seq, head = self._next_seq, self._head
-        lines: list[bytes] = []
-        times: list[str] = []
-        for slot in batch:
-            for body, event_time in slot.records:
-                line = fmt.record_line(seq, head, body)
-                head = fmt.line_hash(line)
-                lines.append(line)
-                seq += 1
-                if event_time is not None:
-                    times.append(event_time)
-        data = b"\n".join(lines) + b"\n"
+        first_seq = seq = self._next_seq
+        head = self._head
+        low = high = None
+        if len(batch) == 1 and len(batch[0].records) == 1:
+            rest, low = batch[0].records[0]
+            line = b'{"seq":%d,"prevHash":"%b"%b' % (seq, head, rest)
+            head = _hexlify(_sha256(line).digest())
+            data = line + b"\n"
+            seq += 1
+            high = low
+        else:
+            lines: list[bytes] = []
+            times: list[str] = []
+            for slot in batch:
+                for rest, event_time in slot.records:
+                    line = b'{"seq":%d,"prevHash":"%b"%b' % (seq, head, rest)
+                    head = _hexlify(_sha256(line).digest())
+                    lines.append(line)
+                    seq += 1
+                    if event_time is not None:
+                        times.append(event_time)
+            lines.append(b"")
+            data = b"\n".join(lines)
+            if times:
+                low, high = min(times), max(times)
+        fd = self._seg_fd
         start = self._seg_size
         try:
-            _write_all(self._seg_fd, data)
-            os.fsync(self._seg_fd)
+            _write_all(fd, data)
+            if self._sync_always:
+                os.fsync(fd)
         except BaseException as exc:
             # Also on KeyboardInterrupt: lines on disk that the head does not know
             # would fork the chain at the next write.
-            self._roll_back(self._seg_fd, start, "segment")
+            self._roll_back(fd, start, "segment")
             if not isinstance(exc, OSError):
                 raise
             for slot in batch:
-                slot.error, slot.done = exc, True
+                slot.error = exc
             return
-        with self._cond:
-            self._unsealed += seq - self._next_seq
-            self._next_seq, self._head = seq, head
-            self._seg_size = start + len(data)
-            self._head_segment, self._head_offset = self._seg_name, self._seg_size
-            for slot in batch:
-                slot.done = True
-        if times:
-            low, high = min(times), max(times)
-            self._from_time = low if self._from_time is None else min(self._from_time, low)
-            self._to_time = high if self._to_time is None else max(self._to_time, high)
+        self._unsealed += seq - first_seq
+        self._next_seq = seq
+        self._head = head
+        self._seg_size = end = start + len(data)
+        self._head_segment = self._seg_name
+        self._head_offset = end
+        for slot in batch:
+            slot.done = True
+        if low is not None and high is not None:
+            if self._from_time is None or low < self._from_time:
+                self._from_time = low
+            if self._to_time is None or high > self._to_time:
+                self._to_time = high
+        if not self._dirty and not self._sync_always:
+            self._dirty = True
+            self._wake.set()
 
     def _roll_back(self, fd: int, size: int, what: str) -> None:
         """Cut a failed write off so no partial line stays; else stop the trail."""
@@ -440,11 +636,16 @@ class AuditTrail:
             os.ftruncate(fd, size)
             os.fsync(fd)
         except OSError as exc:
-            self._broken = (
+            self._fail(
                 f"the audit {what} file could not be rolled back after a failed write ({exc}); "
                 "the trail refuses appends until it is reopened"
             )
-            _log.error("%s", self._broken)
+
+    def _fail(self, reason: str) -> None:
+        """Put the trail in the failed state: every later append raises."""
+        if self._broken is None:
+            self._broken = reason
+            _log.error("%s", reason)
 
     def _rotate_if_full(self) -> None:
         if self._seg_size < self._max_segment_bytes:
@@ -452,8 +653,11 @@ class AuditTrail:
         name = fmt.segment_name(self._next_seq)
         try:
             self._write_checkpoint()
+            self._fsync_segment()  # closing it: all of it durable
             fd = fmt.create_file(self._dir / name)
         except OSError as exc:
+            if self._broken is not None:
+                raise
             _log.warning("audit segment %s stays open past its size limit: %s", self._seg_name, exc)
             return
         try:
@@ -464,53 +668,147 @@ class AuditTrail:
                 os.unlink(self._dir / name)
             _log.warning("audit segment %s stays open past its size limit: %s", self._seg_name, exc)
             return
-        os.close(self._seg_fd)
-        self._seg_fd, self._seg_name, self._seg_size = fd, name, 0
+        self._swap_segment(fd, name)
+        self._seg_size = 0
 
-    # --- checkpoints ------------------------------------------------------------
+    def _swap_segment(self, fd: int, name: str) -> None:
+        """Make ``fd`` the segment written to; fsync and close the previous one."""
+        with self._fd_lock:
+            old, self._seg_fd, self._seg_name = self._seg_fd, fd, name
+            dirty, self._dirty = self._dirty, False
+        if old < 0:
+            return
+        try:
+            if dirty:
+                os.fsync(old)
+        except OSError as exc:
+            self._fail(f"fsync of a closed audit segment failed ({exc}); reopen the trail")
+            raise
+        finally:
+            os.close(old)
 
-    def _checkpoint_if_due(self) -> None:
-        interval = self._checkpoint_interval
-        due = self._unsealed >= self._checkpoint_every or (
-            interval is not None
-            and self._unsealed > 0
-            and time.monotonic() - self._last_checkpoint_at >= interval
-        )
-        if due and self._broken is None and not self._closed:
-            try:
-                self._write_checkpoint()
-            except OSError as exc:
-                # The records are durable and chained; they are sealed later.
-                _log.warning("audit checkpoint failed, will retry: %s", exc)
+    # --- durability -------------------------------------------------------------
 
-    def _timed_checkpoint(self) -> None:
-        with self._cond:
-            if self._closed or self._broken is not None:
+    def _fsync_segment(self) -> None:
+        """Fsync the segment being written (leader); a failure fails the trail."""
+        self._dirty = False
+        try:
+            os.fsync(self._seg_fd)
+        except OSError as exc:
+            self._fail(
+                f"fsync of audit segment {self._seg_name} failed ({exc}); records written "
+                "since the last fsync may not survive a power loss; the trail refuses "
+                "appends until it is reopened"
+            )
+            raise
+
+    def _background_fsync(self) -> None:
+        """The flusher's fsync: what was written since the last one."""
+        with self._fd_lock:
+            fd = self._seg_fd
+            if fd < 0 or not self._dirty or self._broken is not None:
                 return
-        self._exclusive(self._checkpoint_if_due)
+            self._dirty = False
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                self._fail(
+                    f"background fsync of audit segment {self._seg_name} failed ({exc}); records "
+                    f"written in the last {self._fsync_interval}s may not survive a power loss; "
+                    "the trail refuses appends until it is reopened"
+                )
 
-    def _write_checkpoint_or_raise(self) -> None:
-        self._check_usable()
+    # --- actions run by the leader ---------------------------------------------
+
+    def _usable_or_raise(self, failure: KMSInternalException | None) -> None:
+        if self._closed:
+            raise KMSInternalException(_CLOSED)
+        if self._broken is not None:
+            raise KMSInternalException(self._broken)
+        if failure is not None:
+            raise failure
+
+    def _act_checkpoint(self, failure: KMSInternalException | None) -> None:
+        self._usable_or_raise(failure)
         try:
             self._write_checkpoint()
         except OSError as exc:
             raise _as_internal(exc) from exc
 
+    def _act_flush(self, failure: KMSInternalException | None) -> None:
+        if self._closed or self._broken is not None:
+            self._usable_or_raise(None)
+        if not self._sync_always:
+            self._fsync_segment()
+        if failure is not None:
+            raise failure
+
+    def _act_timed(self, failure: KMSInternalException | None) -> None:
+        """Nothing itself: the leader checks after every batch whether a checkpoint is due."""
+
+    def _act_close(self, failure: KMSInternalException | None) -> None:
+        if self._closed:
+            return
+        problem: BaseException | None = failure if self._broken is None else None
+        try:
+            if failure is None and self._broken is None:
+                self._write_checkpoint()
+                if self._dirty:
+                    self._fsync_segment()
+        except OSError as exc:
+            problem = exc
+        finally:
+            self._closed = True
+        if problem is not None:
+            raise _as_internal(problem) from problem
+
+    # --- checkpoints ------------------------------------------------------------
+
+    def _checkpoint_if_due(self) -> None:
+        if self._unsealed == 0:
+            return
+        interval = self._checkpoint_interval
+        due = self._unsealed >= self._checkpoint_every or (
+            interval is not None and time.monotonic() - self._last_checkpoint_at >= interval
+        )
+        if due:
+            try:
+                self._write_checkpoint()
+            except OSError as exc:
+                # The records are written and chained; they are sealed later.
+                _log.warning("audit checkpoint failed, will retry: %s", exc)
+
+    def _timed_checkpoint(self) -> None:
+        if self._closed or self._broken is not None:
+            return
+        self._submit(_Slot([], self._act_timed), check=False)
+
     def _write_checkpoint(self) -> None:
-        """Sign and append a checkpoint sealing every record so far (busy held).
+        """Sign and append a checkpoint sealing every record so far (leader, lock held).
 
         Raises:
-            OSError: If it could not be made durable (the file is rolled back).
+            OSError: If it could not be made durable (the file is rolled back),
+                or the records to seal could not be fsynced (the trail fails).
         """
         if self._unsealed == 0:
             return
+        # Seal only durable records. Unsealed records are all in the segment
+        # being written (a segment is sealed before it is closed), except in a
+        # trail left so by a crash: then fsync the head's segment too.
+        self._fsync_segment()
+        if self._head_segment != self._seg_name:
+            fd = fmt.open_existing(self._dir / self._head_segment, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         checkpoint: dict[str, Any] = {
             "v": fmt.CHECKPOINT_VERSION,
             "seq": self._next_seq - 1,
             "count": self._unsealed,
             "fromTime": self._from_time,
             "toTime": self._to_time,
-            "head": self._head,
+            "head": self._head.decode("ascii"),
             "segment": self._head_segment,
             "offset": self._head_offset,
             "prevSignature": self._last_signature,
@@ -532,53 +830,116 @@ class AuditTrail:
         self._from_time = self._to_time = None
         self._last_checkpoint_at = time.monotonic()
 
-    # --- opening and recovery ---------------------------------------------------
+    # --- sharing the chain with other writers --------------------------------------
 
-    def _take_lock(self) -> None:
-        path = self._dir / fmt.LOCK_FILE
-        try:
-            fd = fmt.create_file(path, os.O_RDWR)
-        except FileExistsError:
-            fd = fmt.open_existing(path, os.O_RDWR)
-        self._lock_fd = fd
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise OSError(
-                errno.EWOULDBLOCK, f"another writer (pid {holder}) holds the trail"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    def _sync_shared(self) -> None:
+        """Make this writer's view current (lock held); see the module docstring.
 
-    def _recover(self) -> None:
-        path = self._dir / fmt.CHECKPOINTS_FILE
-        try:
-            self._ckpt_fd = fmt.create_file(path, os.O_RDWR | os.O_APPEND)
-            fmt.fsync_dir(self._dir)
-        except FileExistsError:
-            self._ckpt_fd = fmt.open_existing(path, os.O_RDWR | os.O_APPEND)
+        Raises:
+            OSError: If the files cannot be read or the torn tail cut.
+            _Damaged: If the trail is not what writers and crashes leave.
+        """
+        token = self._token
+        if self._in_sync and os.pread(self._lock_fd, len(token) + 1, 0) == token:
+            return
+        self._in_sync = False
+        # Claim the files before changing any, so that every other writer catches up.
+        os.pwrite(self._lock_fd, token, 0)
+        os.ftruncate(self._lock_fd, len(token))
+        self._catch_up()
+        self._in_sync = True
+
+    def _catch_up(self) -> None:
+        """Follow the chain from what this writer knows to its current end."""
         last = self._load_last_checkpoint()
         segments = fmt.list_segments(self._dir)
-        start_index, start_offset = 0, 0
-        if last is not None:
-            self._adopt_checkpoint(last, segments)
-            names = [name for _, name in segments]
-            start_index, start_offset = names.index(last["segment"]), last["offset"]
-        for index in range(start_index, len(segments)):
-            first, name = segments[index]
-            offset = start_offset if index == start_index else 0
-            if offset == 0 and first != self._next_seq:
-                raise _Damaged(f"{name} should start at seq {self._next_seq}")
-            self._scan_segment(name, offset, is_last=index == len(segments) - 1)
-        if segments:
-            name = segments[-1][1]
-            self._seg_fd = fmt.open_existing(self._dir / name, os.O_WRONLY | os.O_APPEND)
-            self._seg_name, self._seg_size = name, os.fstat(self._seg_fd).st_size
+        names = [name for _, name in segments]
+        if last is not None and last["signature"] != self._last_signature:
+            if self._next_seq > 0 and last["seq"] < self._next_seq - 1:
+                raise _Damaged(
+                    f"the last checkpoint seals records through seq {last['seq']}, but this "
+                    f"writer saw records through seq {self._next_seq - 1}"
+                )
+            self._adopt_checkpoint(last, names)
+        elif last is None and self._last_signature is not None:
+            raise _Damaged(f"{fmt.CHECKPOINTS_FILE} lost the checkpoints it had")
+        elif self._head_offset > 0:
+            self._check_head(names)
+        if self._head_segment:
+            if self._head_segment not in names:
+                raise _Damaged(f"segment {self._head_segment} is missing")
+            index, offset = names.index(self._head_segment), self._head_offset
         else:
-            self._seg_name = fmt.segment_name(0)
-            self._seg_fd = fmt.create_file(self._dir / self._seg_name)
-            fmt.fsync_dir(self._dir)
+            index, offset = 0, 0
+        for position in range(index, len(segments)):
+            first, name = segments[position]
+            start = offset if position == index else 0
+            if start == 0 and first != self._next_seq:
+                raise _Damaged(f"{name} should start at seq {self._next_seq}")
+            self._scan_segment(name, start, is_last=position == len(segments) - 1)
+        if segments:
+            self._use_segment(segments[-1][1])
+        else:
+            name = fmt.segment_name(self._next_seq)
+            fd = fmt.create_file(self._dir / name)
+            try:
+                fmt.fsync_dir(self._dir)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._swap_segment(fd, name)
+            self._seg_size = 0
+
+    def _use_segment(self, name: str) -> None:
+        """Write to segment ``name`` from now on (it may be the current one)."""
+        path = self._dir / name
+        if name == self._seg_name and self._seg_fd >= 0:
+            info = os.fstat(self._seg_fd)
+            if info.st_ino == os.stat(path, follow_symlinks=False).st_ino:
+                self._seg_size = info.st_size
+                return
+        fd = fmt.open_existing(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            size = os.fstat(fd).st_size
+        except BaseException:
+            os.close(fd)
+            raise
+        self._swap_segment(fd, name)
+        self._seg_size = size
+
+    def _check_head(self, names: list[str]) -> None:
+        """The record this writer last saw must still be where it was."""
+        if self._head_segment not in names:
+            raise _Damaged(f"segment {self._head_segment} holding seq {self._next_seq - 1} is gone")
+        fd = os.open(self._dir / self._head_segment, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            line = fmt.read_line_ending_at(fd, self._head_offset)
+        except ValueError as exc:
+            raise _Damaged(f"record seq {self._next_seq - 1} is gone: {exc}") from exc
+        finally:
+            os.close(fd)
+        if fmt.line_hash(line).encode("ascii") != self._head:
+            raise _Damaged(f"record seq {self._next_seq - 1} was changed")
+
+    # --- opening and recovery ---------------------------------------------------
+
+    def _open_files(self) -> None:
+        for path, attr in (
+            (self._dir / fmt.LOCK_FILE, "_lock_fd"),
+            (self._dir / fmt.CHECKPOINTS_FILE, "_ckpt_fd"),
+        ):
+            flags = os.O_RDWR if attr == "_lock_fd" else os.O_RDWR | os.O_APPEND
+            try:
+                fd = fmt.create_file(path, flags)
+            except FileExistsError:
+                fd = fmt.open_existing(path, flags)
+            else:
+                try:
+                    fmt.fsync_dir(self._dir)
+                except BaseException:
+                    os.close(fd)
+                    raise
+            setattr(self, attr, fd)
 
     def _load_last_checkpoint(self) -> dict[str, Any] | None:
         size = os.fstat(self._ckpt_fd).st_size
@@ -601,7 +962,7 @@ class AuditTrail:
             raise _Damaged(f"the last line of {fmt.CHECKPOINTS_FILE} is not a checkpoint")
         return checkpoint
 
-    def _adopt_checkpoint(self, last: dict[str, Any], segments: list[tuple[int, str]]) -> None:
+    def _adopt_checkpoint(self, last: dict[str, Any], names: list[str]) -> None:
         verify_key: VerifyKey = self._key.verify_key
         try:
             verify_key.verify(fmt.checkpoint_message(last), bytes.fromhex(last["signature"]))
@@ -609,7 +970,7 @@ class AuditTrail:
             raise _Damaged(
                 "the last checkpoint's signature does not verify with this signing key"
             ) from exc
-        if last["segment"] not in {name for _, name in segments}:
+        if last["segment"] not in names:
             raise _Damaged(f"segment {last['segment']} sealed by the last checkpoint is missing")
         fd = os.open(self._dir / last["segment"], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
@@ -620,14 +981,18 @@ class AuditTrail:
             os.close(fd)
         if fmt.line_hash(line) != last["head"]:
             raise _Damaged(f"record seq {last['seq']} differs from the one its checkpoint sealed")
-        self._next_seq, self._head = last["seq"] + 1, last["head"]
+        self._next_seq, self._head = last["seq"] + 1, last["head"].encode("ascii")
         self._head_segment, self._head_offset = last["segment"], last["offset"]
         self._last_signature = last["signature"]
+        self._unsealed = 0
+        self._from_time = self._to_time = None
+        self._last_checkpoint_at = time.monotonic()
 
     def _scan_segment(self, name: str, start: int, *, is_last: bool) -> None:
-        """Follow the chain through a segment's unsealed records; cut a torn tail."""
+        """Follow the chain through a segment from ``start``; cut a torn tail."""
         path = self._dir / name
         torn_at: int | None = None
+        head = self._head.decode("ascii")
         for offset, line, complete in fmt.iter_lines(path, start):
             if torn_at is not None:
                 if complete and _parses_as_object(line):
@@ -640,9 +1005,10 @@ class AuditTrail:
                 except ValueError:
                     record = None
             if isinstance(record, dict):
-                if record.get("seq") != self._next_seq or record.get("prevHash") != self._head:
+                if record.get("seq") != self._next_seq or record.get("prevHash") != head:
                     raise _Damaged(f"{name}: the record at offset {offset} breaks the chain")
-                self._accept(name, offset + len(line) + 1, line, record.get("eventTime"))
+                head = fmt.line_hash(line)
+                self._accept(name, offset + len(line) + 1, head, record.get("eventTime"))
             elif is_last:
                 torn_at = offset
             else:
@@ -654,8 +1020,8 @@ class AuditTrail:
             finally:
                 os.close(fd)
 
-    def _accept(self, name: str, end: int, line: bytes, event_time: object) -> None:
-        self._head = fmt.line_hash(line)
+    def _accept(self, name: str, end: int, head: str, event_time: object) -> None:
+        self._head = head.encode("ascii")
         self._next_seq += 1
         self._head_segment, self._head_offset = name, end
         self._unsealed += 1
@@ -671,21 +1037,33 @@ class AuditTrail:
         os.fsync(fd)
 
     def _close_files(self) -> None:
-        for attr in ("_seg_fd", "_ckpt_fd", "_lock_fd"):
-            fd = getattr(self, attr)
-            if fd >= 0:
-                setattr(self, attr, -1)
-                try:
-                    os.close(fd)  # closing the lock file releases the flock
-                except OSError as exc:
-                    _log.warning("audit: closing a file failed: %s", exc)
+        self._stop.set()
+        self._wake.set()
+        with self._fd_lock:
+            for attr in ("_seg_fd", "_ckpt_fd", "_lock_fd"):
+                fd = getattr(self, attr)
+                if fd >= 0:
+                    setattr(self, attr, -1)
+                    try:
+                        os.close(fd)
+                    except OSError as exc:
+                        _log.warning("audit: closing a file failed: %s", exc)
+        _open_trails.discard(self)
+
+    def _forked(self) -> None:
+        """In a forked child: refuse everything, touch nothing shared with the parent."""
+        self._qlock = threading.Lock()
+        self._fd_lock = threading.Lock()
+        self._pending = []
+        self._busy = False
+        self._broken = _FORKED
 
 
 def _as_internal(error: BaseException) -> KMSInternalException:
     if isinstance(error, KMSInternalException):
         return KMSInternalException(error.message)
     reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-    return KMSInternalException(f"the audit record could not be made durable: {reason}")
+    return KMSInternalException(f"the audit record could not be written: {reason}")
 
 
 def _timer(ref: weakref.ref[AuditTrail], stop: threading.Event, interval: float) -> None:
@@ -699,4 +1077,28 @@ def _timer(ref: weakref.ref[AuditTrail], stop: threading.Event, interval: float)
             trail._timed_checkpoint()
         except Exception:  # a timer must never die silently mid-run
             _log.exception("audit checkpoint timer failed")
+        del trail
+
+
+def _flusher(
+    ref: weakref.ref[AuditTrail], wake: threading.Event, stop: threading.Event, interval: float
+) -> None:
+    """Fsync what was written, at most every ``interval`` seconds; ends with the trail."""
+    last = 0.0
+    while True:
+        wake.wait()
+        if stop.is_set():
+            return
+        delay = last + interval - time.monotonic()
+        if delay > 0 and stop.wait(delay):
+            return
+        trail = ref()
+        if trail is None:
+            return
+        wake.clear()  # before the dirty flag is read: a later write wakes us again
+        last = time.monotonic()
+        try:
+            trail._background_fsync()
+        except Exception:  # pragma: no cover - _background_fsync handles OSError
+            _log.exception("audit flusher failed")
         del trail
