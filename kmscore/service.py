@@ -124,6 +124,20 @@ class Call:
     #: consistency of grants, and its remedy).
     token_grants: tuple[Any, ...] = ()
 
+    def resolve(self, ref: str, *, allow_alias: bool = True) -> KeyRecord:
+        """Resolve a key reference (see :meth:`KeyService.resolve`) and note the key.
+
+        The key's ARN goes into the call's resources at once, so the audit
+        record names it even when a later check (state, usage) refuses.
+
+        Raises:
+            NotFoundException: as :meth:`KeyService.resolve`.
+        """
+        key = self.service.resolve(ref, allow_alias=allow_alias)
+        if key.arn not in self.resources:
+            self.resources.append(key.arn)
+        return key
+
     def authorize(
         self,
         key: KeyRecord | None,

@@ -25,7 +25,7 @@ MAX_ALIASES_PER_KEY: Final = 50
 
 def _target(call: Call, ref: str) -> KeyRecord:
     """The key an alias may point at: named by key id or key ARN only."""
-    return call.service.resolve(ref, allow_alias=False)
+    return call.resolve(ref, allow_alias=False)
 
 
 @operation("CreateAlias", {"AliasName": ALIAS_NAME, "TargetKeyId": KEY_ID})
@@ -102,7 +102,7 @@ def list_aliases(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     limit, after = page_args(req)
     key_id = None
     if "KeyId" in req:
-        key = svc.resolve(req["KeyId"], allow_alias=False)
+        key = call.resolve(req["KeyId"], allow_alias=False)
         key_id = key.key_id
         call.authorize(key)
     else:

@@ -54,7 +54,7 @@ def conditions(context: dict[str, str]) -> dict[str, Any]:
 
 def encryption_key(call: Call, ref: str, algorithm: str | None) -> KeyRecord:
     """Resolve a key for encryption and check its state and usage."""
-    key = call.service.resolve(ref)
+    key = call.resolve(ref)
     check_state(call.operation, key.arn, key.state)
     require_symmetric_encryption(key, algorithm)
     return key
@@ -73,8 +73,10 @@ def decryption_key(
     svc = call.service
     key_id, version = blob_key_id(svc, data)
     key = svc.get_key(key_id)
+    if key is not None and key.arn not in call.resources:
+        call.resources.append(key.arn)
     if key_ref is not None:
-        expected = svc.resolve(key_ref)
+        expected = call.resolve(key_ref)
         if key is None or expected.key_id != key_id:
             raise IncorrectKeyException()
     if key is None:

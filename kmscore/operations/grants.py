@@ -66,10 +66,10 @@ def create_grant(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """CreateGrant: let a principal use the key for some operations.
 
     Idempotent by Name: the same request with the same Name returns the
-    existing grant's id (and a fresh token), as AWS does.
+    existing grant's id and token, as AWS does.
     """
     svc = call.service
-    key = svc.resolve(req["KeyId"], allow_alias=False)
+    key = call.resolve(req["KeyId"], allow_alias=False)
     check_state("CreateGrant", key.arn, key.state)
     operations = tuple(dict.fromkeys(req["Operations"]))
     if not operations:
@@ -137,7 +137,7 @@ def list_grants(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ListGrants: a key's grants, optionally one grant or one grantee's, paged."""
     svc = call.service
     limit, after = page_args(req)
-    key = svc.resolve(req["KeyId"], allow_alias=False)
+    key = call.resolve(req["KeyId"], allow_alias=False)
     check_state("ListGrants", key.arn, key.state)
     call.authorize(key)
     grants = [
@@ -202,7 +202,7 @@ def retire_grant(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         if grant is None:
             raise InvalidGrantTokenException("The grant token is not valid.")
     elif "KeyId" in req and "GrantId" in req:
-        key = svc.resolve(req["KeyId"], allow_alias=False)
+        key = call.resolve(req["KeyId"], allow_alias=False)
         grant = svc.store.get_grant(req["GrantId"])
         if grant is None or grant.key_id != key.key_id:
             raise InvalidGrantIdException(f"Grant {req['GrantId']} is not a grant of {key.arn}.")
@@ -229,7 +229,7 @@ def retire_grant(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 def revoke_grant(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """RevokeGrant: delete a grant, with kms:RevokeGrant permission on the key."""
     svc = call.service
-    key = svc.resolve(req["KeyId"], allow_alias=False)
+    key = call.resolve(req["KeyId"], allow_alias=False)
     check_state("RevokeGrant", key.arn, key.state)
     call.authorize(key)
     grant = svc.store.get_grant(req["GrantId"])

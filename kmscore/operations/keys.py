@@ -122,7 +122,7 @@ def create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 @operation("DescribeKey", {"KeyId": KEY_ID, "GrantTokens": GRANT_TOKENS}, read_only=True)
 def describe_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """DescribeKey: the key's metadata, in any state (aliases accepted)."""
-    key = call.service.resolve(req["KeyId"])
+    key = call.resolve(req["KeyId"])
     check_state("DescribeKey", key.arn, key.state)
     call.authorize(key)
     material_id = call.service.keyring.material_id(key, key.current_version)
@@ -158,7 +158,7 @@ def list_keys(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 
 def _set_state(call: Call, key_ref: str, target: KeyState) -> None:
     svc = call.service
-    key = svc.resolve(key_ref, allow_alias=False)
+    key = call.resolve(key_ref, allow_alias=False)
     check_state(call.operation, key.arn, key.state)
     call.authorize(key)
 
@@ -192,7 +192,7 @@ def disable_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 def update_key_description(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """UpdateKeyDescription."""
     svc = call.service
-    key = svc.resolve(req["KeyId"], allow_alias=False)
+    key = call.resolve(req["KeyId"], allow_alias=False)
     check_state("UpdateKeyDescription", key.arn, key.state)
     call.authorize(key)
     svc.update_key(key, lambda k: k.replace(description=req["Description"]))
@@ -213,7 +213,7 @@ def schedule_key_deletion(call: Call, req: dict[str, Any]) -> dict[str, Any]:
             f"failed to satisfy constraint: Member must have value between {MIN_WINDOW} "
             f"and {MAX_WINDOW}"
         )
-    key = svc.resolve(req["KeyId"], allow_alias=False)
+    key = call.resolve(req["KeyId"], allow_alias=False)
     check_state("ScheduleKeyDeletion", key.arn, key.state)
     call.authorize(key, conditions={"kms:ScheduleKeyDeletionPendingWindowInDays": window})
     deletion = svc.clock() + timedelta(days=window)
@@ -238,7 +238,7 @@ def schedule_key_deletion(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 def cancel_key_deletion(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """CancelKeyDeletion: back from PendingDeletion to Disabled."""
     svc = call.service
-    key = svc.resolve(req["KeyId"], allow_alias=False)
+    key = call.resolve(req["KeyId"], allow_alias=False)
     check_state("CancelKeyDeletion", key.arn, key.state)
     call.authorize(key)
 

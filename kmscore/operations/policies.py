@@ -66,7 +66,7 @@ def _policy_name(req: dict[str, Any]) -> None:
 def get_key_policy(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GetKeyPolicy: the key's policy document."""
     svc = call.service
-    key = svc.resolve(req["KeyId"], allow_alias=False)
+    key = call.resolve(req["KeyId"], allow_alias=False)
     check_state("GetKeyPolicy", key.arn, key.state)
     call.authorize(key)
     _policy_name(req)
@@ -85,7 +85,7 @@ def get_key_policy(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 def put_key_policy(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """PutKeyPolicy: replace the key's policy, refusing one that locks the caller out."""
     svc = call.service
-    key = svc.resolve(req["KeyId"], allow_alias=False)
+    key = call.resolve(req["KeyId"], allow_alias=False)
     check_state("PutKeyPolicy", key.arn, key.state)
     call.authorize(key)
     _policy_name(req)
@@ -104,7 +104,7 @@ def put_key_policy(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 @operation("ListKeyPolicies", {"KeyId": KEY_ID, "Limit": LIMIT, "Marker": MARKER}, read_only=True)
 def list_key_policies(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ListKeyPolicies: always the one name ``default``."""
-    key = call.service.resolve(req["KeyId"], allow_alias=False)
+    key = call.resolve(req["KeyId"], allow_alias=False)
     check_state("ListKeyPolicies", key.arn, key.state)
     limit, after = page_args(req)
     call.authorize(key)

@@ -88,7 +88,12 @@ def check_grant_tokens(service: KeyService, tokens: list[str]) -> tuple[Any, ...
 
 
 def dispatch(
-    service: KeyService, name: str, request: Mapping[str, Any], caller: Caller
+    service: KeyService,
+    name: str,
+    request: Mapping[str, Any],
+    caller: Caller,
+    *,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     """Run one operation for a caller.
 
@@ -97,6 +102,9 @@ def dispatch(
         name: The AWS operation name, e.g. ``"GenerateDataKey"``.
         request: The request members, with AWS names.
         caller: Who is calling.
+        request_id: The request id the frontend already gave the caller (the
+            HTTP endpoint's ``x-amzn-RequestId``), so the audit record carries
+            the same one; a new one by default.
 
     Returns:
         The response members, with AWS names.
@@ -105,7 +113,7 @@ def dispatch(
         KMSError: the AWS error the operation answers with.
     """
     op = OPERATIONS.get(name)
-    call = Call(service, name, caller, new_request_id(), [])
+    call = Call(service, name, caller, request_id or new_request_id(), [])
     if op is None:
         error = UnknownOperationException(f"Unknown operation {name!r}.")
         service.auditor.record(call, {}, None, error)

@@ -34,7 +34,7 @@ MAX_ON_DEMAND: Final = 25
 
 
 def _rotatable(call: Call, ref: str) -> KeyRecord:
-    key = call.service.resolve(ref, allow_alias=False)
+    key = call.resolve(ref, allow_alias=False)
     check_state(call.operation, key.arn, key.state)
     if key.key_spec != "SYMMETRIC_DEFAULT" or key.origin != "AWS_KMS":
         raise UnsupportedOperationException(

@@ -45,7 +45,7 @@ def check_new_tags(tags: list[dict[str, str]]) -> dict[str, str]:
 def tag_resource(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """TagResource: add or overwrite tags."""
     svc = call.service
-    key = svc.resolve(req["KeyId"], allow_alias=False)
+    key = call.resolve(req["KeyId"], allow_alias=False)
     check_state("TagResource", key.arn, key.state)
     tags = check_new_tags(req["Tags"])
     call.authorize(key)
@@ -60,7 +60,7 @@ def tag_resource(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 def untag_resource(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """UntagResource: remove tags by key; absent keys are ignored."""
     svc = call.service
-    key = svc.resolve(req["KeyId"], allow_alias=False)
+    key = call.resolve(req["KeyId"], allow_alias=False)
     check_state("UntagResource", key.arn, key.state)
     for k in req["TagKeys"]:
         if k.lower().startswith("aws:"):
@@ -75,7 +75,7 @@ def list_resource_tags(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ListResourceTags: a key's tags in tag key order, paged."""
     svc = call.service
     limit, after = page_args(req)
-    key = svc.resolve(req["KeyId"], allow_alias=False)
+    key = call.resolve(req["KeyId"], allow_alias=False)
     check_state("ListResourceTags", key.arn, key.state)
     call.authorize(key)
     tags = [(k, v) for k, v in svc.store.list_tags(key.key_id) if after is None or k > after]
