@@ -1,7 +1,8 @@
 """kmscore: a self-hosted key management service modeled on AWS KMS.
 
-``from kmscore import LocalKMS`` gives the in-process client. Submodules load
-lazily, so ``import kmscore.errors`` stays light.
+``from kmscore import LocalKMS`` gives the in-process client, ``connect()`` (and
+``connect_async()``) the client of the socket daemon. Submodules load lazily, so
+``import kmscore.errors`` stays light.
 """
 
 from __future__ import annotations
@@ -9,10 +10,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["LocalKMS", "__version__"]
+__all__ = [
+    "AsyncRemoteKMS",
+    "LocalKMS",
+    "RemoteKMS",
+    "__version__",
+    "connect",
+    "connect_async",
+]
 
 if TYPE_CHECKING:
     from kmscore.client import LocalKMS
+    from kmscore.remote import AsyncRemoteKMS, RemoteKMS, connect, connect_async
+
+_REMOTE = frozenset({"AsyncRemoteKMS", "RemoteKMS", "connect", "connect_async"})
 
 
 def __getattr__(name: str) -> Any:
@@ -20,4 +31,8 @@ def __getattr__(name: str) -> Any:
         from kmscore.client import LocalKMS
 
         return LocalKMS
+    if name in _REMOTE:
+        from kmscore import remote
+
+        return getattr(remote, name)
     raise AttributeError(f"module 'kmscore' has no attribute {name!r}")
