@@ -1,0 +1,286 @@
+"""One client connection of the daemon: decode, identify, dispatch, answer.
+
+Frames are read with a streaming msgpack unpacker. Each request runs either
+inline on the event loop (fast data-plane operations) or in the daemon's
+worker threads (everything that touches the store), so answers can leave in
+another order than the requests came; the msgid matches them.
+
+Memory stays bounded per connection: at most :data:`MAX_IN_FLIGHT` requests
+are decoded and unanswered, a partial frame is at most
+:data:`MAX_REQUEST_BYTES`, and reading stops while the transport's write
+buffer is above its high-water mark (a client that never reads its answers
+fills its own socket, not the daemon's memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import msgpack  # type: ignore[import-untyped]
+
+from kmscore.authorization import UNMAPPED
+from kmscore.errors import KMSError, KMSInternalException
+from kmscore.operations import dispatch
+from kmscore.service import Caller
+
+from .protocol import (
+    MAX_IN_FLIGHT,
+    MAX_REQUEST_BYTES,
+    PeerCredentials,
+    ProtocolViolation,
+    Request,
+    error_response,
+    parse_request,
+    peer_credentials,
+    result_response,
+    runs_inline,
+)
+
+if TYPE_CHECKING:
+    from .server import Daemon
+
+__all__ = ["USER_AGENT", "RpcConnection"]
+
+log = logging.getLogger("kmscore.rpc")
+
+#: CloudTrail's ``userAgent`` for calls through the socket.
+USER_AGENT: Final = "kmscore-rpc"
+#: The transport stops taking answers for a client above this many unsent
+#: bytes (reading from it pauses) and starts again below the low mark.
+WRITE_HIGH_WATER: Final = 1 << 20
+WRITE_LOW_WATER: Final = 256 << 10
+# The unpacker's buffer: one partial frame plus one read of the socket.
+_BUFFER_BYTES: Final = MAX_REQUEST_BYTES + (1 << 20)
+
+
+class RpcConnection(asyncio.Protocol):
+    """The protocol instance serving one connected client."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        """Serve one client of ``daemon``."""
+        self._daemon = daemon
+        self._transport: asyncio.Transport | None = None
+        self._unpacker = msgpack.Unpacker(
+            raw=False,
+            timestamp=3,
+            max_buffer_size=_BUFFER_BYTES,
+            read_size=64 * 1024,
+        )
+        self._fed = 0  # bytes fed to the unpacker
+        self._consumed = 0  # bytes of complete frames taken from it
+        self._in_flight = 0
+        self._write_paused = False
+        self._read_paused = False
+        self._closed = False
+        self._eof = False
+        self.peer: PeerCredentials | None = None
+        self._caller: Caller | None = None
+        self._epoch = -1
+        #: Set when the connection is gone (the daemon waits on it at shutdown).
+        self.lost: asyncio.Future[None] = daemon.loop.create_future()
+
+    # --- asyncio.Protocol -------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = transport = cast(asyncio.Transport, transport)
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+        try:
+            self.peer = peer_credentials(transport.get_extra_info("socket"))
+        except OSError as exc:
+            log.warning("closing a connection without peer credentials: %s", exc)
+            self.abort()
+            return
+        self._daemon.connections.add(self)
+        if self._daemon.stopping:
+            self.abort()
+
+    def data_received(self, data: bytes) -> None:  # noqa: D102
+        if self._closed:
+            return
+        self._fed += len(data)
+        try:
+            self._unpacker.feed(data)
+        except msgpack.BufferFull:
+            self._violation("a frame is larger than the limit")
+            return
+        self._process()
+
+    def eof_received(self) -> bool:  # noqa: D102
+        # The client sends nothing more (it shut down its writing side): its
+        # requests still run and their answers go out, then the connection closes.
+        self._eof = True
+        self._process()
+        return True
+
+    def pause_writing(self) -> None:  # noqa: D102
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:  # noqa: D102
+        self._write_paused = False
+        self._update_reading()
+        self._process()
+
+    def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
+        self._closed = True
+        self._daemon.connections.discard(self)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    # --- requests -----------------------------------------------------------------
+
+    def _process(self) -> None:
+        """Run the complete frames waiting in the unpacker, as far as limits allow."""
+        unpacker = self._unpacker
+        drained = False
+        while (
+            not self._closed
+            and self._in_flight < MAX_IN_FLIGHT
+            and not self._write_paused
+            and not self._daemon.stopping
+        ):
+            try:
+                message = unpacker.unpack()
+            except msgpack.OutOfData:
+                drained = True
+                break
+            except Exception as exc:  # any undecodable input, whatever msgpack raises
+                self._violation(f"malformed msgpack ({type(exc).__name__})")
+                return
+            start, self._consumed = self._consumed, unpacker.tell()
+            try:
+                request = parse_request(message, self._consumed - start)
+            except ProtocolViolation as exc:
+                self._violation(str(exc))
+                return
+            self._start(request)
+        if self._fed - self._consumed > MAX_REQUEST_BYTES:
+            self._violation("a frame is larger than the limit")
+            return
+        if self._eof and drained and self._in_flight == 0:
+            self.close()  # a partial frame left at EOF is never answered
+            return
+        self._update_reading()
+
+    def _start(self, request: Request) -> None:
+        if request.error is not None:
+            self._answer_error(request.msgid, request.error)
+            return
+        caller = self._current_caller()
+        if runs_inline(request):
+            try:
+                result = dispatch(self._daemon.service, request.method, request.params, caller)
+            except KMSError as exc:
+                self._answer_error(request.msgid, exc)
+            except Exception:
+                log.exception("%s failed unexpectedly", request.method)
+                self._answer_error(request.msgid, KMSInternalException("An internal error."))
+            else:
+                self._answer(request.msgid, result)
+            return
+        self._in_flight += 1
+        future = self._daemon.run_in_worker(
+            dispatch, self._daemon.service, request.method, request.params, caller
+        )
+        future.add_done_callback(functools.partial(self._finished, request.msgid))
+
+    def _finished(self, msgid: int, future: asyncio.Future[dict[str, Any]]) -> None:
+        self._in_flight -= 1
+        exc = future.exception() if not future.cancelled() else KMSInternalException()
+        if exc is None:
+            self._answer(msgid, future.result())
+        elif isinstance(exc, KMSError):
+            self._answer_error(msgid, exc)
+        else:
+            log.error("an operation failed unexpectedly", exc_info=exc)
+            self._answer_error(msgid, KMSInternalException("An internal error."))
+        if self._closed:
+            return
+        self._update_reading()
+        self._process()
+
+    def _current_caller(self) -> Caller:
+        """The caller for this connection's uid, looked up again after access changes."""
+        service = self._daemon.service
+        epoch = service.access_epoch
+        if self._caller is None or epoch != self._epoch:
+            assert self.peer is not None
+            uid, source = self.peer.uid, f"unix:{self.peer.pid}"
+            principal = service.principals.by_uid(uid)
+            if principal is None:
+                self._caller = Caller(
+                    arn=f"unix-uid:{uid}", account="", principal_id=str(uid),
+                    kind=UNMAPPED, source=source, user_agent=USER_AGENT,
+                )  # fmt: skip
+            else:
+                self._caller = service.principals.caller(
+                    principal, source=source, user_agent=USER_AGENT
+                )
+            self._epoch = epoch
+        return self._caller
+
+    # --- answers --------------------------------------------------------------------
+
+    def _answer(self, msgid: int, result: dict[str, Any]) -> None:
+        try:
+            data = self._daemon.pack(result_response(msgid, result))
+        except Exception as exc:
+            log.error("cannot encode a result: %s", exc)
+            self._answer_error(msgid, KMSInternalException("The result cannot be encoded."))
+            return
+        self._write(data)
+
+    def _answer_error(self, msgid: int, error: KMSError) -> None:
+        self._write(self._daemon.pack(error_response(msgid, error)))
+
+    def _write(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is not None and not self._closed and not transport.is_closing():
+            transport.write(data)
+
+    # --- flow control and closing ------------------------------------------------------
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport is None or self._closed or transport.is_closing():
+            return
+        pause = self._in_flight >= MAX_IN_FLIGHT or self._write_paused or self._daemon.stopping
+        if pause and not self._read_paused:
+            self._read_paused = True
+            transport.pause_reading()
+        elif not pause and self._read_paused:
+            self._read_paused = False
+            transport.resume_reading()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests handed to worker threads and not yet answered."""
+        return self._in_flight
+
+    def stop_reading(self) -> None:
+        """Take no more requests (shutdown); answers of running ones still go out."""
+        self._update_reading()
+
+    def close(self) -> None:
+        """Close after the answers already written are sent."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    def _violation(self, reason: str) -> None:
+        peer = self.peer
+        who = f"pid {peer.pid} uid {peer.uid}" if peer is not None else "a client"
+        log.warning("closing the connection of %s: %s", who, reason)
+        self.abort()
+
+    def abort(self) -> None:
+        """Close at once, dropping answers not yet sent."""
+        self._closed = True
+        if self._transport is not None:
+            self._transport.abort()
+        self._daemon.connections.discard(self)
+        if not self.lost.done():
+            self.lost.set_result(None)

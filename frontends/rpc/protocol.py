@@ -1,0 +1,212 @@
+"""The daemon's wire protocol: msgpack-RPC requests, the peer's identity, limits.
+
+A request is ``[0, msgid, method, params]`` and its response ``[1, msgid,
+error, result]`` (the msgpack-RPC specification). ``method`` is an AWS KMS
+operation name or a batch extension; ``params`` the AWS request members;
+``error`` ``{"Code", "Message"}`` or nil. Timestamps travel as the msgpack
+Timestamp extension (type -1), so the client gets timezone-aware datetimes back.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Any, Final
+
+from kmscore.errors import (
+    KMSError,
+    SerializationException,
+    UnknownOperationException,
+    UnsupportedOperationException,
+    ValidationException,
+)
+from kmscore.operations import OPERATIONS, Operation
+from kmscore.remote import MAX_REQUEST_BYTES, REQUEST, RESPONSE
+
+__all__ = [
+    "AWS_OPERATIONS",
+    "INLINE_BATCH_MAX",
+    "INLINE_OPERATIONS",
+    "MAX_IN_FLIGHT",
+    "MAX_REQUEST_BYTES",
+    "PeerCredentials",
+    "ProtocolViolation",
+    "Request",
+    "error_response",
+    "parse_request",
+    "peer_credentials",
+    "result_response",
+    "runs_inline",
+]
+
+#: Requests of one connection decoded but not yet answered; at this many the
+#: daemon stops reading from that connection until answers drain.
+MAX_IN_FLIGHT: Final = 256
+
+#: Data-plane operations that run on the event loop: a few microseconds each,
+#: less than the hand-off to a worker thread costs (see docs/daemon.md).
+INLINE_OPERATIONS: Final = frozenset(
+    {
+        "Decrypt",
+        "DescribeKey",
+        "Encrypt",
+        "GenerateDataKey",
+        "GenerateDataKeyWithoutPlaintext",
+        "GenerateRandom",
+        "ReEncrypt",
+        "GenerateDataKeys",
+        "DecryptMany",
+    }
+)
+
+#: Batches of at most this many items run inline; larger ones go to a worker
+#: thread (the engine releases the GIL, so the loop keeps serving meanwhile).
+INLINE_BATCH_MAX: Final = 10_000
+
+#: Every operation of the AWS KMS API (botocore's kms 2014-11-01 model). Those
+#: kmscore does not serve answer UnsupportedOperationException; other names
+#: UnknownOperationException, as AWS answers an unknown X-Amz-Target.
+AWS_OPERATIONS: Final = frozenset(
+    """
+    CancelKeyDeletion ConnectCustomKeyStore CreateAlias CreateCustomKeyStore CreateGrant
+    CreateKey Decrypt DeleteAlias DeleteCustomKeyStore DeleteImportedKeyMaterial
+    DeriveSharedSecret DescribeCustomKeyStores DescribeKey DisableKey DisableKeyRotation
+    DisconnectCustomKeyStore EnableKey EnableKeyRotation Encrypt GenerateDataKey
+    GenerateDataKeyPair GenerateDataKeyPairWithoutPlaintext GenerateDataKeyWithoutPlaintext
+    GenerateMac GenerateRandom GetKeyPolicy GetKeyRotationStatus GetParametersForImport
+    GetPublicKey ImportKeyMaterial ListAliases ListGrants ListKeyPolicies ListKeyRotations
+    ListKeys ListResourceTags ListRetirableGrants PutKeyPolicy ReEncrypt ReplicateKey
+    RetireGrant RevokeGrant RotateKeyOnDemand ScheduleKeyDeletion Sign TagResource
+    UntagResource UpdateAlias UpdateCustomKeyStore UpdateKeyDescription UpdatePrimaryRegion
+    Verify VerifyMac
+    """.split()
+)
+
+# What may reach the dispatcher (and so the audit trail) as an operation name.
+_OPERATION_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9]{0,127}")
+_UCRED: Final = struct.Struct("=iII")  # struct ucred: pid_t pid; uid_t uid; gid_t gid
+
+
+class ProtocolViolation(Exception):
+    """A message that cannot be answered (no usable msgid): close the connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCredentials:
+    """The connecting process, as the kernel reports it (``struct ucred``).
+
+    Attributes:
+        pid: The peer's process id when it connected.
+        uid: Its effective user id.
+        gid: Its effective group id.
+    """
+
+    pid: int
+    uid: int
+    gid: int
+
+
+def peer_credentials(sock: Any) -> PeerCredentials:
+    """The peer of a connected Unix socket, from ``SO_PEERCRED``.
+
+    Args:
+        sock: The connection's socket (a transport's ``"socket"`` extra info).
+
+    Raises:
+        OSError: the socket has no peer credentials.
+    """
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    pid, uid, gid = _UCRED.unpack(raw)
+    return PeerCredentials(pid=pid, uid=uid, gid=gid)
+
+
+@dataclass(slots=True)
+class Request:
+    """One decoded request.
+
+    Attributes:
+        msgid: The id its answer carries.
+        method: The operation name.
+        params: The request members.
+        operation: The registered operation, or None when the method names none.
+        error: The error to answer instead of running anything, if any.
+    """
+
+    msgid: int
+    method: str
+    params: dict[str, Any]
+    operation: Operation | None
+    error: KMSError | None = None
+
+
+def parse_request(message: Any, size: int) -> Request:
+    """Check a decoded message's shape.
+
+    Args:
+        message: What msgpack decoded.
+        size: Its size on the wire, in bytes.
+
+    Returns:
+        The request; its ``error`` is set when it must be answered with an
+        error without running (too large, no operation by that name, params
+        not a map).
+
+    Raises:
+        ProtocolViolation: not a request with a usable msgid.
+    """
+    if type(message) is not list or len(message) != 4 or message[0] != REQUEST:
+        raise ProtocolViolation("expected a request [0, msgid, method, params]")
+    msgid = message[1]
+    if type(msgid) is not int or not 0 <= msgid <= 0xFFFFFFFF:
+        raise ProtocolViolation("the msgid must be an unsigned 32-bit integer")
+    method, params = message[2], message[3]
+    request = Request(msgid, "", {}, None)
+    if size > MAX_REQUEST_BYTES:
+        request.error = ValidationException(
+            f"The request is {size} bytes; the limit is {MAX_REQUEST_BYTES}."
+        )
+    elif type(method) is not str or not _OPERATION_NAME.fullmatch(method):
+        request.error = UnknownOperationException("The method is not an operation name.")
+    elif type(params) is not dict:
+        request.error = SerializationException("The params of a request must be a map.")
+    else:
+        request.method, request.params = method, params
+        request.operation = OPERATIONS.get(method)
+        if request.operation is None and method in AWS_OPERATIONS:
+            request.error = UnsupportedOperationException(
+                f"{method} is an AWS KMS operation that kmscore does not serve."
+            )
+    return request
+
+
+def runs_inline(request: Request) -> bool:
+    """Whether a request runs on the event loop rather than in a worker thread.
+
+    Inline: the data-plane operations of :data:`INLINE_OPERATIONS` (batches up
+    to :data:`INLINE_BATCH_MAX` items), unknown names (answered at once) and
+    requests answered with an error without running. Everything else, every
+    operation that changes the store in particular, goes to the thread pool.
+    """
+    op = request.operation
+    if op is None or request.error is not None:
+        return True
+    if op.name not in INLINE_OPERATIONS or not op.read_only:
+        return False
+    params = request.params
+    count = params.get("Count")
+    if type(count) is int and count > INLINE_BATCH_MAX:
+        return False
+    blobs = params.get("CiphertextBlobs")
+    return not (type(blobs) is list and len(blobs) > INLINE_BATCH_MAX)
+
+
+def result_response(msgid: int, result: dict[str, Any]) -> list[Any]:
+    """The response carrying a result."""
+    return [RESPONSE, msgid, None, result]
+
+
+def error_response(msgid: int, error: KMSError) -> list[Any]:
+    """The response carrying an error, as ``{"Code", "Message"}``."""
+    return [RESPONSE, msgid, error.to_dict(), None]
