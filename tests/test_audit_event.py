@@ -9,20 +9,23 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from test_audit_support import ACCOUNT, ALICE, KEY_ARN, KEY_ID, REGION, event
 
 from kmscore.audit import (
     SECRET_FIELDS,
+    AuditEvent,
     AuditTrail,
+    Identity,
     build_event,
     scrub_event,
     scrub_parameters,
 )
+from kmscore.audit._format import encode_event
 
 
 def test_event_has_the_cloudtrail_shape() -> None:
@@ -331,3 +334,200 @@ def test_no_plaintext_or_ciphertext_reaches_the_files(tmp_path: Path) -> None:
     for secret in secrets:
         for form in _forms(secret):
             assert form not in stored
+
+
+# --- sealed events: build_event's JSON is what the scrubber makes of the dict -------
+
+
+T0 = datetime(2024, 5, 1, 12, 30, 15, tzinfo=timezone(timedelta(hours=-7)))
+
+
+def _general_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make build_event take its general path (scrub and encode at append)."""
+    from kmscore.audit import event as event_module
+
+    def unusual(*_: object) -> None:
+        raise event_module._Unusual
+
+    monkeypatch.setattr(event_module, "_identity_part", unusual)
+
+
+context_values = st.one_of(st.text(max_size=8), st.binary(max_size=4), st.integers())
+contexts = st.dictionaries(st.text(max_size=8), context_values, max_size=3)
+sections = st.one_of(
+    st.none(),
+    st.dictionaries(
+        st.one_of(
+            names,
+            st.sampled_from(["KeyId", "EncryptionContext", "Constraints", "GrantTokens"]),
+        ),
+        st.one_of(trees, contexts),
+        max_size=5,
+    ),
+)
+identities = st.one_of(
+    st.just(ALICE),
+    st.builds(
+        Identity,
+        type=st.sampled_from(["IAMUser", "AssumedRole"]),
+        principal_id=st.text(max_size=10),
+        arn=st.text(max_size=30),
+        account_id=st.just(ACCOUNT),
+        access_key_id=st.one_of(st.none(), st.text(max_size=10)),
+        user_name=st.one_of(st.none(), st.text(max_size=10)),
+    ),
+    st.dictionaries(
+        st.sampled_from(["type", "arn", "principalId", "Signature"]),
+        st.one_of(st.none(), st.text(max_size=6), st.binary(max_size=3)),
+    ),
+)
+
+
+_TRICKY: Final = {
+    "KeyId": KEY_ARN,
+    "keyId": "collides with KeyId: the last one wins",
+    "EncryptionContext": {'q"uote\\': "caf\u00e9 \u2603\n\x00", "\ud7ff": "v", "b": b"dropped"},
+    "Nested": {"List": [1.5, -0.0, 10**20, True, None, {"Plaintext": "x"}], "When": T0},
+    "Count": 3,
+    "Flag": False,
+    "Nothing": None,
+    "Blob": b"\x00",
+}
+
+
+@example(
+    name="CreateGrant",
+    identity={"type": "IAMUser", "arn": "\u00e9", "principalId": None, "Signature": "s"},
+    request=_TRICKY,
+    response=_TRICKY,
+    extra=_TRICKY,
+    error=("AccessDenied\u00e9", 'no "way"\n'),
+    resources=[KEY_ARN, "odd"],
+    when=T0,
+    user_agent="agent/\u2603",
+    read_only=True,
+)
+@given(
+    name=st.sampled_from(["Encrypt", "GenerateDataKey", "CreateGrant"]),
+    identity=identities,
+    request=sections,
+    response=sections,
+    extra=sections,
+    error=st.one_of(st.none(), st.tuples(st.text(min_size=1, max_size=12), st.text(max_size=20))),
+    resources=st.lists(st.sampled_from([KEY_ARN, "arn:aws:kms:x:444455556666:key/k", "odd"])),
+    when=st.one_of(st.none(), st.datetimes(timezones=st.just(UTC))),
+    user_agent=st.text(max_size=20),
+    read_only=st.booleans(),
+)
+def test_sealed_json_equals_the_scrubbed_event(
+    name: str,
+    identity: Any,
+    request: Any,
+    response: Any,
+    extra: Any,
+    error: Any,
+    resources: list[str],
+    when: datetime | None,
+    user_agent: str,
+    read_only: bool,
+) -> None:
+    arguments: dict[str, Any] = {
+        "region": REGION,
+        "account_id": ACCOUNT,
+        "identity": identity,
+        "source_ip": "192.0.2.7",
+        "user_agent": user_agent,
+        "request_parameters": request,
+        "response_elements": response,
+        "additional_event_data": extra,
+        "resources": resources,
+        "read_only": read_only,
+        "error_code": error[0] if error else None,
+        "error_message": error[1] if error else None,
+        "request_id": "req",
+        "event_time": when,
+    }
+    built = build_event(name, **arguments)
+    sealed = built.sealed_record()
+    assert sealed is not None
+    stored, event_time = sealed
+    assert b"{" + stored[1:] == encode_event(scrub_event(built))
+    assert scrub_event(built) == built  # a fixed point of the scrubber
+    assert event_time == built["eventTime"]
+    # ... and the same event the general path (scrub everything at append) makes.
+    with pytest.MonkeyPatch.context() as patch:
+        _general_path(patch)
+        general = build_event(name, **arguments)
+    assert general.sealed_record() is None
+    assert scrub_event(general) == dict(built, eventID=general["eventID"])
+
+
+def test_changing_a_built_event_unseals_it(tmp_path: Path) -> None:
+    e = event(request_id="changed")
+    assert e.sealed_record() is not None
+    e["requestParameters"] = {"KeyId": "other", "Plaintext": b"\x01" * 32}
+    assert e.sealed_record() is None
+    for change in (
+        lambda x: x.update(extra=1),
+        lambda x: x.pop("userAgent"),
+        lambda x: x.setdefault("new", 1),
+        lambda x: x.__delitem__("awsRegion"),
+        lambda x: x.popitem(),
+        lambda x: x.__ior__({"a": 1}),
+        lambda x: x.clear(),
+    ):
+        other = event()
+        change(other)
+        assert other.sealed_record() is None
+    with AuditTrail.open(tmp_path, checkpoint_interval=None) as trail:
+        trail.append(e)
+    stored = next((tmp_path / "audit").glob("segment-*")).read_bytes()
+    assert b'"requestParameters":{"keyId":"other"}' in stored
+    assert b"plaintext" not in stored.lower()
+
+
+def test_nested_members_of_a_built_event_are_read_only() -> None:
+    e = event(EncryptionContext={"k": "v"}, Grants=[{"Name": "g"}])
+    for container, change in (
+        (e["requestParameters"], lambda c: c.__setitem__("Plaintext", "x")),
+        (e["requestParameters"], lambda c: c.update(Plaintext="x")),
+        (e["requestParameters"]["encryptionContext"], lambda c: c.__setitem__("k", "w")),
+        (e["requestParameters"]["grants"], lambda c: c.append({"Plaintext": "x"})),
+        (e["requestParameters"]["grants"][0], lambda c: c.pop("name")),
+        (e["userIdentity"], lambda c: c.__setitem__("arn", "x")),
+        (e["resources"], lambda c: c.clear()),
+        (e["resources"][0], lambda c: c.__setitem__("ARN", "x")),
+    ):
+        with pytest.raises(TypeError, match="read-only"):
+            change(container)
+    assert e.sealed_record() is not None
+    # Cached parts are shared between events, safely: nobody can change them.
+    assert event()["userIdentity"] is e["userIdentity"]
+
+
+def test_copies_are_plain_and_low_level_changes_never_reach_the_disk(tmp_path: Path) -> None:
+    import copy
+    import pickle
+
+    e = event(request_id="kept", EncryptionContext={"k": "v"})
+    deep = copy.deepcopy(e)
+    assert deep == e and deep.sealed_record() is None
+    assert type(deep["requestParameters"]) is dict
+    deep["requestParameters"]["Plaintext"] = "hunter2"  # an ordinary dict now
+    assert pickle.loads(pickle.dumps(e)) == e
+    dict.__setitem__(e, "Plaintext", "hunter2")  # sidesteps the unsealing
+    dict.__setitem__(e["requestParameters"], "Plaintext", "hunter2")
+
+    class Forged(AuditEvent):
+        pass
+
+    forged = Forged(event(request_id="forged"))
+    forged._stored = b',"Plaintext":"hunter2"}'
+    with AuditTrail.open(tmp_path, checkpoint_interval=None) as trail:
+        trail.append(e)  # what build_event scrubbed, not what was slipped in
+        trail.append(deep)
+        trail.append(forged)  # not an AuditEvent itself: scrubbed at append
+    stored = next((tmp_path / "audit").glob("segment-*")).read_bytes()
+    assert b"hunter2" not in stored
+    assert stored.count(b'"requestID":"kept"') == 2
+    assert b'"requestID":"forged"' in stored

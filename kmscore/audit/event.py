@@ -332,15 +332,8 @@ class AuditEvent(dict[str, Any]):
         dict.update(self, *args, **kwargs)
 
 
-def _sealed(members: dict[str, Any], stored: str, event_time: str) -> AuditEvent:
-    event = _new_event(AuditEvent)
-    dict.update(event, members)
-    event._stored = stored.encode("ascii")
-    event._time = event_time
-    return event
-
-
 _new_event: Final = dict.__new__
+_set_item: Final = dict.__setitem__
 
 
 # --- the scrubber ----------------------------------------------------------------
@@ -602,11 +595,22 @@ def _section(value: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, st
             out[name] = clean
             parts.append(prefix + compact_json(clean))
         elif kind == _CONTEXT:
-            context = _scrub_context(item, True)
-            if context is _DROP:
-                continue
+            if type(item) is dict:
+                context = _ReadOnlyDict()
+                pairs = []
+                for k, v in item.items():
+                    if (type(k) is str or isinstance(k, str)) and (
+                        type(v) is str or isinstance(v, str)
+                    ):
+                        _set_item(context, k, v)
+                        pairs.append(f"{escape(k)}:{escape(v)}")
+            else:
+                scrubbed = _scrub_context(item, True)
+                if scrubbed is _DROP:
+                    continue
+                context = scrubbed  # type: ignore[assignment]
+                pairs = [f"{escape(k)}:{escape(v)}" for k, v in context.items()]
             out[name] = context
-            pairs = [escape(k) + ":" + escape(v) for k, v in context.items()]  # type: ignore[attr-defined]
             parts.append(prefix + "{" + ",".join(pairs) + "}")
     if len(parts) != len(out):  # two members with one CloudTrail name: the last wins
         return _ReadOnlyDict(out), compact_json(out)
@@ -615,16 +619,22 @@ def _section(value: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, st
 
 # The current second as CloudTrail writes it, and as a JSON string; one per second.
 _clock: tuple[int, str, str] = (-1, "", "")
+_time: Final = time.time
+
+
+def _tick(second: int) -> tuple[int, str, str]:
+    global _clock
+    text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+    _clock = clock = (second, text, _json_string(text))
+    return clock
 
 
 def _now() -> tuple[str, str]:
-    global _clock
-    second = int(time.time())
-    cached = _clock
-    if cached[0] != second:
-        text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
-        cached = _clock = (second, text, _json_string(text))
-    return cached[1], cached[2]
+    second = int(_time())
+    clock = _clock
+    if clock[0] != second:
+        clock = _tick(second)
+    return clock[1], clock[2]
 
 
 _VARIANT: Final = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
@@ -703,34 +713,127 @@ def build_event(
     event_id = _uuid4(digits)
     if request_id is None:
         request_id = _uuid4(digits[32:])
+    # The fast path: the common argument types, the event and its JSON at once.
+    # Anything else raises _Unusual and takes the general path below.
     try:
-        return _build_sealed(
-            event_name,
-            region,
-            account_id,
-            identity,
-            source_ip,
-            user_agent,
-            request_parameters,
-            response_elements,
-            resources,
-            read_only,
-            error_code,
-            error_message,
-            additional_event_data,
-            request_id,
-            event_id,
-            event_time,
-            management_event,
+        if (
+            type(event_name) is not str
+            or type(region) is not str
+            or type(account_id) is not str
+            or type(source_ip) is not str
+            or type(user_agent) is not str
+            or type(request_id) is not str
+        ):
+            raise _Unusual
+        escape = _escaped.get
+        user_identity, identity_json = _identity_part(identity)
+        if event_time:
+            when = _format_time(event_time)
+            when_json = _json_string(when)
+        else:
+            second = int(_time())
+            clock = _clock
+            if clock[0] != second:
+                clock = _tick(second)
+            when, when_json = clock[1], clock[2]
+        request, request_json = _section(request_parameters)
+        if response_elements is None:
+            response, response_json = None, "null"
+        else:
+            response, response_json = _section(response_elements)
+        touched, touched_json = _resources_part(resources, account_id)
+        read_only = read_only is True or bool(read_only)
+        management_event = management_event is True or bool(management_event)
+        text = (
+            f"{_EVENT_HEAD}{identity_json},"
+            f'"eventTime":{when_json},'
+            f'"eventSource":{_EVENT_SOURCE_JSON},'
+            f'"eventName":{escape(event_name) or _escape_cached(event_name)},'
+            f'"awsRegion":{escape(region) or _escape_cached(region)},'
+            f'"sourceIPAddress":{escape(source_ip) or _escape_cached(source_ip)},'
+            f'"userAgent":{escape(user_agent) or _escape_cached(user_agent)},'
+            f'"requestParameters":{request_json},'
+            f'"responseElements":{response_json}'
         )
+        if error_code is None and additional_event_data is None:
+            members: dict[str, Any] = {
+                "eventVersion": EVENT_VERSION,
+                "userIdentity": user_identity,
+                "eventTime": when,
+                "eventSource": EVENT_SOURCE,
+                "eventName": event_name,
+                "awsRegion": region,
+                "sourceIPAddress": source_ip,
+                "userAgent": user_agent,
+                "requestParameters": request,
+                "responseElements": response,
+                "requestID": request_id,
+                "eventID": event_id,
+                "readOnly": read_only,
+                "resources": touched,
+                "eventType": "AwsApiCall",
+                "managementEvent": management_event,
+                "recipientAccountId": account_id,
+                "eventCategory": "Management",
+            }
+        else:
+            members = {
+                "eventVersion": EVENT_VERSION,
+                "userIdentity": user_identity,
+                "eventTime": when,
+                "eventSource": EVENT_SOURCE,
+                "eventName": event_name,
+                "awsRegion": region,
+                "sourceIPAddress": source_ip,
+                "userAgent": user_agent,
+                "requestParameters": request,
+                "responseElements": response,
+            }
+            if error_code is not None:
+                if type(error_code) is not str:
+                    raise _Unusual
+                members["errorCode"] = error_code
+                text += f',"errorCode":{_escape_cached(error_code)}'
+                if error_message is not None:
+                    if type(error_message) is not str:
+                        raise _Unusual
+                    members["errorMessage"] = error_message
+                    text += f',"errorMessage":{_json_string(error_message)}'
+            if additional_event_data is not None:
+                extra, extra_json = _section(additional_event_data)
+                members["additionalEventData"] = extra
+                text += f',"additionalEventData":{extra_json}'
+            members["requestID"] = request_id
+            members["eventID"] = event_id
+            members["readOnly"] = read_only
+            members["resources"] = touched
+            members["eventType"] = "AwsApiCall"
+            members["managementEvent"] = management_event
+            members["recipientAccountId"] = account_id
+            members["eventCategory"] = "Management"
+        text += (
+            f',"requestID":{_json_string(request_id)},'
+            f'"eventID":"{event_id}",'
+            f'"readOnly":{"true" if read_only else "false"},'
+            f'"resources":{touched_json},'
+            '"eventType":"AwsApiCall",'
+            f'"managementEvent":{"true" if management_event else "false"},'
+            f'"recipientAccountId":{escape(account_id) or _escape_cached(account_id)},'
+            '"eventCategory":"Management"}'
+        )
+        event = _new_event(AuditEvent)
+        dict.update(event, members)
+        event._stored = text.encode("ascii")
+        event._time = when
+        return event
     except _Unusual:
         pass
     # Arguments of unusual types: the general path, scrubbed again at append.
     if isinstance(identity, Identity):
-        user_identity: Mapping[str, Any] = identity.to_event()
+        user_identity = identity.to_event()
     else:
         user_identity = {k: v for k, v in identity.items() if v is not None}
-    event: dict[str, Any] = {
+    general: dict[str, Any] = {
         "eventVersion": EVENT_VERSION,
         "userIdentity": user_identity,
         "eventTime": _format_time(event_time) if event_time else _now()[0],
@@ -743,12 +846,12 @@ def build_event(
         "responseElements": response_elements,
     }
     if error_code is not None:
-        event["errorCode"] = error_code
+        general["errorCode"] = error_code
         if error_message is not None:
-            event["errorMessage"] = error_message
+            general["errorMessage"] = error_message
     if additional_event_data is not None:
-        event["additionalEventData"] = additional_event_data
-    event.update(
+        general["additionalEventData"] = additional_event_data
+    general.update(
         {
             "requestID": request_id,
             "eventID": event_id,
@@ -760,107 +863,4 @@ def build_event(
             "eventCategory": "Management",
         }
     )
-    return AuditEvent(scrub_event(event))
-
-
-def _build_sealed(
-    event_name: str,
-    region: str,
-    account_id: str,
-    identity: Identity | Mapping[str, str | None],
-    source_ip: str,
-    user_agent: str,
-    request_parameters: Mapping[str, Any] | None,
-    response_elements: Mapping[str, Any] | None,
-    resources: Sequence[str],
-    read_only: bool,
-    error_code: str | None,
-    error_message: str | None,
-    additional_event_data: Mapping[str, Any] | None,
-    request_id: str,
-    event_id: str,
-    event_time: datetime | None,
-    management_event: bool,
-) -> AuditEvent:
-    """The event and its stored JSON, or :class:`_Unusual`."""
-    if (
-        type(event_name) is not str
-        or type(region) is not str
-        or type(account_id) is not str
-        or type(source_ip) is not str
-        or type(user_agent) is not str
-        or type(request_id) is not str
-    ):
-        raise _Unusual
-    escape = _escape_cached
-    user_identity, identity_json = _identity_part(identity)
-    if event_time:
-        when = _format_time(event_time)
-        when_json = _json_string(when)
-    else:
-        when, when_json = _now()
-    request, request_json = _section(request_parameters)
-    response, response_json = _section(response_elements)
-    touched, touched_json = _resources_part(resources, account_id)
-    read_only = bool(read_only)
-    management_event = bool(management_event)
-    head = (
-        f"{_EVENT_HEAD}{identity_json},"
-        f'"eventTime":{when_json},'
-        f'"eventSource":{_EVENT_SOURCE_JSON},'
-        f'"eventName":{escape(event_name)},'
-        f'"awsRegion":{escape(region)},'
-        f'"sourceIPAddress":{escape(source_ip)},'
-        f'"userAgent":{escape(user_agent)},'
-        f'"requestParameters":{request_json},'
-        f'"responseElements":{response_json}'
-    )
-    tail = (
-        f',"requestID":{_json_string(request_id)},'
-        f'"eventID":"{event_id}",'
-        f'"readOnly":{"true" if read_only else "false"},'
-        f'"resources":{touched_json},'
-        '"eventType":"AwsApiCall",'
-        f'"managementEvent":{"true" if management_event else "false"},'
-        f'"recipientAccountId":{escape(account_id)},'
-        '"eventCategory":"Management"}'
-    )
-    members: dict[str, Any] = {
-        "eventVersion": EVENT_VERSION,
-        "userIdentity": user_identity,
-        "eventTime": when,
-        "eventSource": EVENT_SOURCE,
-        "eventName": event_name,
-        "awsRegion": region,
-        "sourceIPAddress": source_ip,
-        "userAgent": user_agent,
-        "requestParameters": request,
-        "responseElements": response,
-    }
-    if error_code is None and additional_event_data is None:
-        middle = ""
-    else:
-        middle = ""
-        if error_code is not None:
-            if type(error_code) is not str:
-                raise _Unusual
-            members["errorCode"] = error_code
-            middle = f',"errorCode":{escape(error_code)}'
-            if error_message is not None:
-                if type(error_message) is not str:
-                    raise _Unusual
-                members["errorMessage"] = error_message
-                middle += f',"errorMessage":{_json_string(error_message)}'
-        if additional_event_data is not None:
-            extra, extra_json = _section(additional_event_data)
-            members["additionalEventData"] = extra
-            middle += f',"additionalEventData":{extra_json}'
-    members["requestID"] = request_id
-    members["eventID"] = event_id
-    members["readOnly"] = read_only
-    members["resources"] = touched
-    members["eventType"] = "AwsApiCall"
-    members["managementEvent"] = management_event
-    members["recipientAccountId"] = account_id
-    members["eventCategory"] = "Management"
-    return _sealed(members, head + middle + tail, when)
+    return AuditEvent(scrub_event(general))

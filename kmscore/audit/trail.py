@@ -391,7 +391,24 @@ class AuditTrail:
             KMSInternalException: If the record could not be written, or the
                 trail is closed or failed; then the trail holds no trace of it.
         """
-        self._submit(_Slot([_encode(event)]))
+        record = _encode(event)
+        qlock = self._qlock
+        with qlock:
+            alone = not self._busy and self._broken is None and not self._closed
+            if alone:
+                self._busy = True
+        if not alone:
+            self._submit(_Slot([record]))
+            return
+        try:
+            error = self._append_alone(record)
+        except BaseException:
+            self._in_sync = False  # state may lag the files: catch up next time
+            raise
+        finally:
+            self._step_down()
+        if error is not None:
+            raise error
 
     def append_many(self, events: Iterable[Mapping[str, Any]]) -> None:
         """Write several events as consecutive records, all or none.
@@ -519,13 +536,7 @@ class AuditTrail:
                     slot.done = True
                     if slot is not first and slot.wake is not None:
                         slot.wake.release()
-                if self._pending:
-                    successor = self._pending.pop(0)
-                    successor.lead = True
-                    assert successor.wake is not None
-                    successor.wake.release()
-                else:
-                    self._busy = False
+            self._step_down()
 
     def _process(self, batch: list[_Slot]) -> None:
         """Write a batch and run its actions, under the shared lock (leader only)."""
@@ -540,10 +551,7 @@ class AuditTrail:
                     locked = True
                     self._sync_shared()
                 except (OSError, _Damaged) as exc:
-                    failure = KMSInternalException(
-                        f"the audit trail cannot continue the chain other writers left: {exc}"
-                    )
-                    _log.error("%s", failure.message)
+                    failure = self._cannot_continue(exc)
             if len(batch) == 1 and batch[0].action is None:
                 if failure is None:
                     self._commit(batch)
@@ -571,13 +579,30 @@ class AuditTrail:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _commit(self, batch: list[_Slot]) -> None:
-        """Write a batch as consecutive records (leader, lock held, in sync)."""
+        """Write the slots' records as consecutive records (leader, lock held, in sync)."""
+        if len(batch) == 1:
+            records = batch[0].records
+        else:
+            records = [record for slot in batch for record in slot.records]
+        error = self._write_records(records)
+        for slot in batch:
+            if error is None:
+                slot.done = True
+            else:
+                slot.error = error
+
+    def _write_records(self, records: list[Record]) -> OSError | None:
+        """Chain and write records with one ``write`` (leader, lock held, in sync).
+
+        Returns:
+            None once written (and fsynced with ``sync="always"``), or the error
+            after which nothing of them is left in the segment.
+        """
         self._rotate_if_full()
         first_seq = seq = self._next_seq
         head = self._head
-        low = high = None
-        if len(batch) == 1 and len(batch[0].records) == 1:
-            rest, low = batch[0].records[0]
+        if len(records) == 1:
+            rest, low = records[0]
             line = b'{"seq":%d,"prevHash":"%b"%b' % (seq, head, rest)
             head = _hexlify(_sha256(line).digest())
             data = line + b"\n"
@@ -586,16 +611,16 @@ class AuditTrail:
         else:
             lines: list[bytes] = []
             times: list[str] = []
-            for slot in batch:
-                for rest, event_time in slot.records:
-                    line = b'{"seq":%d,"prevHash":"%b"%b' % (seq, head, rest)
-                    head = _hexlify(_sha256(line).digest())
-                    lines.append(line)
-                    seq += 1
-                    if event_time is not None:
-                        times.append(event_time)
+            for rest, event_time in records:
+                line = b'{"seq":%d,"prevHash":"%b"%b' % (seq, head, rest)
+                head = _hexlify(_sha256(line).digest())
+                lines.append(line)
+                seq += 1
+                if event_time is not None:
+                    times.append(event_time)
             lines.append(b"")
             data = b"\n".join(lines)
+            low = high = None
             if times:
                 low, high = min(times), max(times)
         fd = self._seg_fd
@@ -610,17 +635,13 @@ class AuditTrail:
             self._roll_back(fd, start, "segment")
             if not isinstance(exc, OSError):
                 raise
-            for slot in batch:
-                slot.error = exc
-            return
+            return exc
         self._unsealed += seq - first_seq
         self._next_seq = seq
         self._head = head
         self._seg_size = end = start + len(data)
         self._head_segment = self._seg_name
         self._head_offset = end
-        for slot in batch:
-            slot.done = True
         if low is not None and high is not None:
             if self._from_time is None or low < self._from_time:
                 self._from_time = low
@@ -629,6 +650,46 @@ class AuditTrail:
         if not self._dirty and not self._sync_always:
             self._dirty = True
             self._wake.set()
+        return None
+
+    def _append_alone(self, record: Record) -> KMSInternalException | None:
+        """The uncontended path of :meth:`append`: leader of a batch of one (busy held)."""
+        lock_fd = self._lock_fd
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            return _as_internal(exc)
+        try:
+            try:
+                self._sync_shared()
+            except (OSError, _Damaged) as exc:
+                return self._cannot_continue(exc)
+            error = self._write_records([record])
+            if error is not None:
+                return _as_internal(error)
+            if self._unsealed >= self._checkpoint_every or self._checkpoint_interval is not None:
+                self._checkpoint_if_due()
+            return None
+        finally:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+
+    def _step_down(self) -> None:
+        """End a leader's turn: hand over to the next queued caller, if any."""
+        with self._qlock:
+            if self._pending:
+                successor = self._pending.pop(0)
+                successor.lead = True
+                assert successor.wake is not None
+                successor.wake.release()
+            else:
+                self._busy = False
+
+    def _cannot_continue(self, exc: OSError | _Damaged) -> KMSInternalException:
+        failure = KMSInternalException(
+            f"the audit trail cannot continue the chain other writers left: {exc}"
+        )
+        _log.error("%s", failure.message)
+        return failure
 
     def _roll_back(self, fd: int, size: int, what: str) -> None:
         """Cut a failed write off so no partial line stays; else stop the trail."""
