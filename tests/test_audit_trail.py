@@ -700,6 +700,24 @@ def test_failed_rotation_keeps_writing_to_the_full_segment(
     assert verify(tmp_path).records == 5
 
 
+def test_failed_fsync_when_closing_a_segment_fails_the_trail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trail = small(tmp_path, max_segment_bytes=1, fsync_interval=60.0)
+    trail.append(event())
+    monkeypatch.setattr(os, "fsync", _enospc)
+    with pytest.raises(KMSInternalException, match="fsync"):
+        trail.append(event(request_id="lost"))  # must rotate first: seal, fsync, close
+    monkeypatch.undo()
+    with pytest.raises(KMSInternalException, match="reopen"):
+        trail.append(event())
+    trail.close()
+    assert "lost" not in [r["requestID"] for _, _, r in records(tmp_path)]
+    with small(tmp_path) as trail:
+        trail.append(event())
+    assert verify(tmp_path).records == 2
+
+
 def test_constructor_with_own_key(tmp_path: Path) -> None:
     key = SigningKey.generate()
     with AuditTrail(tmp_path / "records", key, checkpoint_interval=None) as trail:

@@ -5,7 +5,7 @@ Layout of a data directory::
     <data_dir>/audit-signing.key     Ed25519 seed, hex (0600); outside audit/
     <data_dir>/audit-signing.pub     Ed25519 public key, hex (0600)
     <data_dir>/audit/                (0700)
-        LOCK                         flock'ed by the one writer; holds its pid
+        LOCK                         flock'ed by a writer per change; names the last one
         checkpoints.jsonl            signed checkpoints, one per line
         segment-<first seq:020>.jsonl   records, one per line
 
