@@ -127,6 +127,7 @@ _log = logging.getLogger(__name__)
 _sha256 = hashlib.sha256
 _hexlify = binascii.hexlify
 _allocate_lock = threading.Lock
+_monotonic = time.monotonic
 
 Record = tuple[bytes, "str | None"]
 """A record before it is chained: what follows the chain members, and its eventTime."""
@@ -285,6 +286,7 @@ class AuditTrail:
         self._token = (
             f"kmscore audit writer pid {os.getpid():>10} id {os.urandom(8).hex()}\n".encode("ascii")
         )
+        self._token_peek = len(self._token) + 1  # a longer file is not ours either
         self._in_sync = False
 
         self._stop = threading.Event()
@@ -395,7 +397,10 @@ class AuditTrail:
             KMSInternalException: If the record could not be written, or the
                 trail is closed or failed; then the trail holds no trace of it.
         """
-        record = _encode(event)
+        if type(event) is AuditEvent and event._stored is not None:
+            record: Record = (event._stored, event._time)
+        else:
+            record = _encode(event)
         qlock = self._qlock
         with qlock:
             alone = not self._busy and self._broken is None and not self._closed
@@ -410,7 +415,11 @@ class AuditTrail:
             self._in_sync = False  # state may lag the files: catch up next time
             raise
         finally:
-            self._step_down()
+            with qlock:
+                if self._pending:
+                    self._hand_over()
+                else:
+                    self._busy = False
         if error is not None:
             raise error
 
@@ -674,14 +683,18 @@ class AuditTrail:
         except OSError as exc:
             return _as_internal(exc)
         try:
-            try:
-                self._sync_shared()
-            except (OSError, _Damaged) as exc:
-                return self._cannot_continue(exc)
+            if not self._in_sync or os.pread(lock_fd, self._token_peek, 0) != self._token:
+                try:
+                    self._sync_shared()
+                except (OSError, _Damaged) as exc:
+                    return self._cannot_continue(exc)
             error = self._write_records([record])
             if error is not None:
                 return self._as_internal(error)
-            if self._unsealed >= self._checkpoint_every or self._checkpoint_interval is not None:
+            if self._unsealed >= self._checkpoint_every or (
+                self._checkpoint_interval is not None
+                and _monotonic() - self._last_checkpoint_at >= self._checkpoint_interval
+            ):
                 self._checkpoint_if_due()
             return None
         finally:
@@ -691,12 +704,16 @@ class AuditTrail:
         """End a leader's turn: hand over to the next queued caller, if any."""
         with self._qlock:
             if self._pending:
-                successor = self._pending.pop(0)
-                successor.lead = True
-                assert successor.wake is not None
-                successor.wake.release()
+                self._hand_over()
             else:
                 self._busy = False
+
+    def _hand_over(self) -> None:
+        """Make the first queued caller the leader (``_qlock`` held, busy stays set)."""
+        successor = self._pending.pop(0)
+        successor.lead = True
+        assert successor.wake is not None
+        successor.wake.release()
 
     def _cannot_continue(self, exc: OSError | _Damaged) -> KMSInternalException:
         failure = KMSInternalException(
@@ -919,7 +936,7 @@ class AuditTrail:
             _Damaged: If the trail is not what writers and crashes leave.
         """
         token = self._token
-        if self._in_sync and os.pread(self._lock_fd, len(token) + 1, 0) == token:
+        if self._in_sync and os.pread(self._lock_fd, self._token_peek, 0) == token:
             return
         self._in_sync = False
         # Claim the files before changing any, so that every other writer catches up.
