@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -139,24 +140,73 @@ def shared_socket_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def other_uid_python(uid: int) -> list[str]:
-    """The command prefix that runs this Python as ``uid`` (root only), or skip."""
-    if os.geteuid() != 0:
-        pytest.skip("running a client as another uid needs root")
+def _setpriv_prefix(uid: int) -> list[str] | None:
+    """``setpriv ... python`` as ``uid``, if that uid can import kmscore with it."""
     setpriv = shutil.which("setpriv")
     if setpriv is None:
-        pytest.skip("setpriv (util-linux) is not installed")
+        return None
     prefix = [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable]
     probe = subprocess.run(
         [*prefix, "-c", "import kmscore.remote"],
         capture_output=True,
-        text=True,
         env=dict(os.environ, HOME="/tmp"),
         timeout=60,
     )
-    if probe.returncode != 0:
-        pytest.skip(f"uid {uid} cannot import kmscore here: {probe.stderr.strip()[-300:]}")
-    return prefix
+    return prefix if probe.returncode == 0 else None
+
+
+def run_as_uid(uid: int, source: str, argv: list[str]) -> tuple[int, str, str]:
+    """Run Python ``source`` as another user; returns (status, stdout, stderr).
+
+    With ``setpriv --reuid --regid --clear-groups`` when that user can read
+    this interpreter and kmscore (not here: they live under a 0700 /root), else
+    in a forked child that drops to the uid and gid (and no groups) before it
+    runs ``source`` with the modules this process already imported. Either
+    way the kernel records the client's uid at ``connect()``, which is what
+    SO_PEERCRED reports. Needs root; skips otherwise.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("running a client as another uid needs root")
+    prefix = _setpriv_prefix(uid)
+    if prefix is not None:
+        proc = subprocess.run(
+            [*prefix, "-c", source, *argv],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, HOME="/tmp"),
+            timeout=60,
+        )
+        return proc.returncode, proc.stdout, proc.stderr
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its pipes
+        status = 1
+        try:
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            sys.stdout = open(1, "w", closefd=False)
+            sys.stderr = open(2, "w", closefd=False)
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            sys.argv = ["-c", *argv]
+            exec(compile(source, "<client>", "exec"), {"__name__": "__main__"})
+            status = 0
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+    os.close(out_w)
+    os.close(err_w)
+    with os.fdopen(out_r, "rb") as out, os.fdopen(err_r, "rb") as err:
+        stdout, stderr = out.read(), err.read()
+    _, wait_status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(wait_status), stdout.decode(), stderr.decode()
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
