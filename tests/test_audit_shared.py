@@ -251,17 +251,18 @@ def test_threads_of_two_trails_in_one_process(tmp_path: Path) -> None:
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_a_forked_child_must_reopen(tmp_path: Path) -> None:
     trail = AuditTrail.open(tmp_path, checkpoint_interval=None)
-    trail.append(event())
+    trail.append(event())  # leaves random digits for the next ids in this process
     pid = os.fork()
     if pid == 0:  # the child: its copy refuses, a fresh open works
         code = 1
         try:
+            mine = event(request_id="child")
             try:
-                trail.append(event())
+                trail.append(mine)
             except KMSInternalException as exc:
                 if "fork" in str(exc):
-                    with AuditTrail.open(tmp_path, checkpoint_interval=None) as mine:
-                        mine.append(event(request_id="child"))
+                    with AuditTrail.open(tmp_path, checkpoint_interval=None) as reopened:
+                        reopened.append(mine)
                     code = 0
         finally:
             os._exit(code)
@@ -269,5 +270,7 @@ def test_a_forked_child_must_reopen(tmp_path: Path) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     trail.append(event(request_id="parent"))  # the parent's trail is unaffected
     trail.close()
-    assert [r["requestID"] for _, _, r in records(tmp_path)][1:] == ["child", "parent"]
+    stored = [r for _, _, r in records(tmp_path)]
+    assert [r["requestID"] for r in stored][1:] == ["child", "parent"]
+    assert len({r["eventID"] for r in stored}) == 3  # the child drew its own ids
     assert verify(tmp_path).unsealed == 0

@@ -486,14 +486,28 @@ _identities: dict[Identity, tuple[dict[str, Any], str]] = {}
 _resources: dict[tuple[str, tuple[str, ...]], tuple[list[Any], str]] = {}
 
 
+# The same Identity object comes back call after call (callers cache theirs): found
+# by id first, without hashing the dataclass. The memo keeps the object, so its id
+# stays its own.
+_identity_memo: dict[int, tuple[Identity, tuple[dict[str, Any], str]]] = {}
+
+
 def _identity_part(identity: Identity | Mapping[str, str | None]) -> tuple[dict[str, Any], str]:
     if type(identity) is Identity:
+        memo = _identity_memo.get(id(identity))
+        if memo is not None and memo[0] is identity:
+            return memo[1]
         try:
-            return _identities[identity]
+            part = _identities[identity]
         except KeyError:
             cacheable = True
         except TypeError:  # a field that cannot be hashed
             cacheable = False
+        else:
+            if len(_identity_memo) >= _CACHE_LIMIT:
+                _identity_memo.clear()
+            _identity_memo[id(identity)] = (identity, part)
+            return part
         raw: Mapping[str, Any] = identity.to_event()
     elif isinstance(identity, Mapping):
         cacheable = False
@@ -513,7 +527,7 @@ def _identity_part(identity: Identity | Mapping[str, str | None]) -> tuple[dict[
 
 def _resources_part(resources: Sequence[str], account_id: str) -> tuple[list[Any], str]:
     try:
-        key = (account_id, tuple(resources))
+        key = (account_id, tuple(resources) if type(resources) is not tuple else resources)
         return _resources[key]
     except KeyError:
         pass
@@ -637,6 +651,19 @@ def _now() -> tuple[str, str]:
     return clock[1], clock[2]
 
 
+# Random digits for event and request ids, 64 hex digits (two UUIDs) per event,
+# drawn from the OS 64 events at a time. list.pop is atomic, so threads never
+# share digits; a forked child drops the parent's.
+_random_hex: list[str] = []
+os.register_at_fork(after_in_child=_random_hex.clear)
+
+
+def _more_random_hex() -> str:
+    raw = os.urandom(32 * 64).hex()
+    _random_hex.extend([raw[i : i + 64] for i in range(64, len(raw), 64)])
+    return raw[:64]
+
+
 _VARIANT: Final = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
@@ -709,7 +736,10 @@ def build_event(
         raise ValueError("event_name must be a non-empty AWS operation name")
     if error_message is not None and error_code is None:
         raise ValueError("error_message needs an error_code")
-    digits = os.urandom(32).hex()
+    try:
+        digits = _random_hex.pop()
+    except IndexError:
+        digits = _more_random_hex()
     event_id = _uuid4(digits)
     if request_id is None:
         request_id = _uuid4(digits[32:])
