@@ -223,7 +223,7 @@ class KeyService:
         clock: Callable[[], datetime] = utcnow,
         authorizer: Authorizer | None = None,
         auditor: Auditor | None = None,
-        audit: bool = False,
+        audit: bool = True,
         invocation_block: int = DEFAULT_BLOCK,
         invocation_limit: int = DEFAULT_LIMIT,
         argon2_interactive: bool = False,
