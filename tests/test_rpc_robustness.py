@@ -17,7 +17,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from test_rpc_support import EVENT_LOOPS, DaemonProcess, running_daemon
+from test_rpc_support import EVENT_LOOPS, DaemonProcess, running_daemon, wait_for
 
 from kmscore import connect
 
@@ -238,13 +238,18 @@ def test_a_client_that_leaves_mid_request_harms_nothing(daemon: DaemonProcess) -
                 + request(2, "GenerateDataKeys", {"KeyId": daemon.info["key_id"], "Count": 10000,
                                                   "KeySpec": "AES_256"})
             )  # fmt: skip
-        # Closed at once: the key is still made, the answers go nowhere.
+        # Closed at once: the keys are still made (in worker threads, so
+        # perhaps a moment later), the answers go nowhere.
     with connect(daemon.socket) as kms:
-        keys = kms.list_keys(Limit=1000)["Keys"]
-        descriptions = {
-            kms.describe_key(KeyId=k["KeyId"])["KeyMetadata"]["Description"] for k in keys
-        }
-    assert {f"left-{i}" for i in range(20)} <= descriptions
+
+        def all_made() -> bool:
+            keys = kms.list_keys(Limit=1000)["Keys"]
+            descriptions = {
+                kms.describe_key(KeyId=k["KeyId"])["KeyMetadata"]["Description"] for k in keys
+            }
+            return {f"left-{i}" for i in range(20)} <= descriptions
+
+        wait_for(all_made, timeout=30)
     still_serves(daemon)
 
 

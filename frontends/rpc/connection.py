@@ -36,7 +36,6 @@ from .protocol import (
     parse_request,
     peer_credentials,
     result_response,
-    runs_inline,
 )
 
 if TYPE_CHECKING:
@@ -171,7 +170,8 @@ class RpcConnection(asyncio.Protocol):
             self._answer_error(request.msgid, request.error)
             return
         caller = self._current_caller()
-        if runs_inline(request):
+        weight = request.weight
+        if not weight:
             try:
                 result = dispatch(self._daemon.service, request.method, request.params, caller)
             except KMSError as exc:
@@ -182,14 +182,14 @@ class RpcConnection(asyncio.Protocol):
             else:
                 self._answer(request.msgid, result)
             return
-        self._in_flight += 1
+        self._in_flight += weight
         future = self._daemon.run_in_worker(
             dispatch, self._daemon.service, request.method, request.params, caller
         )
-        future.add_done_callback(functools.partial(self._finished, request.msgid))
+        future.add_done_callback(functools.partial(self._finished, request.msgid, weight))
 
-    def _finished(self, msgid: int, future: asyncio.Future[dict[str, Any]]) -> None:
-        self._in_flight -= 1
+    def _finished(self, msgid: int, weight: int, future: asyncio.Future[dict[str, Any]]) -> None:
+        self._in_flight -= weight
         exc = future.exception() if not future.cancelled() else KMSInternalException()
         if exc is None:
             self._answer(msgid, future.result())
@@ -255,11 +255,6 @@ class RpcConnection(asyncio.Protocol):
         elif not pause and self._read_paused:
             self._read_paused = False
             transport.resume_reading()
-
-    @property
-    def in_flight(self) -> int:
-        """Requests handed to worker threads and not yet answered."""
-        return self._in_flight
 
     def stop_reading(self) -> None:
         """Take no more requests (shutdown); answers of running ones still go out."""

@@ -22,7 +22,7 @@ from kmscore.errors import (
     UnsupportedOperationException,
     ValidationException,
 )
-from kmscore.operations import OPERATIONS, Operation
+from kmscore.operations import OPERATIONS
 from kmscore.remote import MAX_REQUEST_BYTES, REQUEST, RESPONSE
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "parse_request",
     "peer_credentials",
     "result_response",
-    "runs_inline",
 ]
 
 #: Requests of one connection decoded but not yet answered; at this many the
@@ -61,9 +60,11 @@ INLINE_OPERATIONS: Final = frozenset(
     }
 )
 
-#: Batches of at most this many items run inline; larger ones go to a worker
-#: thread (the engine releases the GIL, so the loop keeps serving meanwhile).
-INLINE_BATCH_MAX: Final = 10_000
+#: Batches of at most this many items run inline. Larger ones run in a worker
+#: thread (the engine releases the GIL, so the loop keeps serving other
+#: clients), one at a time per connection: its answer can be tens of MB.
+INLINE_BATCH_MAX: Final = 1000
+_BATCH_ITEMS: Final = {"GenerateDataKeys": "Count", "DecryptMany": "CiphertextBlobs"}
 
 #: Every operation of the AWS KMS API (botocore's kms 2014-11-01 model). Those
 #: kmscore does not serve answer UnsupportedOperationException; other names
@@ -75,10 +76,10 @@ AWS_OPERATIONS: Final = frozenset(
     DeriveSharedSecret DescribeCustomKeyStores DescribeKey DisableKey DisableKeyRotation
     DisconnectCustomKeyStore EnableKey EnableKeyRotation Encrypt GenerateDataKey
     GenerateDataKeyPair GenerateDataKeyPairWithoutPlaintext GenerateDataKeyWithoutPlaintext
-    GenerateMac GenerateRandom GetKeyPolicy GetKeyRotationStatus GetParametersForImport
-    GetPublicKey ImportKeyMaterial ListAliases ListGrants ListKeyPolicies ListKeyRotations
-    ListKeys ListResourceTags ListRetirableGrants PutKeyPolicy ReEncrypt ReplicateKey
-    RetireGrant RevokeGrant RotateKeyOnDemand ScheduleKeyDeletion Sign TagResource
+    GenerateMac GenerateRandom GetKeyLastUsage GetKeyPolicy GetKeyRotationStatus
+    GetParametersForImport GetPublicKey ImportKeyMaterial ListAliases ListGrants ListKeyPolicies
+    ListKeyRotations ListKeys ListResourceTags ListRetirableGrants PutKeyPolicy ReEncrypt
+    ReplicateKey RetireGrant RevokeGrant RotateKeyOnDemand ScheduleKeyDeletion Sign TagResource
     UntagResource UpdateAlias UpdateCustomKeyStore UpdateKeyDescription UpdatePrimaryRegion
     Verify VerifyMac
     """.split()
@@ -130,19 +131,37 @@ class Request:
         msgid: The id its answer carries.
         method: The operation name.
         params: The request members.
-        operation: The registered operation, or None when the method names none.
         error: The error to answer instead of running anything, if any.
+        weight: 0 to run on the event loop; else it runs in a worker thread
+            and counts this much against the connection's in-flight limit.
     """
 
     msgid: int
     method: str
     params: dict[str, Any]
-    operation: Operation | None
     error: KMSError | None = None
+    weight: int = 0
+
+
+def _weights() -> dict[str, int]:
+    return {
+        name: 0 if name in INLINE_OPERATIONS and op.read_only else 1
+        for name, op in OPERATIONS.items()
+    }
+
+
+# Operation name -> weight; names not registered run inline (the dispatcher
+# answers UnknownOperationException at once).
+_WEIGHT: Final = _weights()
 
 
 def parse_request(message: Any, size: int) -> Request:
-    """Check a decoded message's shape.
+    """Check a decoded message's shape and decide where it runs.
+
+    Inline: the data-plane operations of :data:`INLINE_OPERATIONS` (batches up
+    to :data:`INLINE_BATCH_MAX` items), unknown names (answered at once) and
+    requests answered with an error without running. Everything else, every
+    operation that changes the store in particular, goes to the worker threads.
 
     Args:
         message: What msgpack decoded.
@@ -162,44 +181,29 @@ def parse_request(message: Any, size: int) -> Request:
     if type(msgid) is not int or not 0 <= msgid <= 0xFFFFFFFF:
         raise ProtocolViolation("the msgid must be an unsigned 32-bit integer")
     method, params = message[2], message[3]
-    request = Request(msgid, "", {}, None)
     if size > MAX_REQUEST_BYTES:
-        request.error = ValidationException(
+        error: KMSError = ValidationException(
             f"The request is {size} bytes; the limit is {MAX_REQUEST_BYTES}."
         )
     elif type(method) is not str or not _OPERATION_NAME.fullmatch(method):
-        request.error = UnknownOperationException("The method is not an operation name.")
+        error = UnknownOperationException("The method is not an operation name.")
     elif type(params) is not dict:
-        request.error = SerializationException("The params of a request must be a map.")
+        error = SerializationException("The params of a request must be a map.")
     else:
-        request.method, request.params = method, params
-        request.operation = OPERATIONS.get(method)
-        if request.operation is None and method in AWS_OPERATIONS:
-            request.error = UnsupportedOperationException(
+        weight = _WEIGHT.get(method)
+        if weight is None and method in AWS_OPERATIONS:
+            error = UnsupportedOperationException(
                 f"{method} is an AWS KMS operation that kmscore does not serve."
             )
-    return request
-
-
-def runs_inline(request: Request) -> bool:
-    """Whether a request runs on the event loop rather than in a worker thread.
-
-    Inline: the data-plane operations of :data:`INLINE_OPERATIONS` (batches up
-    to :data:`INLINE_BATCH_MAX` items), unknown names (answered at once) and
-    requests answered with an error without running. Everything else, every
-    operation that changes the store in particular, goes to the thread pool.
-    """
-    op = request.operation
-    if op is None or request.error is not None:
-        return True
-    if op.name not in INLINE_OPERATIONS or not op.read_only:
-        return False
-    params = request.params
-    count = params.get("Count")
-    if type(count) is int and count > INLINE_BATCH_MAX:
-        return False
-    blobs = params.get("CiphertextBlobs")
-    return not (type(blobs) is list and len(blobs) > INLINE_BATCH_MAX)
+            return Request(msgid, method, params, error)
+        member = _BATCH_ITEMS.get(method)
+        if member is not None:
+            items = params.get(member)
+            n = items if type(items) is int else len(items) if type(items) is list else 0
+            if n > INLINE_BATCH_MAX:
+                weight = MAX_IN_FLIGHT
+        return Request(msgid, method, params, None, weight or 0)
+    return Request(msgid, "", {}, error)
 
 
 def result_response(msgid: int, result: dict[str, Any]) -> list[Any]:

@@ -15,9 +15,6 @@ a small thread pool. See ``docs/daemon.md`` for the protocol and the limits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -62,10 +59,6 @@ WORKERS: Final = 8
 #: to reach clients that read slowly.
 DRAIN_SECONDS: Final = 30.0
 CLOSE_SECONDS: Final = 5.0
-#: glibc's trim threshold for the daemon (see docs/daemon.md): freed heap tops
-#: stay mapped, so large batches do not fault fresh pages in on every call.
-MALLOC_TRIM_THRESHOLD: Final = 128 << 20
-_M_TRIM_THRESHOLD: Final = -1
 
 
 def event_loop_factory() -> tuple[str, Callable[[], asyncio.AbstractEventLoop]]:
@@ -89,17 +82,6 @@ def event_loop_factory() -> tuple[str, Callable[[], asyncio.AbstractEventLoop]]:
         else:
             return "uvloop", uvloop.new_event_loop
     return "asyncio", asyncio.new_event_loop
-
-
-def _raise_trim_threshold() -> None:
-    """Keep glibc from returning each freed heap top to the kernel (once measured)."""
-    if "MALLOC_TRIM_THRESHOLD_" in os.environ or not sys.platform.startswith("linux"):
-        return
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(name).mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD)
 
 
 class Daemon:
@@ -301,7 +283,6 @@ def _run(
     # Bound before the service starts any thread: see socketfile.py.
     sock = socket_file.acquire()
     try:
-        _raise_trim_threshold()
         try:
             service = KeyService(data, audit=audit, passphrase=passphrase)
         except (RootKeyError, KMSError, ValueError, OSError) as exc:

@@ -1,0 +1,80 @@
+"""The daemon's request checks and where each operation runs (no daemon needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kmscore import errors
+from kmscore.frontends.rpc.protocol import (
+    AWS_OPERATIONS,
+    INLINE_BATCH_MAX,
+    INLINE_OPERATIONS,
+    MAX_IN_FLIGHT,
+    ProtocolViolation,
+    parse_request,
+)
+from kmscore.operations import OPERATIONS
+
+
+def test_aws_operation_names_are_botocores() -> None:
+    botocore_session = pytest.importorskip("botocore.session")
+    model = botocore_session.get_session().get_service_model("kms")
+    assert set(model.operation_names) == AWS_OPERATIONS
+
+
+def test_only_the_batch_extensions_are_not_aws_operations() -> None:
+    assert set(OPERATIONS) - AWS_OPERATIONS == {"GenerateDataKeys", "DecryptMany"}
+
+
+def test_inline_operations_are_read_only_data_plane() -> None:
+    assert INLINE_OPERATIONS <= set(OPERATIONS)
+    assert all(OPERATIONS[name].read_only for name in INLINE_OPERATIONS)
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "weight"),
+    [
+        ("GenerateDataKey", {}, 0),
+        ("Decrypt", {}, 0),
+        ("DescribeKey", {}, 0),
+        ("CreateKey", {}, 1),
+        ("ScheduleKeyDeletion", {}, 1),
+        ("ListKeys", {}, 1),  # read-only, but reads the store
+        ("GetKeyPolicy", {}, 1),
+        ("GenerateDataKeys", {"Count": INLINE_BATCH_MAX}, 0),
+        ("GenerateDataKeys", {"Count": INLINE_BATCH_MAX + 1}, MAX_IN_FLIGHT),
+        ("GenerateDataKeys", {"Count": "many"}, 0),  # validation answers at once
+        ("DecryptMany", {"CiphertextBlobs": [b"x"] * INLINE_BATCH_MAX}, 0),
+        ("DecryptMany", {"CiphertextBlobs": [b"x"] * (INLINE_BATCH_MAX + 1)}, MAX_IN_FLIGHT),
+        ("NoSuchOperation", {}, 0),  # the dispatcher answers at once
+    ],
+)
+def test_where_a_request_runs(method: str, params: dict[str, object], weight: int) -> None:
+    request = parse_request([0, 9, method, params], 100)
+    assert request.error is None
+    assert (request.msgid, request.method, request.weight) == (9, method, weight)
+
+
+@pytest.mark.parametrize(
+    ("message", "size", "error"),
+    [
+        ([0, 1, "Encrypt", {}], 2 << 20, errors.ValidationException),
+        ([0, 1, "Sign", {}], 10, errors.UnsupportedOperationException),
+        ([0, 1, "", {}], 10, errors.UnknownOperationException),
+        ([0, 1, "9Lives", {}], 10, errors.UnknownOperationException),
+        ([0, 1, b"Encrypt", {}], 10, errors.UnknownOperationException),
+        ([0, 1, "Encrypt", []], 10, errors.SerializationException),
+    ],
+)
+def test_requests_answered_with_an_error(message: list[object], size: int, error: type) -> None:
+    request = parse_request(message, size)
+    assert type(request.error) is error and request.msgid == 1
+
+
+@pytest.mark.parametrize(
+    "message",
+    [(0, 1, "Encrypt", {}), [0, 1, "Encrypt"], [0, True, "Encrypt", {}], [0, 2.0, "E", {}]],
+)
+def test_messages_without_a_usable_msgid(message: object) -> None:
+    with pytest.raises(ProtocolViolation):
+        parse_request(message, 10)
