@@ -1,0 +1,125 @@
+"""Starting and stopping the HTTP endpoint on a running event loop.
+
+:func:`start_http_server` binds the endpoint on the caller's loop, so it runs
+beside the Unix-socket daemon (``kms serve --http HOST:PORT``) or alone
+(``python -m kmscore.frontends.awsjson``). It uses aiohttp's low-level server:
+one handler for every request, no router or middleware on the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from typing import Final
+
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http import RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
+
+from kmscore.service import KeyService
+
+from .app import MAX_BODY_BYTES, KMSHandler
+
+__all__ = ["HttpServer", "endpoint_url", "start_http_server"]
+
+_SHUTDOWN_SECONDS: Final = 5.0
+
+
+def endpoint_url(host: str, port: int, *, tls: bool = False) -> str:
+    """The endpoint URL clients use (``AWS_ENDPOINT_URL_KMS``)."""
+    scheme = "https" if tls else "http"
+    if host in ("", "0.0.0.0"):  # noqa: S104 - naming the wildcard, not binding it
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
+class HttpServer:
+    """A running HTTP endpoint: where it listens, and how to stop it."""
+
+    def __init__(
+        self,
+        server: asyncio.Server,
+        web_server: web.Server,
+        handler: KMSHandler,
+        host: str,
+        port: int,
+        tls: bool,
+    ) -> None:
+        """Wrap a started server (made by :func:`start_http_server`)."""
+        self._server = server
+        self._web_server = web_server
+        self._handler = handler
+        self.host = host
+        self.port = port
+        self.url = endpoint_url(host, port, tls=tls)
+
+    @property
+    def env_line(self) -> str:
+        """The line to print for clients: ``AWS_ENDPOINT_URL_KMS=<url>``."""
+        return f"AWS_ENDPOINT_URL_KMS={self.url}"
+
+    async def close(self) -> None:
+        """Stop accepting, let requests in flight finish (up to 5 s), release the pool."""
+        self._server.close()
+        await self._web_server.shutdown(_SHUTDOWN_SECONDS)
+        await self._server.wait_closed()
+        await asyncio.get_running_loop().run_in_executor(None, self._handler.close)
+
+
+async def start_http_server(
+    service: KeyService,
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    reuse_port: bool = False,
+    sock: socket.socket | None = None,
+) -> HttpServer:
+    """Serve the AWS KMS JSON protocol for ``service`` on the running loop.
+
+    Args:
+        service: The key service (its data dir's Region, account and users).
+        host: The address to listen on (``127.0.0.1``, ``0.0.0.0``, ``::``).
+        port: The TCP port; 0 picks a free one (see :attr:`HttpServer.port`).
+        ssl_context: Serve HTTPS with this context; requests then count as
+            secure transport in policy conditions.
+        reuse_port: Set ``SO_REUSEPORT``, so several processes serving one
+            data dir can listen on the same port.
+        sock: A listening socket to serve instead of binding ``host:port``.
+
+    Returns:
+        The running server; ``await server.close()`` stops it.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    handler = KMSHandler(service, secure_transport=ssl_context is not None)
+
+    def make_request(
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        return web.BaseRequest(
+            message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY_BYTES
+        )
+
+    loop = asyncio.get_running_loop()
+    web_server = web.Server(handler, request_factory=make_request, access_log=None)
+    if sock is not None:
+        server = await loop.create_server(web_server, sock=sock, ssl=ssl_context)
+    else:
+        server = await loop.create_server(
+            web_server, host, port, ssl=ssl_context, reuse_port=reuse_port or None
+        )
+    bound = server.sockets[0].getsockname()
+    return HttpServer(server, web_server, handler, host, bound[1], ssl_context is not None)
