@@ -195,15 +195,29 @@ def _unreachable(path: str, exc: OSError) -> RemoteConnectionError:
 # --- the blocking client ---------------------------------------------------------
 
 
+# Bumped in a forked child, whose inherited connections belong to its parent
+# (cheaper to compare than os.getpid(), a system call, on every call).
+_fork_generation = 0
+
+
+def _forked() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 class _Connection:
     """One socket to the daemon, used by one thread at a time."""
 
     def __init__(self, path: str, timeout: float | None) -> None:
         self.sock = _connect_socket(path, timeout)
-        self.pid = os.getpid()
+        self.generation = _fork_generation
         self.packer = _new_packer()
         self.unpacker = _new_unpacker()
         self.buffer = bytearray(_RECV_BYTES)
+        self.view = memoryview(self.buffer)
         self.msgid = 0
         # Closes the socket when the thread that owned it is gone.
         self._finalizer = weakref.finalize(self, self.sock.close)
@@ -220,25 +234,22 @@ class _Connection:
             TimeoutError: no answer within the socket's timeout.
             KMSInternalException: the daemon sent something that is not a response.
         """
-        unpacker, view = self.unpacker, memoryview(self.buffer)
+        # One request at a time per connection: nothing is buffered before it.
+        unpacker, view = self.unpacker, self.view
         while True:
-            try:
-                message = unpacker.unpack()
-            except msgpack.OutOfData:
-                pass
-            except (ValueError, msgpack.UnpackException) as exc:
-                raise KMSInternalException(f"The daemon's answer cannot be read: {exc}") from None
-            else:
-                if _msgid_of(message) != msgid:
-                    raise KMSInternalException("The daemon sent an unexpected message.")
-                return message
             n = self.sock.recv_into(self.buffer)
             if not n:
                 raise ConnectionResetError(errno.ECONNRESET, "the daemon closed the connection")
             try:
                 unpacker.feed(view[:n])
+                for message in unpacker:
+                    if _msgid_of(message) != msgid:
+                        raise KMSInternalException("The daemon sent an unexpected message.")
+                    return message
             except msgpack.BufferFull:
                 raise KMSInternalException("The daemon's answer is too large.") from None
+            except (ValueError, msgpack.UnpackException) as exc:
+                raise KMSInternalException(f"The daemon's answer cannot be read: {exc}") from None
 
     def close(self) -> None:
         self._finalizer()
@@ -313,7 +324,7 @@ class RemoteKMS:
 
     def _connection(self) -> _Connection:
         conn: _Connection | None = getattr(self._local, "conn", None)
-        if conn is None or conn.pid != os.getpid():
+        if conn is None or conn.generation != _fork_generation:
             # A forked child must not share its parent's socket.
             if self._closed:
                 raise RemoteConnectionError("The client is closed.")

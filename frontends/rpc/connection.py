@@ -135,28 +135,20 @@ class RpcConnection(asyncio.Protocol):
     def _process(self) -> None:
         """Run the complete frames waiting in the unpacker, as far as limits allow."""
         unpacker = self._unpacker
-        drained = False
-        while (
-            not self._closed
-            and self._in_flight < MAX_IN_FLIGHT
-            and not self._write_paused
-            and not self._daemon.stopping
-        ):
+        drained = not self._blocked()
+        if drained:
             try:
-                message = unpacker.unpack()
-            except msgpack.OutOfData:
-                drained = True
-                break
-            except Exception as exc:  # any undecodable input, whatever msgpack raises
+                # Iterating (rather than unpack() until OutOfData) ends without
+                # raising an exception, which costs about a microsecond.
+                for message in unpacker:
+                    if not self._take(message) or self._blocked():
+                        drained = False
+                        break
+            except Exception as exc:  # undecodable input, whatever msgpack raises
                 self._violation(f"malformed msgpack ({type(exc).__name__})")
                 return
-            start, self._consumed = self._consumed, unpacker.tell()
-            try:
-                request = parse_request(message, self._consumed - start)
-            except ProtocolViolation as exc:
-                self._violation(str(exc))
-                return
-            self._start(request)
+        if self._closed:
+            return
         if self._fed - self._consumed > MAX_REQUEST_BYTES:
             self._violation("a frame is larger than the limit")
             return
@@ -164,6 +156,31 @@ class RpcConnection(asyncio.Protocol):
             self.close()  # a partial frame left at EOF is never answered
             return
         self._update_reading()
+
+    def _blocked(self) -> bool:
+        return (
+            self._closed
+            or self._in_flight >= MAX_IN_FLIGHT
+            or self._write_paused
+            or self._daemon.stopping
+        )
+
+    def _take(self, message: Any) -> bool:
+        """Check and start one decoded message; False when the connection was closed."""
+        start, self._consumed = self._consumed, self._unpacker.tell()
+        try:
+            request = parse_request(message, self._consumed - start)
+        except ProtocolViolation as exc:
+            self._violation(str(exc))
+            return False
+        try:
+            self._start(request)
+        except Exception:
+            # A bug, not bad input: never take the daemon down with it.
+            log.exception("a request could not be served")
+            self.abort()
+            return False
+        return True
 
     def _start(self, request: Request) -> None:
         if request.error is not None:

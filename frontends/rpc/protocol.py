@@ -181,21 +181,21 @@ def parse_request(message: Any, size: int) -> Request:
     if type(msgid) is not int or not 0 <= msgid <= 0xFFFFFFFF:
         raise ProtocolViolation("the msgid must be an unsigned 32-bit integer")
     method, params = message[2], message[3]
+    # A registered name needs no pattern check; hashing a non-string is fine.
+    weight = _WEIGHT.get(method) if type(method) is str else None
     if size > MAX_REQUEST_BYTES:
         error: KMSError = ValidationException(
             f"The request is {size} bytes; the limit is {MAX_REQUEST_BYTES}."
         )
-    elif type(method) is not str or not _OPERATION_NAME.fullmatch(method):
+    elif weight is None and (type(method) is not str or not _OPERATION_NAME.fullmatch(method)):
         error = UnknownOperationException("The method is not an operation name.")
     elif type(params) is not dict:
         error = SerializationException("The params of a request must be a map.")
+    elif weight is None and method in AWS_OPERATIONS:
+        error = UnsupportedOperationException(
+            f"{method} is an AWS KMS operation that kmscore does not serve."
+        )
     else:
-        weight = _WEIGHT.get(method)
-        if weight is None and method in AWS_OPERATIONS:
-            error = UnsupportedOperationException(
-                f"{method} is an AWS KMS operation that kmscore does not serve."
-            )
-            return Request(msgid, method, params, error)
         member = _BATCH_ITEMS.get(method)
         if member is not None:
             items = params.get(member)
