@@ -257,6 +257,7 @@ def test_a_forked_child_must_reopen(tmp_path: Path) -> None:
         code = 1
         try:
             mine = event(request_id="child")
+            assert trail._lock_fd == -1  # its copy of the lock file is closed at once
             try:
                 trail.append(mine)
             except KMSInternalException as exc:

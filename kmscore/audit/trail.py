@@ -412,7 +412,7 @@ class AuditTrail:
         try:
             error = self._append_alone(record)
         except BaseException:
-            self._in_sync = False  # state may lag the files: catch up next time
+            self._distrust_view()
             raise
         finally:
             with qlock:
@@ -545,7 +545,7 @@ class AuditTrail:
         try:
             self._process(batch)
         except BaseException:
-            self._in_sync = False  # state may lag the files: catch up next time
+            self._distrust_view()
             raise
         finally:
             with self._qlock:
@@ -1156,12 +1156,39 @@ class AuditTrail:
         _open_trails.discard(self)
 
     def _forked(self) -> None:
-        """In a forked child: refuse everything, touch nothing shared with the parent."""
+        """In a forked child: refuse everything, keep nothing shared with the parent.
+
+        The child's copies of the files are closed at once: a copy of the lock
+        file would keep the parent's flock alive should the parent die holding it.
+        """
         self._qlock = threading.Lock()
         self._fd_lock = threading.Lock()
         self._pending = []
         self._busy = False
         self._broken = _FORKED
+        for attr in ("_seg_fd", "_ckpt_fd", "_lock_fd"):
+            fd = getattr(self, attr)
+            setattr(self, attr, -1)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def _distrust_view(self) -> None:
+        """After an exception mid-write: rebuild the view from the files next time.
+
+        The state may have been left half updated, so the next writer turn
+        recovers as an open does (from the last checkpoint), not from this
+        writer's head.
+        """
+        self._in_sync = False
+        self._next_seq = 0
+        self._head = fmt.GENESIS_HASH.encode("ascii")
+        self._head_segment = ""
+        self._head_offset = 0
+        self._unsealed = 0
+        self._from_time = self._to_time = None
+        self._last_signature = None
+        self._ckpt_size = -1  # makes the checkpoints file look changed
 
 
 def _as_internal(error: BaseException) -> KMSInternalException:
