@@ -64,8 +64,10 @@ checkpoints are decided after catching up, so they are correct whoever wrote
 the records; the time range and count a checkpoint seals cover every writer's
 records. The signing key is the data directory's, shared by all writers.
 
-A process that forks with a trail open must open it again in the child: the
-child's copy refuses appends (it shares the parent's lock and files).
+The lock is blocking and has no timeout: a writer stopped (``SIGSTOP``, a
+debugger) in the middle of a batch stalls the others until it resumes; a killed
+one releases it. A process that forks with a trail open must open it again in
+the child: the child's copy refuses appends and closes its copies of the files.
 
 Crash recovery: bytes after the last complete record can be torn (an
 unterminated line, or a run of lines that are not JSON objects up to the end of
