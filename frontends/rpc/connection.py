@@ -75,6 +75,9 @@ class RpcConnection(asyncio.Protocol):
         self._read_paused = False
         self._closed = False
         self._eof = False
+        # Answers held back while a read's requests run (see _write).
+        self._held: list[bytes] | None = None
+        self._held_bytes = 0
         self.peer: PeerCredentials | None = None
         self._caller: Caller | None = None
         self._epoch = -1
@@ -137,6 +140,7 @@ class RpcConnection(asyncio.Protocol):
         unpacker = self._unpacker
         drained = not self._blocked()
         if drained:
+            self._held = []
             try:
                 # Iterating (rather than unpack() until OutOfData) ends without
                 # raising an exception, which costs about a microsecond.
@@ -145,8 +149,10 @@ class RpcConnection(asyncio.Protocol):
                         drained = False
                         break
             except Exception as exc:  # undecodable input, whatever msgpack raises
+                self._flush()
                 self._violation(f"malformed msgpack ({type(exc).__name__})")
                 return
+            self._flush()
         if self._closed:
             return
         if self._fed - self._consumed > MAX_REQUEST_BYTES:
@@ -255,9 +261,29 @@ class RpcConnection(asyncio.Protocol):
         self._write(self._daemon.pack(error_response(msgid, error)))
 
     def _write(self, data: bytes) -> None:
+        if self._held is not None:
+            # Answers to the requests of one read leave in one write; past the
+            # high-water mark they go at once, so flow control still applies.
+            self._held.append(data)
+            self._held_bytes += len(data)
+            if self._held_bytes < WRITE_HIGH_WATER:
+                return
+            data = self._release()
         transport = self._transport
         if transport is not None and not self._closed and not transport.is_closing():
             transport.write(data)
+
+    def _release(self) -> bytes:
+        held = self._held or []
+        self._held, self._held_bytes = [], 0
+        return held[0] if len(held) == 1 else b"".join(held)
+
+    def _flush(self) -> None:
+        if self._held:
+            data = self._release()
+            self._held = None
+            self._write(data)
+        self._held = None
 
     # --- flow control and closing ------------------------------------------------------
 
