@@ -205,9 +205,10 @@ def test_open_audit_dir_is_refused(tmp_path: Path) -> None:
         small(tmp_path)
 
 
-def test_two_writers_in_one_process_share_the_chain(tmp_path: Path) -> None:
-    first = small(tmp_path)
-    second = small(tmp_path)
+@pytest.mark.parametrize("sync", ["batch", "always"])
+def test_two_writers_in_one_process_share_the_chain(tmp_path: Path, sync: str) -> None:
+    first = small(tmp_path, sync=sync)
+    second = small(tmp_path, sync="batch")
     for i in range(30):
         (first if i % 3 else second).append(event(request_id=f"r{i}"))
     first.close()
