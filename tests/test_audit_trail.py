@@ -228,6 +228,24 @@ def test_lock_file_names_the_last_writer(tmp_path: Path) -> None:
         assert f"pid {os.getpid():>10}" in holder
 
 
+def test_reading_a_line_backwards(tmp_path: Path) -> None:
+    from kmscore.audit._format import read_line_ending_at
+
+    lines = [b"a" * n for n in (0, 1, 4095, 4096, 4097, 20000, 100_000, 3)]
+    path = tmp_path / "lines"
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        end = 0
+        for line in lines:
+            end += len(line) + 1
+            assert read_line_ending_at(fd, end) == line
+        with pytest.raises(ValueError):
+            read_line_ending_at(fd, end - 1)
+    finally:
+        os.close(fd)
+
+
 # --- concurrency --------------------------------------------------------------
 
 

@@ -70,6 +70,7 @@ CHECKPOINT_FIELDS: Final = frozenset(
 FILE_MODE: Final = 0o600
 DIR_MODE: Final = 0o700
 _READ_CHUNK: Final = 1 << 20
+_FIRST_READ: Final = 4096
 
 
 def segment_name(first_seq: int) -> str:
@@ -185,8 +186,9 @@ def read_line_ending_at(fd: int, end: int) -> bytes:
     stop = end - 1
     pos = stop
     chunks: list[bytes] = []
+    step = _FIRST_READ  # records are about a kilobyte: most lines take one small read
     while pos > 0:
-        size = min(_READ_CHUNK, pos)
+        size = min(step, pos)
         chunk = os.pread(fd, size, pos - size)
         cut = chunk.rfind(b"\n")
         if cut >= 0:
@@ -194,6 +196,7 @@ def read_line_ending_at(fd: int, end: int) -> bytes:
             break
         chunks.append(chunk)
         pos -= size
+        step = min(step * 4, _READ_CHUNK)
     return b"".join(reversed(chunks))
 
 
