@@ -68,6 +68,8 @@ class HttpServer:
     async def close(self) -> None:
         """Stop accepting, let requests in flight finish (up to 5 s), release the pool."""
         self._server.close()
+        # Idle keep-alive connections close now; busy ones after their answer.
+        self._web_server.pre_shutdown()
         await self._web_server.shutdown(_SHUTDOWN_SECONDS)
         await self._server.wait_closed()
         await asyncio.get_running_loop().run_in_executor(None, self._handler.close)
