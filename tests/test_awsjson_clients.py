@@ -248,3 +248,31 @@ def test_workers_share_the_port_and_the_audit_trail(tmp_path: Path) -> None:
     assert len([r for r in records if r["eventName"] == "Decrypt"]) == 24
     # Request ids start with a per-process prefix: both workers answered.
     assert len({r["requestID"].rsplit("-", 1)[0] for r in records}) == 2
+
+
+def test_beside_the_socket_daemon_through_its_startup_hook(tmp_path: Path) -> None:
+    # kms serve --http: the daemon's run() starts the endpoint on its own loop.
+    data_dir = tmp_path / "kms"
+    script = (
+        "import sys\n"
+        "from kmscore.frontends.awsjson import http_startup\n"
+        "from kmscore.frontends.rpc.server import run\n"
+        "hook = http_startup('127.0.0.1', 0, on_ready=lambda s: print(s.env_line, flush=True))\n"
+        "sys.exit(run(sys.argv[1], extra_startup=[hook]))\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    try:
+        assert line.startswith("AWS_ENDPOINT_URL_KMS=http://127.0.0.1:"), line
+        kms = client_for(data_dir, line.split("=", 1)[1])
+        key = kms.create_key()["KeyMetadata"]["KeyId"]
+        assert kms.describe_key(KeyId=key)["KeyMetadata"]["Enabled"]
+    finally:
+        stop_server(process)

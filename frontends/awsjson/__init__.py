@@ -10,13 +10,23 @@ points here by setting one endpoint URL (``AWS_ENDPOINT_URL_KMS``).
     ...
     await server.close()
 
+Beside the Unix-socket daemon, :func:`http_startup` makes the hook its
+``run(..., extra_startup=[...])`` takes.
+
 Modules: :mod:`.sigv4` (signature verification), :mod:`.wire` (JSON to
 requests and answers, driven by the operations' shapes), :mod:`.app` (the
 request handler), :mod:`.server` (binding it on an event loop).
 """
 
 from .app import KMSHandler
-from .server import HttpServer, endpoint_url, start_http_server
+from .server import HttpServer, endpoint_url, http_startup, start_http_server
 from .sigv4 import SigV4Verifier
 
-__all__ = ["HttpServer", "KMSHandler", "SigV4Verifier", "endpoint_url", "start_http_server"]
+__all__ = [
+    "HttpServer",
+    "KMSHandler",
+    "SigV4Verifier",
+    "endpoint_url",
+    "http_startup",
+    "start_http_server",
+]

@@ -49,8 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),
-        default="auto",
-        help="event loop: uvloop when installed (auto), or asyncio's own",
+        default=os.environ.get("KMSCORE_EVENT_LOOP") or "auto",
+        help="event loop: uvloop when installed (auto), or asyncio's own; "
+        "default $KMSCORE_EVENT_LOOP",
     )
     # Internal: a worker started by the first process, on its port.
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

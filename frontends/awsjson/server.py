@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from aiohttp import web
@@ -23,7 +24,7 @@ from kmscore.service import KeyService
 
 from .app import MAX_BODY_BYTES, KMSHandler
 
-__all__ = ["HttpServer", "endpoint_url", "start_http_server"]
+__all__ = ["HttpServer", "endpoint_url", "http_startup", "start_http_server"]
 
 _SHUTDOWN_SECONDS: Final = 5.0
 
@@ -125,3 +126,35 @@ async def start_http_server(
         )
     bound = server.sockets[0].getsockname()
     return HttpServer(server, web_server, handler, host, bound[1], ssl_context is not None)
+
+
+def http_startup(
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    on_ready: Callable[[HttpServer], None] | None = None,
+) -> Callable[[KeyService, asyncio.AbstractEventLoop], Awaitable[HttpServer]]:
+    """A startup hook for the socket daemon (``kms serve --http HOST:PORT``).
+
+    The daemon calls it on its loop once the key service is open, and calls
+    the returned server's ``close()`` at shutdown.
+
+    Args:
+        host: The address to listen on.
+        port: The TCP port (0: any free one).
+        ssl_context: Serve HTTPS with this context.
+        on_ready: Called with the running server, e.g. to print its
+            :attr:`HttpServer.env_line`.
+
+    Returns:
+        The hook: ``await hook(service, loop)`` starts the endpoint.
+    """
+
+    async def start(service: KeyService, loop: asyncio.AbstractEventLoop) -> HttpServer:
+        server = await start_http_server(service, host, port, ssl_context=ssl_context)
+        if on_ready is not None:
+            on_ready(server)
+        return server
+
+    return start
