@@ -245,3 +245,14 @@ def test_run_in_process_with_startup_hooks(tmp_path: Path) -> None:
     ]
     assert not socket_path.exists()
     assert audit.verify(tmp_path / "data").records >= 1
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o660, 0o666])
+def test_socket_is_born_with_the_mode_asked(tmp_path: Path, mode: int) -> None:
+    with (
+        shared_socket_dir() as socket_dir,
+        running_daemon(tmp_path / "data", socket_dir / "kms.sock", mode=mode) as daemon,
+    ):
+        st = os.lstat(daemon.socket)
+        assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == mode
+        assert stat.S_IMODE(os.lstat(str(daemon.socket) + ".lock").st_mode) == 0o600

@@ -10,10 +10,11 @@ Taking a socket path:
    lock, say an older build) and is refused; a socket nobody listens on is
    left by a killed daemon and is removed; anything else is refused, never
    deleted.
-3. The socket is bound with the umask at 0177, so it is born ``srw-------``,
-   then widened to the requested mode. This runs before the key service
-   opens and starts its threads, so the process-wide umask change races with
-   nothing of ours.
+3. The socket is bound with the umask set so that it is born with the
+   requested mode (``0777 & ~umask``): no chmod afterwards, so no window with
+   another mode and no chmod that a symlink swapped in could redirect. This
+   runs before the key service opens and starts its threads, so the
+   process-wide umask change races with nothing of ours.
 
 At shutdown the socket is removed only if the path still holds the inode this
 daemon bound.
@@ -136,13 +137,17 @@ class SocketFile:
     def _bind(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
-            previous = os.umask(0o177)
+            # bind() creates the node with 0777 & ~umask: born with its final
+            # mode, with no chmod after (which would follow a symlink swapped
+            # in meanwhile).
+            previous = os.umask(0o777 & ~self.mode)
             try:
                 sock.bind(os.fspath(self.path))
             finally:
                 os.umask(previous)
-            os.chmod(self.path, self.mode)
             st = os.lstat(self.path)
+            if not stat.S_ISSOCK(st.st_mode) or stat.S_IMODE(st.st_mode) != self.mode:
+                raise DaemonError(f"{self.path} changed while starting")
         except OSError as exc:
             sock.close()
             if exc.errno == errno.EADDRINUSE:
