@@ -125,9 +125,12 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Mypy, strict, on the kmscore sources (the native engine through its .pyi)."""
+    """Mypy, strict, on kmscore (the native engine through its .pyi) and the frontends."""
     session.install(_dev_requirement("mypy"), *PYPROJECT["project"]["dependencies"])
     session.run("mypy", "kmscore")
+    # The frontends are checked as their own tree (installed as kmscore.frontends,
+    # they import each other relatively).
+    session.run("mypy", "frontends")
 
 
 def _gcc_runtime(session: nox.Session, gcc: str, name: str) -> str:

@@ -92,8 +92,8 @@ def cli() -> None:
 
 def main() -> None:
     """Entry point of the ``kms`` console script."""
-    from . import access, admin, audit, crypto, keys
+    from . import access, admin, audit, crypto, keys, serve
 
-    for module in (admin, keys, crypto, access, audit):
+    for module in (admin, serve, keys, crypto, access, audit):
         module.register(cli)
     cli()

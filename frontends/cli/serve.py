@@ -1,0 +1,93 @@
+"""``kms serve``: the daemon on a Unix socket, and optionally the AWS HTTP endpoint."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .main import data_dir_option, resolve_data_dir
+
+__all__ = ["register"]
+
+_MODES = {"owner": 0o600, "group": 0o660, "everyone": 0o666}
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise click.BadParameter(f"{value!r} is not HOST:PORT", param_hint="--http")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@click.command()
+@data_dir_option
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to listen [<data-dir>/kms.sock].",
+)
+@click.option(
+    "--socket-mode",
+    type=click.Choice(sorted(_MODES)),
+    default="owner",
+    show_default=True,
+    help="Who may connect to a socket outside the data dir; callers are still "
+    "identified by uid, and an unmapped uid is denied.",
+)
+@click.option("--http", "http", default=None, metavar="HOST:PORT", help="Also serve AWS KMS HTTP.")
+@click.option(
+    "--passphrase-env", default=None, metavar="VAR", help="Root key passphrase from this variable."
+)
+def serve(
+    data_dir: Path | None,
+    socket_path: Path | None,
+    socket_mode: str,
+    http: str | None,
+    passphrase_env: str | None,
+) -> None:
+    """Run the KMS daemon until SIGINT or SIGTERM (initializing the data dir if new)."""
+    from ..rpc.server import run
+
+    passphrase = os.environ.get(passphrase_env) if passphrase_env else None
+    if passphrase_env and not passphrase:
+        raise click.UsageError(f"${passphrase_env} is empty or not set")
+    hooks: list[Any] = []
+    if http is not None:
+        from ..awsjson.server import http_startup
+
+        host, port = _listen(http)
+
+        def on_http(server: Any) -> None:
+            click.echo(f"HTTP (AWS KMS JSON, SigV4) on {server.url}")
+            click.echo(server.env_line)
+
+        hooks.append(http_startup(host, port, on_ready=on_http))
+
+    def ready(info: dict[str, Any]) -> None:
+        click.echo(f"kmscore daemon (pid {info['pid']}) listening on {info['socket']}")
+        click.echo(f"Data dir: {info['data_dir']}")
+        if info.get("credentials"):
+            click.echo(f"Admin credentials: {info['credentials']}")
+        click.echo("Stop with Ctrl-C or SIGTERM.", err=True)
+        sys.stdout.flush()
+
+    status = run(
+        resolve_data_dir(data_dir),
+        socket_path,
+        _MODES[socket_mode],
+        ready=ready,
+        extra_startup=hooks,
+        passphrase=passphrase,
+    )
+    sys.exit(status)
+
+
+def register(group: click.Group) -> None:
+    """Add ``serve`` to the ``kms`` group."""
+    group.add_command(serve)
