@@ -87,9 +87,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_kmscore(data_dir: Path, workers: int) -> tuple[subprocess.Popen[str], str]:
+# A diagnostic only (--diagnose): the same endpoint on a key service that
+# records nothing, to show what the audit trail costs per request. Never a
+# deployment: every call of a real server is audited.
+_UNAUDITED = """
+import asyncio, sys
+from kmscore.frontends.awsjson import start_http_server
+from kmscore.service import KeyService
+async def main():
+    service = KeyService(sys.argv[1], audit=False)
+    server = await start_http_server(service, "127.0.0.1", 0)
+    print(server.env_line, flush=True)
+    await asyncio.Event().wait()
+try:
+    import uvloop
+    uvloop.run(main())
+except ImportError:
+    asyncio.run(main())
+"""
+
+
+def start_kmscore(
+    data_dir: Path, workers: int, audit: bool = True
+) -> tuple[subprocess.Popen[str], str]:
     argv = [sys.executable, "-m", "kmscore.frontends.awsjson", "--data-dir", str(data_dir)]
     argv += ["--listen", "127.0.0.1:0", "--workers", str(workers)]
+    if not audit:
+        argv = [sys.executable, "-c", _UNAUDITED, str(data_dir)]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline().strip()
@@ -322,12 +346,23 @@ def main() -> int:
     ap.add_argument("--workers", default="1,2", help="kmscore worker processes to measure")
     ap.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
     ap.add_argument("--no-moto", action="store_true")
+    ap.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="also measure one worker with auditing off (what the trail costs; not a target)",
+    )
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args()
     if args.client == "auto":
         args.client = "wrk" if shutil.which("wrk") else "python"
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
     print(
-        f"load: {args.client}, {args.connections} keep-alive connections, "
+        f"servers on {loop}; load: {args.client}, {args.connections} keep-alive connections, "
         f"{args.requests} distinct signed requests per operation; "
         f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}",
         flush=True,
@@ -336,9 +371,12 @@ def main() -> int:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         work = Path(tmp)
-        for workers in [int(w) for w in args.workers.split(",")]:
-            data_dir = work / f"kms-{workers}"
-            process, url = start_kmscore(data_dir, workers)
+        configs = [(int(w), True) for w in args.workers.split(",")]
+        if args.diagnose:
+            configs.append((1, False))
+        for workers, audit in configs:
+            data_dir = work / f"kms-{workers}-{audit}"
+            process, url = start_kmscore(data_dir, workers, audit)
             try:
                 from configparser import ConfigParser
 
@@ -348,6 +386,8 @@ def main() -> int:
                 secret = creds["default"]["aws_secret_access_key"]
                 requests = make_requests(url, "us-east-1", key_id, secret, args.requests)
                 name = f"kmscore ({workers} worker{'s' if workers > 1 else ''})"
+                if not audit:
+                    name = "diagnostic: no audit"
                 results += measure(name, process, url, requests, args, work, args.seconds)
             finally:
                 stop(process)
