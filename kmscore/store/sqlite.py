@@ -222,23 +222,8 @@ class SQLiteKeyStore(AccessTables):
 
         Inside :meth:`transaction` it joins the open transaction instead.
         """
-        with self._lock:
-            if self._depth:
-                yield self._db
-                return
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
-                try:
-                    self._db.execute("COMMIT")
-                except sqlite3.Error:
-                    with contextlib.suppress(sqlite3.Error):
-                        self._db.execute("ROLLBACK")
-                    raise
+        with self.transaction():
+            yield self._db
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
