@@ -126,7 +126,10 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """Mypy, strict, on kmscore (the native engine through its .pyi) and the frontends."""
-    session.install(_dev_requirement("mypy"), *PYPROJECT["project"]["dependencies"])
+    optional = PYPROJECT["project"]["optional-dependencies"]
+    session.install(
+        _dev_requirement("mypy"), *PYPROJECT["project"]["dependencies"], *optional["fast"]
+    )
     session.run("mypy", "kmscore")
     # The frontends are checked as their own tree (installed as kmscore.frontends,
     # they import each other relatively).
