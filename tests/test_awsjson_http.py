@@ -365,3 +365,30 @@ def test_fuzz_authentication_headers(
     answer = send(endpoint, "POST", "/", headers, b"{}")
     assert answer.status == 400, answer.body
     assert answer.json()["__type"] in AUTH_CODES
+
+
+def test_an_unexpected_failure_is_a_500_that_logs_no_request_data(
+    endpoint: Endpoint,
+    key_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from kmscore.frontends.awsjson import app
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(app, "dispatch", broken)
+    secret_context = "tenant-7f3a9c"
+    body = json.dumps(
+        {"KeyId": key_id, "Plaintext": "c2VjcmV0", "EncryptionContext": {"t": secret_context}}
+    )
+    with caplog.at_level("ERROR", logger="kmscore.frontends.awsjson"):
+        answer = send(endpoint, *signed_request(endpoint, "TrentService.Encrypt", body.encode()))
+    body_json = aws_error(answer, 500, "KMSInternalException")
+    assert "a bug" not in body_json["message"]
+    logged = caplog.text
+    assert answer.headers["x-amzn-requestid"] in logged
+    assert "TrentService.Encrypt" in logged
+    for secret in (secret_context, "c2VjcmV0", endpoint.secret, endpoint.access_key_id):
+        assert secret not in logged

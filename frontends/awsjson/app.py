@@ -138,9 +138,8 @@ class KMSHandler:
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         """Answer one request (never raises; unexpected failures answer 500)."""
         request_id = new_request_id()
-        name = "?"
         try:
-            name, response = await self._handle(request, request_id)
+            response = await self._handle(request, request_id)
         except KMSError as exc:
             return self._error(exc, request_id)
         except HTTPRequestEntityTooLarge:
@@ -153,12 +152,13 @@ class KMSHandler:
                 request_id,
             )
         except Exception:
-            # Only the operation and request id: never headers or bodies.
-            logger.exception("internal error in %s (request %s)", name, request_id)
+            # Only the target and request id: never other headers or bodies.
+            target = request.headers.get("X-Amz-Target", "?")[:80]
+            logger.exception("internal error in %r (request %s)", target, request_id)
             return self._error(KMSInternalException(), request_id)
         return self._answer(200, encode_response(response), request_id)
 
-    async def _handle(self, request: web.BaseRequest, request_id: str) -> tuple[str, Any]:
+    async def _handle(self, request: web.BaseRequest, request_id: str) -> dict[str, Any]:
         headers = request.headers
         body = await request.read()
         if request.method != "POST" or (
@@ -180,10 +180,10 @@ class KMSHandler:
         req = decode_request(op.shape, data)
         caller = self._caller(principal, access_key_id, request)
         if op.read_only:
-            return name, dispatch(self.service, name, req, caller, request_id=request_id)
+            return dispatch(self.service, name, req, caller, request_id=request_id)
         loop = asyncio.get_running_loop()
         call = functools.partial(dispatch, self.service, name, req, caller, request_id=request_id)
-        return name, await loop.run_in_executor(self._executor, call)
+        return await loop.run_in_executor(self._executor, call)
 
 
 class _NotFound(UnknownOperationException):
