@@ -70,7 +70,14 @@ def _table(columns: list[str], items: Iterable[dict[str, Any]]) -> None:
     table = Table(*columns)
     for item in items:
         table.add_row(*("" if item.get(c) is None else str(item.get(c)) for c in columns))
-    Console().print(table)
+    console = Console()
+    # Never elide a cell: a cut key id, grant id or ARN cannot be copied into the next
+    # command. When the table is wider than the terminal (80 columns in a pipe), print it
+    # at its natural width and let the lines run long.
+    natural = console.measure(table, options=console.options.update_width(1 << 16)).maximum
+    if natural > console.width:
+        console = Console(width=natural)
+    console.print(table)
 
 
 def _all_pages(call: Callable[..., dict[str, Any]], name: str, **request: Any) -> list[Any]:
