@@ -68,6 +68,13 @@ _NOT_COPIED = shutil.ignore_patterns(
 )
 
 
+# The tests run against the installed wheel. Python processes the tests start
+# (the daemon, the CLI, python -m kmscore) must not put the working directory,
+# the source tree, ahead of it: its kmscore/ has neither the built engine nor
+# kmscore.frontends.
+_INSTALLED_ONLY = {"PYTHONSAFEPATH": "1"}
+
+
 def _dev_requirement(name: str) -> str:
     """The requirement for one tool as pinned in the ``dev`` extra of pyproject.toml."""
     for spec in PYPROJECT["project"]["optional-dependencies"]["dev"]:
@@ -103,7 +110,7 @@ def tests(session: nox.Session) -> None:
     """Build and install kmscore with its native engine; run all of tests/."""
     _check_packages_listed(session)
     session.install(".[test]")
-    session.run("pytest", *session.posargs, env={"KMSCORE_PUREPYTHON": None})
+    session.run("pytest", *session.posargs, env={"KMSCORE_PUREPYTHON": None, **_INSTALLED_ONLY})
 
 
 @nox.session
@@ -111,7 +118,7 @@ def tests_purepython(session: nox.Session) -> None:
     """Run all of tests/ with kmscore.engine on the pure-Python twin."""
     _check_packages_listed(session)
     session.install(".[test]")
-    session.run("pytest", *session.posargs, env={"KMSCORE_PUREPYTHON": "1"})
+    session.run("pytest", *session.posargs, env={"KMSCORE_PUREPYTHON": "1", **_INSTALLED_ONLY})
 
 
 @nox.session
