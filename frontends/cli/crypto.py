@@ -96,7 +96,8 @@ def decrypt(
     data = _read(source)
     if as_base64:
         try:
-            data = base64.b64decode(data.strip(), validate=True)
+            # Line breaks anywhere: `base64` and MIME wrap at 76 columns.
+            data = base64.b64decode(b"".join(data.split()), validate=True)
         except binascii.Error:
             raise click.BadParameter("the input is not valid base64", param_hint="stdin") from None
     request: dict[str, Any] = {"CiphertextBlob": data}
