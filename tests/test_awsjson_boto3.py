@@ -657,3 +657,89 @@ def test_session_tokens_are_not_recognized(endpoint: Endpoint) -> None:
 def test_data_dir_fixture_is_private(endpoint: Endpoint) -> None:
     # The endpoint reads its credentials from the data dir the tests made.
     assert Path(endpoint.data_dir, "credentials").stat().st_mode & 0o077 == 0
+
+
+# --- TLS -----------------------------------------------------------------------------
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    from datetime import UTC, timedelta
+    from ipaddress import IPv4Address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_https_counts_as_secure_transport_in_policies(
+    endpoint: Endpoint, kms: Any, tmp_path: Path
+) -> None:
+    import asyncio
+    import ssl
+
+    from kmscore.frontends.awsjson import start_http_server
+
+    cert, key_file = _self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key_file)
+    server = asyncio.run_coroutine_threadsafe(
+        start_http_server(endpoint.service, "127.0.0.1", 0, ssl_context=context), endpoint.loop
+    ).result(10)
+    try:
+        assert server.url.startswith("https://127.0.0.1:")
+        tls = endpoint.client(endpoint_url=server.url, verify=str(cert))
+        key = new_key(kms)
+        admin = f"arn:aws:iam::{ACCOUNT}:user/{unix_user_name(os.getuid())}"
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": ROOT},
+                    "Action": "kms:*",
+                    "Resource": "*",
+                },
+                {
+                    "Effect": "Deny",
+                    "Principal": {"AWS": admin},
+                    "Action": "kms:Encrypt",
+                    "Resource": "*",
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                },
+            ],
+        }
+        kms.put_key_policy(KeyId=key, PolicyName="default", Policy=json.dumps(policy))
+        assert code_of(kms.encrypt, KeyId=key, Plaintext=b"x") == "AccessDeniedException"
+        blob = tls.encrypt(KeyId=key, Plaintext=b"x")["CiphertextBlob"]
+        assert tls.decrypt(CiphertextBlob=blob)["Plaintext"] == b"x"
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), endpoint.loop).result(10)

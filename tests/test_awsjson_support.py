@@ -61,7 +61,7 @@ class Endpoint:
         """A boto3 KMS client for the admin, or for the given access key."""
         return boto3.client(
             "kms",
-            endpoint_url=self.url,
+            endpoint_url=options.pop("endpoint_url", self.url),
             region_name=region,
             aws_access_key_id=access_key_id or self.access_key_id,
             aws_secret_access_key=secret or self.secret,
