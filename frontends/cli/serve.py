@@ -70,10 +70,15 @@ def serve(
         hooks.append(http_startup(host, port, on_ready=on_http))
 
     def ready(info: dict[str, Any]) -> None:
-        click.echo(f"kmscore daemon (pid {info['pid']}) listening on {info['socket']}")
-        click.echo(f"Data dir: {info['data_dir']}")
+        lines = [
+            f"kmscore daemon (pid {info['pid']}) listening on {info['socket']}",
+            f"Data dir: {info['data_dir']}",
+        ]
         if info.get("credentials"):
-            click.echo(f"Admin credentials: {info['credentials']}")
+            lines.append(f"Admin credentials: {info['credentials']}")
+        # One write (click.echo flushes each call): a script that waits for the
+        # "listening on" line gets the lines after it in the same read.
+        click.echo("\n".join(lines))
         click.echo("Stop with Ctrl-C or SIGTERM.", err=True)
         sys.stdout.flush()
 
