@@ -309,6 +309,8 @@ class UnsupportedOperationException(KMSError):
 
 
 # --- errors common to every AWS JSON service --------------------------------
+# AWS JSON services (KMS among them) answer these with HTTP 400 and the
+# "...Exception" codes; the query-protocol services spell them differently.
 
 
 class AccessDeniedException(KMSError):
@@ -320,22 +322,19 @@ class AccessDeniedException(KMSError):
 class IncompleteSignatureException(KMSError):
     """The request's SigV4 signature lacks required parts."""
 
-    code = "IncompleteSignature"
-    http_status = 403
+    code = "IncompleteSignatureException"
 
 
 class InvalidSignatureException(KMSError):
     """The request's SigV4 signature does not match the request."""
 
     code = "InvalidSignatureException"
-    http_status = 403
 
 
 class MissingAuthenticationTokenException(KMSError):
     """The request carries no credentials."""
 
-    code = "MissingAuthenticationToken"
-    http_status = 403
+    code = "MissingAuthenticationTokenException"
 
 
 class SerializationException(KMSError):
@@ -360,7 +359,6 @@ class UnrecognizedClientException(KMSError):
     """The access key in the request is not known."""
 
     code = "UnrecognizedClientException"
-    http_status = 403
     default_message = "The security token included in the request is invalid."
 
 

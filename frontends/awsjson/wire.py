@@ -27,13 +27,9 @@ import orjson
 
 from kmscore import validation as v
 from kmscore.errors import (
-    IncompleteSignatureException,
-    InvalidSignatureException,
     KMSError,
-    MissingAuthenticationTokenException,
     SerializationException,
     UnknownOperationException,
-    UnrecognizedClientException,
 )
 
 __all__ = [
@@ -71,16 +67,6 @@ AWS_KMS_OPERATIONS: Final = frozenset(
         "UpdatePrimaryRegion", "Verify", "VerifyMac",
     }
 )  # fmt: skip
-
-# The authentication errors of AWS JSON services go on the wire with these
-# codes and 400, as AWS KMS answers them; kmscore.errors names them as the
-# query-protocol services do (IncompleteSignature, MissingAuthenticationToken, 403).
-_WIRE_OVERRIDES: Final[dict[type[KMSError], tuple[int, str]]] = {
-    IncompleteSignatureException: (400, "IncompleteSignatureException"),
-    MissingAuthenticationTokenException: (400, "MissingAuthenticationTokenException"),
-    InvalidSignatureException: (400, "InvalidSignatureException"),
-    UnrecognizedClientException: (400, "UnrecognizedClientException"),
-}
 
 _INT_MIN: Final = -(2**31)
 _INT_MAX: Final = 2**31 - 1
@@ -227,9 +213,6 @@ def encode_response(response: Mapping[str, Any]) -> bytes:
 
 def wire_error(error: KMSError) -> tuple[int, str]:
     """The HTTP status and ``__type`` code an error goes on the wire with."""
-    override = _WIRE_OVERRIDES.get(type(error))
-    if override is not None:
-        return override
     return error.http_status, error.code
 
 
