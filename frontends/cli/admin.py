@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from kmscore.principals import CREDENTIALS_FILE, user_arn
@@ -17,6 +16,7 @@ from .main import (
     echo_json,
     existing_data_dir,
     kms_errors,
+    print_table,
     resolve_data_dir,
 )
 
@@ -149,7 +149,7 @@ def principal_list(data_dir: Path | None, as_json: bool) -> None:
             ", ".join(r["AccessKeyIds"]),  # type: ignore[arg-type]
             "yes" if r["HasIdentityPolicy"] else "",
         )
-    Console().print(table)
+    print_table(table)
 
 
 @principal.command("remove")

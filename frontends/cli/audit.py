@@ -22,6 +22,7 @@ from .main import (
     echo_json,
     existing_data_dir,
     kms_errors,
+    print_table,
 )
 
 __all__ = ["register"]
@@ -129,7 +130,7 @@ def audit_query(
             str(event.get("errorCode") or ""),
         )
     if not as_json:
-        Console().print(table)
+        print_table(table)
 
 
 @click.command()
@@ -165,11 +166,11 @@ def usage(data_dir: Path | None, since: str | None, as_json: bool) -> None:
     ops = Table("operation", "requests")
     for name, count in report.by_operation.most_common():
         ops.add_row(name, str(count))
-    console.print(ops)
+    print_table(ops)
     keys_table = Table("key", "requests")
     for arn, counter in sorted(report.by_key.items()):
         keys_table.add_row(arn.rsplit("/", 1)[-1], str(sum(counter.values())))
-    console.print(keys_table)
+    print_table(keys_table)
     costs = data["CostsUSD"]
     console.print(
         f"Priced as AWS KMS (list prices): key storage ${costs['KeyStorage']:.4f}, "

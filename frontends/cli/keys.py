@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from .main import data_dir_option, echo_json, kms_errors
+from .main import data_dir_option, echo_json, kms_errors, print_table
 from .session import kms_client, socket_option
 
 __all__ = ["key_command", "parse_pairs", "register", "show"]
@@ -70,14 +69,7 @@ def _table(columns: list[str], items: Iterable[dict[str, Any]]) -> None:
     table = Table(*columns)
     for item in items:
         table.add_row(*("" if item.get(c) is None else str(item.get(c)) for c in columns))
-    console = Console()
-    # Never elide a cell: a cut key id, grant id or ARN cannot be copied into the next
-    # command. When the table is wider than the terminal (80 columns in a pipe), print it
-    # at its natural width and let the lines run long.
-    natural = console.measure(table, options=console.options.update_width(1 << 16)).maximum
-    if natural > console.width:
-        console = Console(width=natural)
-    console.print(table)
+    print_table(table)
 
 
 def _all_pages(call: Callable[..., dict[str, Any]], name: str, **request: Any) -> list[Any]:

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich.console import Console
+from rich.table import Table
 
 from kmscore.errors import KMSError
 from kmscore.service import default_data_dir
@@ -22,6 +24,7 @@ __all__ = [
     "existing_data_dir",
     "kms_errors",
     "main",
+    "print_table",
     "resolve_data_dir",
 ]
 
@@ -44,7 +47,11 @@ def echo_json(value: object) -> None:
 
 
 def kms_errors(fn: F) -> F:
-    """Turn KMS errors into ``<Code>: <message>`` on stderr and exit status 1."""
+    """Turn KMS errors into ``<Code>: <message>`` on stderr and exit status 1.
+
+    A daemon that vanished mid-command (``kmscore.remote.RemoteConnectionError``,
+    a ConnectionError) is reported the same way, as ``ConnectionError: ...``.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -53,8 +60,25 @@ def kms_errors(fn: F) -> F:
         except KMSError as exc:
             click.echo(f"{exc.code}: {exc.message}", err=True)
             sys.exit(1)
+        except ConnectionError as exc:
+            click.echo(f"ConnectionError: {exc}", err=True)
+            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def print_table(table: Table) -> None:
+    """Print a rich table without ever eliding a cell.
+
+    A cut key id, grant id or ARN cannot be copied into the next command, so a
+    table wider than the terminal (80 columns in a pipe) is printed at its
+    natural width and its lines run long.
+    """
+    console = Console()
+    natural = console.measure(table, options=console.options.update_width(1 << 16)).maximum
+    if natural > console.width:
+        console = Console(width=natural)
+    console.print(table)
 
 
 def data_dir_option(fn: F) -> F:
