@@ -1,0 +1,122 @@
+"""One-call encrypt and decrypt of bytes and files."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+from kmscore.envelope.framing import DEFAULT_FRAME_LENGTH, decrypt_stream, encrypt_stream
+from kmscore.envelope.header import Header
+from kmscore.envelope.keyring import MaterialsManager
+from kmscore.envelope.suites import DEFAULT_SUITE, AlgorithmSuite
+
+
+def encrypt(
+    plaintext: bytes,
+    materials: MaterialsManager,
+    *,
+    encryption_context: Mapping[str, str] | None = None,
+    suite: AlgorithmSuite = DEFAULT_SUITE,
+    frame_length: int = DEFAULT_FRAME_LENGTH,
+) -> bytes:
+    """Encrypt bytes into one message."""
+    out = io.BytesIO()
+    encrypt_stream(
+        io.BytesIO(plaintext),
+        out,
+        materials,
+        encryption_context=encryption_context,
+        suite=suite,
+        frame_length=frame_length,
+        plaintext_length=len(plaintext),
+    )
+    return out.getvalue()
+
+
+def decrypt(
+    message: bytes,
+    materials: MaterialsManager,
+    *,
+    encryption_context: Mapping[str, str] | None = None,
+    allow_legacy: bool = False,
+    max_encrypted_data_keys: int | None = None,
+) -> tuple[bytes, Header]:
+    """Decrypt one message; plaintext is returned only when all of it verified."""
+    out = io.BytesIO()
+    header = decrypt_stream(
+        io.BytesIO(message),
+        out,
+        materials,
+        encryption_context=encryption_context,
+        allow_legacy=allow_legacy,
+        max_encrypted_data_keys=max_encrypted_data_keys,
+    )
+    return out.getvalue(), header
+
+
+@contextlib.contextmanager
+def _atomic_output(path: Path) -> Iterator[BinaryIO]:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def encrypt_file(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    materials: MaterialsManager,
+    *,
+    encryption_context: Mapping[str, str] | None = None,
+    suite: AlgorithmSuite = DEFAULT_SUITE,
+    frame_length: int = DEFAULT_FRAME_LENGTH,
+) -> Header:
+    """Encrypt a file; the output appears (atomically) only when complete."""
+    src_path, dst_path = Path(src), Path(dst)
+    with open(src_path, "rb") as f, _atomic_output(dst_path) as out:
+        return encrypt_stream(
+            f,
+            out,
+            materials,
+            encryption_context=encryption_context,
+            suite=suite,
+            frame_length=frame_length,
+            plaintext_length=os.fstat(f.fileno()).st_size,
+        )
+
+
+def decrypt_file(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    materials: MaterialsManager,
+    *,
+    encryption_context: Mapping[str, str] | None = None,
+    allow_legacy: bool = False,
+    max_encrypted_data_keys: int | None = None,
+) -> Header:
+    """Decrypt a file into a temporary file, renamed to ``dst`` only once all verified.
+
+    A failure leaves no output file behind.
+    """
+    src_path, dst_path = Path(src), Path(dst)
+    with open(src_path, "rb") as f, _atomic_output(dst_path) as out:
+        return decrypt_stream(
+            f,
+            out,
+            materials,
+            encryption_context=encryption_context,
+            allow_legacy=allow_legacy,
+            max_encrypted_data_keys=max_encrypted_data_keys,
+        )
