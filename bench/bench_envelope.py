@@ -1,0 +1,140 @@
+"""Envelope encryption throughput (issue 7), as ratios in one run.
+
+Measures, at 64 KiB frames, on the same data and KMS key:
+
+- raw: cryptography's AESGCM.encrypt/decrypt on 64 KiB chunks in a plain loop;
+- kmscore envelope encrypt/decrypt from and to memory, and from and to files
+  (in /dev/shm when it exists), for suites 0x0478 and 0x0578;
+- the aws-encryption-sdk package encrypting/decrypting the same bytes.
+
+KMS is this service over its HTTP endpoint (in-thread), reached by boto3 on
+both sides, so each message costs the same one or two KMS calls.
+
+Targets: envelope >= 80% of raw AES-GCM; >= 3x the aws-encryption-sdk.
+
+Run: ``python bench/bench_envelope.py [--mib 1024] [--rounds 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from test_awsjson_support import running_endpoint
+
+from kmscore import envelope as E
+
+FRAME = 64 * 1024
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mib", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-esdk", action="store_true")
+    args = parser.parse_args()
+    size = args.mib * 1024 * 1024
+    data = os.urandom(size)
+    tmpdir = Path(tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+    src = tmpdir / "plain.bin"
+    src.write_bytes(data)
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        del os.environ[name]
+    with running_endpoint(Path(tempfile.mkdtemp()) / "kms", audit=False) as ep:
+        os.environ["AWS_ENDPOINT_URL_KMS"] = ep.url
+        kms = ep.client()
+        arn = kms.create_key()["KeyMetadata"]["Arn"]
+        ring = E.KmsKeyring(kms, [arn])
+        key = AESGCM(os.urandom(32))
+        iv, aad = bytes(12), b"a" * 80
+        chunks = [data[i : i + FRAME] for i in range(0, size, FRAME)]
+        sealed_chunks = [key.encrypt(iv, c, aad) for c in chunks]
+
+        def raw_enc() -> None:
+            for c in chunks:
+                key.encrypt(iv, c, aad)
+
+        def raw_dec() -> None:
+            for c in sealed_chunks:
+                key.decrypt(iv, c, aad)
+
+        cases: dict[str, Callable[[], object]] = {"raw AES-GCM encrypt": raw_enc}
+        cases["raw AES-GCM decrypt"] = raw_dec
+        for suite in (E.AES_256_GCM_HKDF_SHA512_COMMIT_KEY, E.SUITES[0x0578]):
+            tag = f"{suite.suite_id:04x}"
+            msg = E.encrypt(data, ring, suite=suite, frame_length=FRAME)
+            sealed = tmpdir / f"sealed-{tag}.bin"
+            sealed.write_bytes(msg)
+            cases[f"envelope {tag} encrypt mem"] = lambda s=suite: E.encrypt(
+                data, ring, suite=s, frame_length=FRAME
+            )
+            cases[f"envelope {tag} decrypt mem"] = lambda m=msg: E.decrypt(m, ring)
+            cases[f"envelope {tag} encrypt file"] = lambda s=suite: E.encrypt_file(
+                src, tmpdir / "out.enc", ring, suite=s, frame_length=FRAME
+            )
+            cases[f"envelope {tag} decrypt file"] = lambda p=sealed: E.decrypt_file(
+                p, tmpdir / "out.bin", ring
+            )
+        if not args.no_esdk:
+            import aws_encryption_sdk
+            import botocore.session
+            from aws_encryption_sdk.identifiers import Algorithm
+
+            session = botocore.session.Session()
+            session.set_credentials(ep.access_key_id, ep.secret)
+            client = aws_encryption_sdk.EncryptionSDKClient()
+            provider = aws_encryption_sdk.StrictAwsKmsMasterKeyProvider(
+                key_ids=[arn], botocore_session=session
+            )
+            for alg, tag in [
+                (Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY, "0478"),
+                (Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384, "0578"),
+            ]:
+                msg = E.encrypt(data, ring, suite=E.SUITES[int(tag, 16)], frame_length=FRAME)
+                cases[f"esdk {tag} encrypt mem"] = lambda a=alg: client.encrypt(
+                    source=data, key_provider=provider, algorithm=a, frame_length=FRAME
+                )
+                cases[f"esdk {tag} decrypt mem"] = lambda m=msg: client.decrypt(
+                    source=m, key_provider=provider
+                )
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(args.rounds):
+            for name, fn in cases.items():  # interleaved rounds: noise hits all alike
+                times[name].append(timed(fn))
+    mib = size / (1024 * 1024)
+    rate = {name: mib / statistics.median(t) for name, t in times.items()}
+    print(f"{args.mib} MiB, {FRAME // 1024} KiB frames, median of {args.rounds} rounds")
+    for name, r in rate.items():
+        print(f"  {name:32s} {r:8.0f} MiB/s")
+    print("ratios:")
+    for name, r in rate.items():
+        if name.startswith("envelope"):
+            op = "encrypt" if "encrypt" in name else "decrypt"
+            line = f"  {name:32s} {r / rate[f'raw AES-GCM {op}']:.2f}x raw"
+            esdk = rate.get(f"esdk {name.split()[1]} {op} mem")
+            if esdk:
+                line += f", {r / esdk:.1f}x esdk"
+            print(line)
+    for p in tmpdir.iterdir():
+        p.unlink()
+    tmpdir.rmdir()
+
+
+if __name__ == "__main__":
+    main()
