@@ -10,14 +10,20 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from kmscore.envelope.framing import DEFAULT_FRAME_LENGTH, decrypt_stream, encrypt_stream
+from kmscore.envelope.framing import (
+    DEFAULT_FRAME_LENGTH,
+    MemorySource,
+    decrypt_stream,
+    encrypt_stream,
+    frames_of_bytes,
+)
 from kmscore.envelope.header import Header
 from kmscore.envelope.keyring import MaterialsManager
 from kmscore.envelope.suites import DEFAULT_SUITE, AlgorithmSuite
 
 
 def encrypt(
-    plaintext: bytes,
+    plaintext: bytes | bytearray | memoryview,
     materials: MaterialsManager,
     *,
     encryption_context: Mapping[str, str] | None = None,
@@ -27,19 +33,20 @@ def encrypt(
     """Encrypt bytes into one message."""
     out = io.BytesIO()
     encrypt_stream(
-        io.BytesIO(plaintext),
+        io.BytesIO(),
         out,
         materials,
         encryption_context=encryption_context,
         suite=suite,
         frame_length=frame_length,
         plaintext_length=len(plaintext),
+        frames=frames_of_bytes(plaintext, frame_length),
     )
     return out.getvalue()
 
 
 def decrypt(
-    message: bytes,
+    message: bytes | bytearray | memoryview,
     materials: MaterialsManager,
     *,
     encryption_context: Mapping[str, str] | None = None,
@@ -49,12 +56,13 @@ def decrypt(
     """Decrypt one message; plaintext is returned only when all of it verified."""
     out = io.BytesIO()
     header = decrypt_stream(
-        io.BytesIO(message),
+        io.BytesIO(),
         out,
         materials,
         encryption_context=encryption_context,
         allow_legacy=allow_legacy,
         max_encrypted_data_keys=max_encrypted_data_keys,
+        source=MemorySource(message),
     )
     return out.getvalue(), header
 

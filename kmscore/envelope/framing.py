@@ -27,8 +27,8 @@ from __future__ import annotations
 import hmac
 import os
 import struct
-from collections.abc import Mapping
-from typing import BinaryIO
+from collections.abc import Iterator, Mapping
+from typing import BinaryIO, Protocol
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -57,9 +57,7 @@ _IV_PAD = bytes(IV_LEN - 4)
 
 def _read_full(src: BinaryIO, n: int) -> bytes:
     """Up to n bytes: fewer only at end of input."""
-    data = src.read(n)
-    if data is None:
-        data = b""
+    data = src.read(n) or b""
     if len(data) == n or not data:
         return bytes(data)
     parts = [data]
@@ -73,6 +71,126 @@ def _read_full(src: BinaryIO, n: int) -> bytes:
     return b"".join(parts)
 
 
+def _readinto_full(src: BinaryIO, buf: memoryview) -> int:
+    """Fill ``buf`` from ``src``; fewer bytes only at end of input."""
+    got = 0
+    readinto = getattr(src, "readinto", None)
+    while got < len(buf):
+        if readinto is not None:
+            try:
+                n = readinto(buf[got:]) or 0
+            except NotImplementedError:  # a RawIOBase that only has read()
+                readinto = None
+                continue
+        else:
+            chunk = src.read(len(buf) - got) or b""
+            n = len(chunk)
+            buf[got : got + n] = chunk
+        if n == 0:
+            break
+        got += n
+    return got
+
+
+class Source(Protocol):
+    """Where the decryptor reads a message from."""
+
+    def take(self, n: int) -> bytes:
+        """Exactly n bytes (small reads), or MessageFormatError when truncated."""
+        ...
+
+    def take_view(self, n: int) -> memoryview:
+        """Exactly n bytes, valid until the next take_view."""
+        ...
+
+    def at_end(self) -> bool:
+        """Whether the input is exhausted."""
+        ...
+
+
+class StreamSource:
+    """Reads from a binary stream, the large reads into one reused buffer."""
+
+    def __init__(self, src: BinaryIO) -> None:
+        """Read from ``src``."""
+        self.src = src
+        self.buf = memoryview(bytearray(0))
+
+    def take(self, n: int) -> bytes:
+        """Exactly n bytes."""
+        data = _read_full(self.src, n)
+        if len(data) != n:
+            raise MessageFormatError("the message is truncated")
+        return data
+
+    def take_view(self, n: int) -> memoryview:
+        """Exactly n bytes in the reused buffer."""
+        if len(self.buf) < n:
+            self.buf = memoryview(bytearray(n))
+        view = self.buf[:n]
+        if _readinto_full(self.src, view) != n:
+            raise MessageFormatError("the message is truncated")
+        return view
+
+    def at_end(self) -> bool:
+        """Whether the stream has nothing more."""
+        return not self.src.read(1)
+
+
+class MemorySource:
+    """Reads a message held in memory, without copying the frames."""
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        """Read ``data``."""
+        self.view = memoryview(data).cast("B")
+        self.pos = 0
+
+    def take_view(self, n: int) -> memoryview:
+        """Exactly n bytes, a view of the message."""
+        end = self.pos + n
+        if end > len(self.view):
+            raise MessageFormatError("the message is truncated")
+        view = self.view[self.pos : end]
+        self.pos = end
+        return view
+
+    def take(self, n: int) -> bytes:
+        """Exactly n bytes."""
+        return bytes(self.take_view(n))
+
+    def at_end(self) -> bool:
+        """Whether all of the message was read."""
+        return self.pos == len(self.view)
+
+
+Frames = Iterator[tuple[memoryview, bool]]
+
+
+def frames_of_bytes(data: bytes | bytearray | memoryview, frame_length: int) -> Frames:
+    """(plaintext, is_final) per frame of in-memory data, without copying."""
+    view = memoryview(data).cast("B")
+    pos = 0
+    while len(view) - pos > frame_length:
+        yield view[pos : pos + frame_length], False
+        pos += frame_length
+    yield view[pos:], True
+
+
+def frames_of_stream(src: BinaryIO, frame_length: int) -> Frames:
+    """(plaintext, is_final) per frame read from a stream into two reused buffers.
+
+    Each yielded view is valid until the next one is requested.
+    """
+    cur, nxt = memoryview(bytearray(frame_length)), memoryview(bytearray(frame_length))
+    n = _readinto_full(src, cur)
+    while True:
+        m = _readinto_full(src, nxt) if n == frame_length else 0
+        yield cur[:n], m == 0
+        if m == 0:
+            return
+        cur, nxt, n = nxt, cur, m
+
+
 def encrypt_stream(
     src: BinaryIO,
     dst: BinaryIO,
@@ -82,6 +200,7 @@ def encrypt_stream(
     suite: AlgorithmSuite = DEFAULT_SUITE,
     frame_length: int = DEFAULT_FRAME_LENGTH,
     plaintext_length: int | None = None,
+    frames: Frames | None = None,
 ) -> Header:
     """Encrypt ``src`` to ``dst`` as one framed version 2 message.
 
@@ -93,6 +212,8 @@ def encrypt_stream(
         suite: 0x0578 (signed, the default) or 0x0478.
         frame_length: Plaintext bytes per frame.
         plaintext_length: The length, when known (lets a cache count bytes).
+        frames: The plaintext already split (:func:`frames_of_bytes`); then
+            ``src`` is not read.
 
     Returns:
         The header written.
@@ -121,7 +242,7 @@ def encrypt_stream(
     header.raw = body
     hasher = hashes.Hash(suite.sig_hash()) if mats.signing_key and suite.sig_hash else None
 
-    def out(data: bytes) -> None:
+    def out(data: bytes | memoryview) -> None:
         dst.write(data)
         if hasher is not None:
             hasher.update(data)
@@ -129,27 +250,25 @@ def encrypt_stream(
     out(body + aead.encrypt(_ZERO_IV, b"", body))
     regular_aad = message_id + FRAME_AAD
     final_aad = message_id + FINAL_FRAME_AAD
+    buf = memoryview(bytearray(4 + 4 + IV_LEN + 4 + frame_length + TAG_LEN))
     seq = 1
-    pending = _read_full(src, frame_length)
-    while True:
-        nxt = _read_full(src, frame_length) if len(pending) == frame_length else b""
+    for plain, final in frames if frames is not None else frames_of_stream(src, frame_length):
         if seq > MAX_SEQUENCE:
             raise ValueError("too many frames for one message")
         seq_bytes = struct.pack(">I", seq)
         iv = _IV_PAD + seq_bytes
-        length = len(pending)
-        if nxt:
+        length = len(plain)
+        if final:
+            prefix = FINAL_MARKER + seq_bytes + iv + struct.pack(">I", length)
+            aad = final_aad + seq_bytes + struct.pack(">Q", length)
+        else:
+            prefix = seq_bytes + iv
             aad = regular_aad + seq_bytes + struct.pack(">Q", length)
-            out(seq_bytes + iv + aead.encrypt(iv, pending, aad))
-            pending = nxt
-            seq += 1
-            continue
-        aad = final_aad + seq_bytes + struct.pack(">Q", length)
-        out(
-            FINAL_MARKER + seq_bytes + iv + struct.pack(">I", length)
-            + aead.encrypt(iv, pending, aad)
-        )  # fmt: skip
-        break
+        k = len(prefix)
+        buf[:k] = prefix
+        aead.encrypt_into(iv, plain, aad, buf[k : k + length + TAG_LEN])
+        out(buf[: k + length + TAG_LEN])
+        seq += 1
     if hasher is not None and mats.signing_key is not None and suite.sig_hash is not None:
         signature = mats.signing_key.sign(hasher.finalize(), ec.ECDSA(Prehashed(suite.sig_hash())))
         dst.write(struct.pack(">H", len(signature)) + signature)
@@ -164,6 +283,7 @@ def decrypt_stream(
     encryption_context: Mapping[str, str] | None = None,
     allow_legacy: bool = False,
     max_encrypted_data_keys: int | None = None,
+    source: Source | None = None,
 ) -> Header:
     """Decrypt one message from ``src`` to ``dst``, frame by verified frame.
 
@@ -174,6 +294,7 @@ def decrypt_stream(
         encryption_context: Pairs the message's context must contain.
         allow_legacy: Also read version 1 messages (non-committing suites).
         max_encrypted_data_keys: Refuse messages with more EDKs than this.
+        source: Read the message from this (:class:`MemorySource`) instead of ``src``.
 
     Returns:
         The message's header.
@@ -182,13 +303,8 @@ def decrypt_stream(
         MessageFormatError, AuthenticationError, KeyUnavailableError,
         ContextMismatchError, PolicyError.
     """
-
-    def read_exact(n: int) -> bytes:
-        data = _read_full(src, n)
-        if len(data) != n:
-            raise MessageFormatError("the message is truncated")
-        return data
-
+    source = source or StreamSource(src)
+    read_exact = source.take
     header, auth = read_header(read_exact, max_encrypted_data_keys)
     suite = header.suite
     if not suite.committing and not allow_legacy:
@@ -220,6 +336,7 @@ def decrypt_stream(
     regular_aad = header.message_id + FRAME_AAD
     final_aad = header.message_id + FINAL_FRAME_AAD
     frame_length = header.frame_length
+    plain_buf = memoryview(bytearray(frame_length))
     seq = 1
     while True:
         first = read_exact(4)
@@ -237,13 +354,14 @@ def decrypt_stream(
                 raise MessageFormatError("the final frame is longer than the frame length")
         else:
             length = frame_length
-        sealed = read_exact(length + TAG_LEN)
+        sealed = source.take_view(length + TAG_LEN)
         if hasher is not None:
             hasher.update(head)
             hasher.update(sealed)
         aad = (final_aad if final else regular_aad) + seq_bytes + struct.pack(">Q", length)
+        plain = plain_buf[:length]
         try:
-            plain = aead.decrypt(iv, sealed, aad)
+            aead.decrypt_into(iv, sealed, aad, plain)
         except InvalidTag:
             raise AuthenticationError(f"frame {seq} does not authenticate") from None
         dst.write(plain)
@@ -259,6 +377,6 @@ def decrypt_stream(
             verifier.verify(signature, hasher.finalize(), ec.ECDSA(Prehashed(suite.sig_hash())))
         except InvalidSignature:
             raise AuthenticationError("the message signature does not verify") from None
-    if src.read(1):
+    if not source.at_end():
         raise MessageFormatError("unexpected data after the end of the message")
     return header
