@@ -116,8 +116,8 @@ def cli() -> None:
 
 def main() -> None:
     """Entry point of the ``kms`` console script."""
-    from . import access, admin, audit, crypto, keys, serve
+    from . import access, admin, audit, crypto, envelope, keys, serve
 
-    for module in (admin, serve, keys, crypto, access, audit):
+    for module in (admin, serve, keys, crypto, access, audit, envelope):
         module.register(cli)
     cli()

@@ -68,7 +68,11 @@ def decrypt(
 
 
 @contextlib.contextmanager
-def _atomic_output(path: Path) -> Iterator[BinaryIO]:
+def atomic_output(path: Path) -> Iterator[BinaryIO]:
+    """A temporary file beside ``path``, renamed to it only if the block succeeds.
+
+    On any failure the temporary file is removed and ``path`` is untouched.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -93,7 +97,7 @@ def encrypt_file(
 ) -> Header:
     """Encrypt a file; the output appears (atomically) only when complete."""
     src_path, dst_path = Path(src), Path(dst)
-    with open(src_path, "rb") as f, _atomic_output(dst_path) as out:
+    with open(src_path, "rb") as f, atomic_output(dst_path) as out:
         return encrypt_stream(
             f,
             out,
@@ -119,7 +123,7 @@ def decrypt_file(
     A failure leaves no output file behind.
     """
     src_path, dst_path = Path(src), Path(dst)
-    with open(src_path, "rb") as f, _atomic_output(dst_path) as out:
+    with open(src_path, "rb") as f, atomic_output(dst_path) as out:
         return decrypt_stream(
             f,
             out,
