@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from kmscore.keyspecs import algorithms_for
 from kmscore.keystate import KeyState
 
 __all__ = [
@@ -25,6 +26,17 @@ __all__ = [
 
 #: Algorithms DescribeKey lists for a SYMMETRIC_DEFAULT key.
 SYMMETRIC_ALGORITHMS = ("SYMMETRIC_DEFAULT",)
+
+#: Key specs newer than the deprecated CustomerMasterKeySpec: AWS leaves that
+#: member out for them (its enum does not name them).
+_NO_CMK_SPEC = frozenset({"ML_DSA_44", "ML_DSA_65", "ML_DSA_87", "ECC_NIST_EDWARDS25519"})
+
+
+def algorithm_fields(key_spec: str, key_usage: str) -> dict[str, list[str]]:
+    """The algorithm lists of ``DescribeKey`` and ``GetPublicKey`` for a key."""
+    if key_spec == "SYMMETRIC_DEFAULT":
+        return {"EncryptionAlgorithms": list(SYMMETRIC_ALGORITHMS)}
+    return algorithms_for(key_spec, key_usage).describe_key_fields()
 
 
 def utcnow() -> datetime:
@@ -87,8 +99,9 @@ class KeyRecord:
             "KeySpec": self.key_spec,
             "MultiRegion": self.multi_region,
         }
-        if self.key_spec == "SYMMETRIC_DEFAULT":
-            md["EncryptionAlgorithms"] = list(SYMMETRIC_ALGORITHMS)
+        if self.key_spec in _NO_CMK_SPEC:
+            del md["CustomerMasterKeySpec"]
+        md.update(algorithm_fields(self.key_spec, self.key_usage))
         if self.deletion_date is not None:
             md["DeletionDate"] = self.deletion_date
         if self.state is KeyState.PENDING_DELETION and self.pending_window_days is not None:

@@ -11,6 +11,7 @@ import os
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
+from kmscore.asymmetric import generate_private_key
 from kmscore.errors import ConflictException, NotFoundException
 from kmscore.keys import KeyMaterialRecord, KeyRecord
 from kmscore.keystate import KeyState
@@ -31,9 +32,18 @@ def new_material(
     version: int,
     now: datetime,
     rotation_type: str | None = None,
+    key_spec: str = "SYMMETRIC_DEFAULT",
 ) -> KeyMaterialRecord:
-    """Fresh random AES-256 material for one version, wrapped under the root key."""
-    raw = os.urandom(_MATERIAL_LENGTH)
+    """Fresh material for one version, wrapped under the root key.
+
+    Random AES-256 material for SYMMETRIC_DEFAULT; for other key specs what
+    :func:`kmscore.asymmetric.generate_private_key` makes (PKCS#8 DER private
+    keys, raw HMAC keys). RSA_4096 can take a second.
+    """
+    if key_spec == "SYMMETRIC_DEFAULT":
+        raw = os.urandom(_MATERIAL_LENGTH)
+    else:
+        raw = generate_private_key(key_spec)
     wrapped = service.root_key.wrap(raw, service.key_arn(key_id), version)
     del raw
     return KeyMaterialRecord(
@@ -69,7 +79,9 @@ def rotate(
             return key
         now = service.clock()
         version = key.current_version + 1
-        material = new_material(service, key.key_id, version, now, rotation_type)
+        material = new_material(
+            service, key.key_id, version, now, rotation_type, key_spec=key.key_spec
+        )
         changes: dict[str, object] = {"current_version": version}
         if rotation_type == AUTOMATIC and key.rotation_enabled and key.rotation_period_days:
             changes["next_rotation_date"] = now + timedelta(days=key.rotation_period_days)

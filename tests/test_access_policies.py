@@ -511,6 +511,15 @@ def test_unmapped_caller_may_only_generate_random(admin: LocalKMS, key: str) -> 
     admin.create_alias(AliasName="alias/shared", TargetKeyId=key)
     doomed = admin.create_key()["KeyMetadata"]["KeyId"]
     admin.schedule_key_deletion(KeyId=doomed, PendingWindowInDays=7)
+    signer, mac, agree = (
+        admin.create_key(KeySpec=spec, KeyUsage=usage)["KeyMetadata"]["KeyId"]
+        for spec, usage in (
+            ("ECC_NIST_P256", "SIGN_VERIFY"),
+            ("HMAC_256", "GENERATE_VERIFY_MAC"),
+            ("ECC_NIST_P256", "KEY_AGREEMENT"),
+        )
+    )
+    peer = admin.get_public_key(KeyId=agree)["PublicKey"]
     requests: dict[str, dict[str, Any]] = {
         "CreateAlias": {"AliasName": "alias/u", "TargetKeyId": key},
         "UpdateAlias": {"AliasName": "alias/shared", "TargetKeyId": key},
@@ -547,6 +556,19 @@ def test_unmapped_caller_may_only_generate_random(admin: LocalKMS, key: str) -> 
         "GetKeyRotationStatus": {"KeyId": key},
         "RotateKeyOnDemand": {"KeyId": key},
         "ListKeyRotations": {"KeyId": key},
+        "Sign": {"KeyId": signer, "Message": b"m", "SigningAlgorithm": "ECDSA_SHA_256"},
+        "Verify": {
+            "KeyId": signer,
+            "Message": b"m",
+            "Signature": b"s",
+            "SigningAlgorithm": "ECDSA_SHA_256",
+        },
+        "GetPublicKey": {"KeyId": signer},
+        "GenerateMac": {"KeyId": mac, "Message": b"m", "MacAlgorithm": "HMAC_SHA_256"},
+        "VerifyMac": {"KeyId": mac, "Message": b"m", "Mac": b"x", "MacAlgorithm": "HMAC_SHA_256"},
+        "DeriveSharedSecret": {"KeyId": agree, "KeyAgreementAlgorithm": "ECDH", "PublicKey": peer},
+        "GenerateDataKeyPair": {"KeyId": key, "KeyPairSpec": "ECC_NIST_P256"},
+        "GenerateDataKeyPairWithoutPlaintext": {"KeyId": key, "KeyPairSpec": "RSA_2048"},
     }
     assert set(requests) | {"GenerateRandom"} == set(OPERATIONS)
     for name, request in requests.items():
@@ -561,7 +583,7 @@ def test_unmapped_caller_may_only_generate_random(admin: LocalKMS, key: str) -> 
     assert meta["KeyState"] == "Enabled" and meta["Description"] == "shared"
     assert "Enable IAM User Permissions" in policy_of(admin, key)
     assert [a["AliasName"] for a in admin.list_aliases(KeyId=key)["Aliases"]] == ["alias/shared"]
-    assert len(admin.list_keys()["Keys"]) == 2
+    assert len(admin.list_keys()["Keys"]) == 5
     assert admin.describe_key(KeyId=doomed)["KeyMetadata"]["KeyState"] == "PendingDeletion"
 
 

@@ -123,6 +123,29 @@ def run_every_operation(kms: LocalKMS) -> Recorder:
     call("GenerateRandom", NumberOfBytes=32)
     batch = call("GenerateDataKeys", KeyId=key, Count=5, KeySpec="AES_256")
     call("DecryptMany", CiphertextBlobs=batch["CiphertextBlobs"])
+    signer = call("CreateKey", KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+    sig = call("Sign", KeyId=signer["KeyId"], Message=b"m", SigningAlgorithm="ECDSA_SHA_256")
+    call(
+        "Verify",
+        KeyId=signer["KeyId"],
+        Message=b"m",
+        Signature=sig["Signature"],
+        SigningAlgorithm="ECDSA_SHA_256",
+    )
+    peer = call("GetPublicKey", KeyId=signer["KeyId"])["PublicKey"]
+    mac_key = call("CreateKey", KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]
+    mac = call("GenerateMac", KeyId=mac_key["KeyId"], Message=b"m", MacAlgorithm="HMAC_SHA_256")
+    call(
+        "VerifyMac",
+        KeyId=mac_key["KeyId"],
+        Message=b"m",
+        Mac=mac["Mac"],
+        MacAlgorithm="HMAC_SHA_256",
+    )
+    agree = call("CreateKey", KeySpec="ECC_NIST_P256", KeyUsage="KEY_AGREEMENT")["KeyMetadata"]
+    call("DeriveSharedSecret", KeyId=agree["KeyId"], KeyAgreementAlgorithm="ECDH", PublicKey=peer)
+    call("GenerateDataKeyPair", KeyId=key, KeyPairSpec="ECC_NIST_P256", EncryptionContext=context)
+    call("GenerateDataKeyPairWithoutPlaintext", KeyId=key, KeyPairSpec="ECC_NIST_EDWARDS25519")
     retired = call(
         "CreateGrant",
         KeyId=key,

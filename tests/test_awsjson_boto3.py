@@ -253,6 +253,50 @@ def _list_grants(kms: Any) -> dict[str, Any]:
     return out
 
 
+def _asym_key(kms: Any, spec: str, usage: str) -> str:
+    return str(kms.create_key(KeySpec=spec, KeyUsage=usage)["KeyMetadata"]["KeyId"])
+
+
+def _sign(kms: Any) -> dict[str, Any]:
+    key = _asym_key(kms, "ECC_NIST_P256", "SIGN_VERIFY")
+    return dict(kms.sign(KeyId=key, Message=b"m", SigningAlgorithm="ECDSA_SHA_256"))
+
+
+def _verify(kms: Any) -> dict[str, Any]:
+    key = _asym_key(kms, "RSA_2048", "SIGN_VERIFY")
+    alg = "RSASSA_PSS_SHA_256"
+    sig = kms.sign(KeyId=key, Message=b"m", SigningAlgorithm=alg)["Signature"]
+    out = dict(kms.verify(KeyId=key, Message=b"m", Signature=sig, SigningAlgorithm=alg))
+    assert out["SignatureValid"] is True
+    with pytest.raises(ClientError) as info:
+        kms.verify(KeyId=key, Message=b"n", Signature=sig, SigningAlgorithm=alg)
+    assert info.value.response["Error"]["Code"] == "KMSInvalidSignatureException"
+    return out
+
+
+def _generate_mac(kms: Any) -> dict[str, Any]:
+    key = _asym_key(kms, "HMAC_384", "GENERATE_VERIFY_MAC")
+    return dict(kms.generate_mac(KeyId=key, Message=b"m", MacAlgorithm="HMAC_SHA_384"))
+
+
+def _verify_mac(kms: Any) -> dict[str, Any]:
+    key = _asym_key(kms, "HMAC_256", "GENERATE_VERIFY_MAC")
+    mac = kms.generate_mac(KeyId=key, Message=b"m", MacAlgorithm="HMAC_SHA_256")["Mac"]
+    out = dict(kms.verify_mac(KeyId=key, Message=b"m", Mac=mac, MacAlgorithm="HMAC_SHA_256"))
+    assert out["MacValid"] is True
+    return out
+
+
+def _derive_shared_secret(kms: Any) -> dict[str, Any]:
+    key = _asym_key(kms, "ECC_NIST_P256", "KEY_AGREEMENT")
+    peer = kms.get_public_key(KeyId=_asym_key(kms, "ECC_NIST_P256", "KEY_AGREEMENT"))
+    return dict(
+        kms.derive_shared_secret(
+            KeyId=key, KeyAgreementAlgorithm="ECDH", PublicKey=peer["PublicKey"]
+        )
+    )
+
+
 OP_CALLS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "CreateKey": lambda kms: kms.create_key(
         Description="made over HTTP", Tags=[{"TagKey": "team", "TagValue": "a"}]
@@ -304,6 +348,20 @@ OP_CALLS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "ListRetirableGrants": _list_retirable_grants,
     "RetireGrant": _retire_grant,
     "RevokeGrant": _revoke_grant,
+    "Sign": _sign,
+    "Verify": _verify,
+    "GetPublicKey": lambda kms: kms.get_public_key(
+        KeyId=_asym_key(kms, "ECC_NIST_EDWARDS25519", "SIGN_VERIFY")
+    ),
+    "GenerateMac": _generate_mac,
+    "VerifyMac": _verify_mac,
+    "DeriveSharedSecret": _derive_shared_secret,
+    "GenerateDataKeyPair": lambda kms: kms.generate_data_key_pair(
+        KeyId=new_key(kms), KeyPairSpec="ECC_NIST_P384", EncryptionContext={"purpose": "test"}
+    ),
+    "GenerateDataKeyPairWithoutPlaintext": lambda kms: kms.generate_data_key_pair_without_plaintext(
+        KeyId=new_key(kms), KeyPairSpec="RSA_2048"
+    ),
 }
 
 

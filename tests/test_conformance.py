@@ -315,6 +315,61 @@ def _sample_calls(kms: LocalKMS) -> Iterator[tuple[str, dict[str, Any]]]:
     yield "ScheduleKeyDeletion", {"KeyId": other, "PendingWindowInDays": 7}
     yield "DescribeKey", {"KeyId": other}
     yield "CancelKeyDeletion", {"KeyId": other}
+    yield from _asymmetric_sample_calls(kms, key)
+
+
+def _asymmetric_sample_calls(kms: LocalKMS, key: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Calls of the asymmetric and HMAC operations (issue 8)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    def create(spec: str, usage: str) -> str:
+        md = kms.create_key(KeySpec=spec, KeyUsage=usage)["KeyMetadata"]
+        _check_response("CreateKey", {"KeyMetadata": md})
+        return str(md["KeyId"])
+
+    signer = create("ECC_NIST_P256", "SIGN_VERIFY")
+    ed = create("ECC_NIST_EDWARDS25519", "SIGN_VERIFY")
+    mac_key = create("HMAC_256", "GENERATE_VERIFY_MAC")
+    agree = create("ECC_NIST_P384", "KEY_AGREEMENT")
+    rsa = create("RSA_2048", "ENCRYPT_DECRYPT")
+    alg = "ECDSA_SHA_256"
+    sig = kms.sign(KeyId=signer, Message=b"m", SigningAlgorithm=alg)["Signature"]
+    mac = kms.generate_mac(KeyId=mac_key, Message=b"m", MacAlgorithm="HMAC_SHA_256")["Mac"]
+    peer = (
+        ec.generate_private_key(ec.SECP384R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    rsa_ct = kms.encrypt(KeyId=rsa, Plaintext=b"p", EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    yield "Sign", {"KeyId": signer, "Message": b"m", "SigningAlgorithm": alg}
+    yield "Verify", {"KeyId": signer, "Message": b"m", "Signature": sig, "SigningAlgorithm": alg}
+    yield "GetPublicKey", {"KeyId": signer}
+    yield "GetPublicKey", {"KeyId": ed}
+    yield "DescribeKey", {"KeyId": ed}
+    yield "DescribeKey", {"KeyId": mac_key}
+    yield "GenerateMac", {"KeyId": mac_key, "Message": b"m", "MacAlgorithm": "HMAC_SHA_256"}
+    yield (
+        "VerifyMac",
+        {
+            "KeyId": mac_key,
+            "Message": b"m",
+            "Mac": mac,
+            "MacAlgorithm": "HMAC_SHA_256",
+        },
+    )
+    yield "DeriveSharedSecret", {"KeyId": agree, "KeyAgreementAlgorithm": "ECDH", "PublicKey": peer}
+    yield "Encrypt", {"KeyId": rsa, "Plaintext": b"p", "EncryptionAlgorithm": "RSAES_OAEP_SHA_1"}
+    yield (
+        "Decrypt",
+        {
+            "KeyId": rsa,
+            "CiphertextBlob": rsa_ct["CiphertextBlob"],
+            "EncryptionAlgorithm": "RSAES_OAEP_SHA_256",
+        },
+    )
+    yield "GenerateDataKeyPair", {"KeyId": key, "KeyPairSpec": "ECC_NIST_P256"}
+    yield "GenerateDataKeyPairWithoutPlaintext", {"KeyId": key, "KeyPairSpec": "RSA_2048"}
 
 
 def test_responses_match_the_model(kms: LocalKMS) -> None:

@@ -5,13 +5,24 @@ Importing this package registers every handler in
 :func:`~kmscore.operations.registry.dispatch`.
 """
 
-from kmscore.operations import aliases, batch, crypto, grants, keys, policies, rotation, tags
+from kmscore.operations import (
+    aliases,
+    asymmetric,
+    batch,
+    crypto,
+    grants,
+    keys,
+    policies,
+    rotation,
+    tags,
+)
 from kmscore.operations.registry import OPERATIONS, Operation, dispatch, operation
 
 __all__ = [
     "OPERATIONS",
     "Operation",
     "aliases",
+    "asymmetric",
     "batch",
     "crypto",
     "dispatch",

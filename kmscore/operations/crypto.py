@@ -14,13 +14,16 @@ import os
 from typing import Any
 
 from kmscore import context as ec
+from kmscore.asymmetric import rsa_decrypt, rsa_encrypt
 from kmscore.errors import (
     CustomKeyStoreNotFoundException,
     IncorrectKeyException,
+    KMSError,
     NotFoundException,
     ValidationException,
 )
 from kmscore.keys import KeyRecord
+from kmscore.keyspecs import check_algorithm
 from kmscore.keystate import check_state
 from kmscore.operations.common import (
     CIPHERTEXT,
@@ -45,6 +48,7 @@ from kmscore.symmetric import blob_key_id, current_version, open_blob, seal
 from kmscore.validation import Blob, String
 
 SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"
+ENCRYPT_DECRYPT = "ENCRYPT_DECRYPT"
 
 
 def conditions(context: dict[str, str]) -> dict[str, Any]:
@@ -86,6 +90,67 @@ def decryption_key(
     return key, version
 
 
+def _named_key(call: Call, ref: str | None) -> KeyRecord | None:
+    """The key a Decrypt names, if it names one that exists (not noted in the call yet)."""
+    if ref is None:
+        return None
+    try:
+        return call.service.resolve(ref)
+    except KMSError:
+        # The symmetric path answers for bad references, in its own order.
+        return None
+
+
+def _rsa_checks(call: Call, key: KeyRecord, req: dict[str, Any]) -> str:
+    """State, algorithm, context and authorization of an RSA Encrypt or Decrypt.
+
+    Returns:
+        The encryption algorithm.
+
+    Raises:
+        ValidationException: an encryption context was given (asymmetric keys
+            take none, as in AWS).
+        InvalidKeyUsageException: no algorithm (SYMMETRIC_DEFAULT) or one the
+            key spec does not allow.
+    """
+    check_state(call.operation, key.arn, key.state)
+    algorithm = req.get("EncryptionAlgorithm", SYMMETRIC_DEFAULT)
+    check_algorithm(key.key_spec, key.key_usage, algorithm)
+    if req.get("EncryptionContext"):
+        raise ValidationException(
+            "EncryptionContext is not supported with asymmetric KMS keys "
+            f"({key.arn} is {key.key_spec})."
+        )
+    call.authorize(key, conditions={"kms:EncryptionAlgorithm": algorithm})
+    return str(algorithm)
+
+
+def _rsa_encrypt(call: Call, key: KeyRecord, req: dict[str, Any]) -> dict[str, Any]:
+    """Encrypt with the public key of an RSA key: the raw RSAES-OAEP ciphertext."""
+    algorithm = _rsa_checks(call, key, req)
+    dry_run(req)
+    loaded = call.service.keyring.asymmetric(key, key.current_version)
+    return {
+        "CiphertextBlob": rsa_encrypt(loaded.key, algorithm, req["Plaintext"]),
+        "KeyId": key.arn,
+        "EncryptionAlgorithm": algorithm,
+    }
+
+
+def _rsa_decrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """Decrypt RSAES-OAEP ciphertext with the private key of the named RSA key."""
+    key = call.resolve(req["KeyId"])
+    algorithm = _rsa_checks(call, key, req)
+    dry_run(req)
+    loaded = call.service.keyring.asymmetric(key, key.current_version)
+    return {
+        "KeyId": key.arn,
+        "Plaintext": rsa_decrypt(loaded.key, algorithm, req["CiphertextBlob"]),
+        "EncryptionAlgorithm": algorithm,
+        "KeyMaterialId": loaded.material_id,
+    }
+
+
 @operation(
     "Encrypt",
     {
@@ -99,8 +164,12 @@ def decryption_key(
     read_only=True,
 )
 def encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
-    """Encrypt: up to 4096 bytes under a symmetric key."""
-    key = encryption_key(call, req["KeyId"], req.get("EncryptionAlgorithm"))
+    """Encrypt: up to 4096 bytes under a symmetric key, or RSAES-OAEP with an RSA key."""
+    key = call.resolve(req["KeyId"])
+    if key.key_spec != SYMMETRIC_DEFAULT and key.key_usage == ENCRYPT_DECRYPT:
+        return _rsa_encrypt(call, key, req)
+    check_state(call.operation, key.arn, key.state)
+    require_symmetric_encryption(key, req.get("EncryptionAlgorithm"))
     context, aad = ec.prepare(req.get("EncryptionContext"))
     call.authorize(key, conditions=conditions(context), context_key=aad)
     dry_run(req)
@@ -130,6 +199,10 @@ def decrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """Decrypt: a blob made by Encrypt or GenerateDataKey; KeyId is optional."""
     refuse_recipient(req)
     data = req["CiphertextBlob"]
+    named = _named_key(call, req.get("KeyId"))
+    if named is not None and named.key_spec != SYMMETRIC_DEFAULT:
+        if named.key_usage == ENCRYPT_DECRYPT:
+            return _rsa_decrypt(call, req)
     key, version = decryption_key(call, data, req.get("KeyId"), req.get("EncryptionAlgorithm"))
     context, aad = ec.prepare(req.get("EncryptionContext"))
     call.authorize(key, conditions=conditions(context), context_key=aad)

@@ -16,6 +16,7 @@ from kmscore.errors import (
     ValidationException,
 )
 from kmscore.keys import KeyRecord
+from kmscore.keyspecs import algorithms_for, require_supported
 from kmscore.keystate import KeyState, check_state, require_transition
 from kmscore.material import new_material
 from kmscore.operations.common import GRANT_TOKENS, KEY_ID, LIMIT, MARKER, page_args, page_result
@@ -54,7 +55,7 @@ DEFAULT_WINDOW: Final = 30
     },
 )
 def create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
-    """CreateKey: a new symmetric encryption key with fresh material."""
+    """CreateKey: a new key of any supported key spec, with fresh material."""
     svc = call.service
     if "KeySpec" in req and "CustomerMasterKeySpec" in req:
         raise ValidationException(
@@ -75,10 +76,10 @@ def create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         raise UnsupportedOperationException(
             "Importing key material (Origin EXTERNAL) is not supported yet."
         )
-    if spec != "SYMMETRIC_DEFAULT":
-        raise UnsupportedOperationException(f"KeySpec {spec} is not supported yet.")
-    if usage != "ENCRYPT_DECRYPT":
-        raise ValidationException(f"KeyUsage {usage} is not compatible with KeySpec {spec}.")
+    # SM2 (AWS China Regions only) is UnsupportedOperationException; a key usage
+    # the key spec does not allow is ValidationException, as AWS answers.
+    require_supported(spec)
+    algorithms_for(spec, usage)
     tags = check_new_tags(req.get("Tags", []))
     call.authorize(
         None,
@@ -114,7 +115,7 @@ def create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         )
     else:
         key = key.replace(policy=svc.default_key_policy)
-    material = new_material(svc, key_id, 1, now)
+    material = new_material(svc, key_id, 1, now, key_spec=spec)
     svc.store.create_key(key, material, tags)
     return {"KeyMetadata": key.metadata(material.material_id)}
 
