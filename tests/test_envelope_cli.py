@@ -104,3 +104,11 @@ def test_usage_errors(kms: Kms, tmp_path: Path) -> None:
         "envelope", "encrypt", tmp_path / "p", tmp_path / "q",
         "--key-id", "k", "--context", "novalue", says="KEY=VALUE",
     )  # fmt: skip
+
+
+def test_top_level_names(kms: Kms, tmp_path: Path) -> None:
+    key = arn(kms.new_key())
+    (tmp_path / "p").write_bytes(b"same commands")
+    kms.ok("encrypt-file", tmp_path / "p", tmp_path / "p.enc", "--key-id", key, "--context", "a=b")
+    kms.ok("decrypt-file", tmp_path / "p.enc", tmp_path / "q", "--context", "a=b")
+    assert (tmp_path / "q").read_bytes() == b"same commands"

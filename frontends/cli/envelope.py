@@ -1,4 +1,4 @@
-"""``kms envelope encrypt`` and ``kms envelope decrypt``: files and streams of any size.
+"""``kms envelope encrypt|decrypt`` (also ``kms encrypt-file|decrypt-file``): any size.
 
 Messages are in the AWS Encryption SDK format (see docs/envelope.md), so the
 Encryption SDKs read what these commands write and the reverse. ``-`` is
@@ -208,5 +208,7 @@ envelope.add_command(decrypt_cmd)
 
 
 def register(group: click.Group) -> None:
-    """Add ``kms envelope`` to the CLI."""
+    """Add ``kms envelope`` to the CLI, and its commands as ``encrypt-file``/``decrypt-file``."""
     group.add_command(envelope)
+    group.add_command(encrypt_cmd, name="encrypt-file")
+    group.add_command(decrypt_cmd, name="decrypt-file")
