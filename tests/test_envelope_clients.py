@@ -3,10 +3,13 @@ layout checked field by field against the published structure."""
 
 from __future__ import annotations
 
+import io
 import os
 import struct
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -119,3 +122,56 @@ def test_round_trip_property(
     sealed = io.BytesIO()
     E.encrypt_stream(Chunked(data), sealed, ring, suite=suite, frame_length=frame)  # type: ignore[arg-type]
     assert E.decrypt(sealed.getvalue(), ring)[0] == data
+
+
+class _Zeros(io.RawIOBase):
+    """``size`` bytes of a pattern, generated as read: no whole-input buffer."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: memoryview) -> int:  # type: ignore[override]
+        n = min(len(buf), self.left)
+        buf[:n] = b"\x5a" * n
+        self.left -= n
+        return n
+
+
+class _Sink(io.RawIOBase):
+    """Counts what is written and keeps nothing."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        n = memoryview(b).nbytes
+        self.count += n
+        return n
+
+
+def test_memory_is_bounded_by_the_frame_size(ring: E.KmsKeyring, tmp_path: Path) -> None:
+    size, frame = 48 * 1024 * 1024, 64 * 1024
+    sealed = tmp_path / "big.enc"
+    tracemalloc.start()
+    try:
+        with open(sealed, "wb") as out:
+            E.encrypt_stream(_Zeros(size), out, ring, frame_length=frame)  # type: ignore[arg-type]
+        _, enc_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        sink = _Sink()
+        with open(sealed, "rb") as src:
+            E.decrypt_stream(src, sink, ring)  # type: ignore[arg-type]
+        _, dec_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sink.count == size
+    # a few frames' worth, whatever the data size (48 MiB here)
+    print(f"peak: encrypt {enc_peak} B, decrypt {dec_peak} B")
+    assert enc_peak < 8 * frame, enc_peak
+    assert dec_peak < 8 * frame, dec_peak
