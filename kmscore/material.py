@@ -33,17 +33,20 @@ def new_material(
     now: datetime,
     rotation_type: str | None = None,
     key_spec: str = "SYMMETRIC_DEFAULT",
+    raw: bytes | None = None,
 ) -> KeyMaterialRecord:
     """Fresh material for one version, wrapped under the root key.
 
     Random AES-256 material for SYMMETRIC_DEFAULT; for other key specs what
     :func:`kmscore.asymmetric.generate_private_key` makes (PKCS#8 DER private
-    keys, raw HMAC keys). RSA_4096 can take a second.
+    keys, raw HMAC keys). RSA_4096 can take a second, so a caller inside a
+    store transaction passes ``raw``, made beforehand with that function.
     """
-    if key_spec == "SYMMETRIC_DEFAULT":
-        raw = os.urandom(_MATERIAL_LENGTH)
-    else:
-        raw = generate_private_key(key_spec)
+    if raw is None:
+        if key_spec == "SYMMETRIC_DEFAULT":
+            raw = os.urandom(_MATERIAL_LENGTH)
+        else:
+            raw = generate_private_key(key_spec)
     wrapped = service.root_key.wrap(raw, service.key_arn(key_id), version)
     del raw
     return KeyMaterialRecord(

@@ -681,3 +681,27 @@ def test_keys_survive_reopening(tmp_path: Path) -> None:
             )
         ).verify(sig, b"m")
         kms.verify_mac(KeyId=m, Message=b"m", Mac=mac, MacAlgorithm="HMAC_SHA_512")
+
+
+def test_making_an_rsa_4096_key_does_not_hold_the_store(kms: LocalKMS, symmetric: str) -> None:
+    """Key generation runs before the store transaction, so other callers go on meanwhile."""
+    import threading
+    import time
+
+    store = kms.service.store
+    made: list[str] = []
+    worker = threading.Thread(
+        target=lambda: made.append(
+            kms.create_key(KeySpec="RSA_4096", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+        )
+    )
+    worst = 0.0
+    worker.start()
+    while worker.is_alive():
+        start = time.perf_counter()
+        assert store.get_key(symmetric) is not None
+        worst = max(worst, time.perf_counter() - start)
+        time.sleep(0.001)
+    worker.join()
+    assert made
+    assert worst < 0.2, f"a store read waited {worst:.3f} s while a key was being made"

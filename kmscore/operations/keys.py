@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any, Final
 
 from kmscore.arn import new_key_id
+from kmscore.asymmetric import generate_private_key
 from kmscore.errors import (
     CustomKeyStoreNotFoundException,
     UnsupportedOperationException,
@@ -38,25 +39,27 @@ MAX_WINDOW: Final = 30
 DEFAULT_WINDOW: Final = 30
 
 
-@operation(
-    "CreateKey",
-    {
-        "Policy": String(min_len=1, max_len=131072, pattern=r"[\u0009\u000A\u000D\u0020-\u00FF]+"),
-        "Description": String(min_len=0, max_len=8192),
-        "KeyUsage": String(enum=KEY_USAGES),
-        "CustomerMasterKeySpec": String(enum=CMK_SPECS),
-        "KeySpec": String(enum=KEY_SPECS),
-        "Origin": String(enum=ORIGINS),
-        "CustomKeyStoreId": String(min_len=1, max_len=64),
-        "BypassPolicyLockoutSafetyCheck": Boolean(),
-        "Tags": TAG_LIST,
-        "MultiRegion": Boolean(),
-        "XksKeyId": String(min_len=1, max_len=128, pattern=r"^[a-zA-Z0-9-_.]+$"),
-    },
-)
-def create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
-    """CreateKey: a new key of any supported key spec, with fresh material."""
-    svc = call.service
+_CREATE_KEY_SHAPE: Final = {
+    "Policy": String(min_len=1, max_len=131072, pattern=r"[\u0009\u000A\u000D\u0020-\u00FF]+"),
+    "Description": String(min_len=0, max_len=8192),
+    "KeyUsage": String(enum=KEY_USAGES),
+    "CustomerMasterKeySpec": String(enum=CMK_SPECS),
+    "KeySpec": String(enum=KEY_SPECS),
+    "Origin": String(enum=ORIGINS),
+    "CustomKeyStoreId": String(min_len=1, max_len=64),
+    "BypassPolicyLockoutSafetyCheck": Boolean(),
+    "Tags": TAG_LIST,
+    "MultiRegion": Boolean(),
+    "XksKeyId": String(min_len=1, max_len=128, pattern=r"^[a-zA-Z0-9-_.]+$"),
+}
+
+
+def _create_key_checks(call: Call, req: dict[str, Any]) -> tuple[str, str, str, Any]:
+    """Every check of a CreateKey request, authorization included.
+
+    Returns:
+        The key spec, key usage, origin and checked tags.
+    """
     if "KeySpec" in req and "CustomerMasterKeySpec" in req:
         raise ValidationException(
             "You cannot specify KeySpec and CustomerMasterKeySpec in the same request."
@@ -90,6 +93,32 @@ def create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
             "kms:MultiRegion": bool(req.get("MultiRegion")),
         },
     )
+    return spec, usage, origin, tags
+
+
+def _prepare_create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """Make an asymmetric or HMAC key's material before the store transaction.
+
+    RSA_4096 takes a second or more; inside the transaction it would hold the
+    store's lock, and so every other caller of the process, that long. The
+    request is checked and authorized first, so only a caller allowed to
+    create the key makes the service spend the time.
+    """
+    if (req.get("KeySpec") or req.get("CustomerMasterKeySpec")) in (None, "SYMMETRIC_DEFAULT"):
+        return req
+    spec, _, _, _ = _create_key_checks(call, req)
+    return {**req, _PREPARED_MATERIAL: generate_private_key(spec)}
+
+
+#: Where the prepared material travels in the request (no wire member has this name).
+_PREPARED_MATERIAL: Final = "_PreparedMaterial"
+
+
+@operation("CreateKey", _CREATE_KEY_SHAPE, prepare=_prepare_create_key)
+def create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """CreateKey: a new key of any supported key spec, with fresh material."""
+    svc = call.service
+    spec, usage, origin, tags = _create_key_checks(call, req)
     now = svc.clock()
     key_id = new_key_id(bool(req.get("MultiRegion")))
     key = KeyRecord(
@@ -115,7 +144,7 @@ def create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         )
     else:
         key = key.replace(policy=svc.default_key_policy)
-    material = new_material(svc, key_id, 1, now, key_spec=spec)
+    material = new_material(svc, key_id, 1, now, key_spec=spec, raw=req.get(_PREPARED_MATERIAL))
     svc.store.create_key(key, material, tags)
     return {"KeyMetadata": key.metadata(material.material_id)}
 

@@ -27,6 +27,10 @@ from kmscore.validation import Shape, validate
 __all__ = ["OPERATIONS", "Handler", "Operation", "dispatch", "operation"]
 
 Handler = Callable[[Call, dict[str, Any]], dict[str, Any]]
+#: Slow work of a mutating operation that needs no store lock (making an RSA
+#: key): it runs before the store transaction and returns the request the
+#: handler then gets.
+Prepare = Callable[[Call, dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,7 @@ class Operation:
     shape: Shape
     handler: Handler
     read_only: bool
+    prepare: Prepare | None = None
 
 
 OPERATIONS: dict[str, Operation] = {}
@@ -53,8 +58,18 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
 
 
-def operation(name: str, shape: Shape, *, read_only: bool = False) -> Callable[[Handler], Handler]:
+def operation(
+    name: str, shape: Shape, *, read_only: bool = False, prepare: Prepare | None = None
+) -> Callable[[Handler], Handler]:
     """Register a handler under its AWS operation name.
+
+    Args:
+        name: The AWS operation name.
+        shape: The request shape.
+        read_only: The operation changes nothing in the store.
+        prepare: For a mutating operation, slow work to do before the store
+            transaction opens (the transaction holds the store's lock, which
+            every other caller in the process needs).
 
     Raises:
         ValueError: the name is registered already.
@@ -63,7 +78,7 @@ def operation(name: str, shape: Shape, *, read_only: bool = False) -> Callable[[
     def register(handler: Handler) -> Handler:
         if name in OPERATIONS:
             raise ValueError(f"operation {name} is registered twice")
-        OPERATIONS[name] = Operation(name, shape, handler, read_only)
+        OPERATIONS[name] = Operation(name, shape, handler, read_only, prepare)
         return handler
 
     return register
@@ -132,6 +147,8 @@ def dispatch(
             recorded = True
             service.auditor.record(call, request, response, None)
         else:
+            if op.prepare is not None:
+                req = op.prepare(call, req)
             # A change and its audit record commit together: if the record
             # cannot be written, the change rolls back (fail closed).
             with service.store.transaction():
