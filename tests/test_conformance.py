@@ -368,6 +368,15 @@ def _asymmetric_sample_calls(kms: LocalKMS, key: str) -> Iterator[tuple[str, dic
             "EncryptionAlgorithm": "RSAES_OAEP_SHA_256",
         },
     )
+    yield (
+        "ReEncrypt",
+        {
+            "CiphertextBlob": rsa_ct["CiphertextBlob"],
+            "SourceKeyId": rsa,
+            "SourceEncryptionAlgorithm": "RSAES_OAEP_SHA_256",
+            "DestinationKeyId": key,
+        },
+    )
     yield "GenerateDataKeyPair", {"KeyId": key, "KeyPairSpec": "ECC_NIST_P256"}
     yield "GenerateDataKeyPairWithoutPlaintext", {"KeyId": key, "KeyPairSpec": "RSA_2048"}
 

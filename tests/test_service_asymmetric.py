@@ -705,3 +705,69 @@ def test_making_an_rsa_4096_key_does_not_hold_the_store(kms: LocalKMS, symmetric
     worker.join()
     assert made
     assert worst < 0.2, f"a store read waited {worst:.3f} s while a key was being made"
+
+
+def test_re_encrypt_with_rsa_keys(
+    kms: LocalKMS, keys: dict[tuple[str, str], str], symmetric: str
+) -> None:
+    rsa_a = keys[("RSA_2048", "ENCRYPT_DECRYPT")]
+    rsa_b = keys[("RSA_3072", "ENCRYPT_DECRYPT")]
+    sha1, sha256 = "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"
+    context = {"a": "b"}
+    blob = kms.encrypt(KeyId=symmetric, Plaintext=b"secret", EncryptionContext=context)
+    # Symmetric to RSA.
+    out = kms.re_encrypt(
+        CiphertextBlob=blob["CiphertextBlob"],
+        SourceEncryptionContext=context,
+        DestinationKeyId=rsa_a,
+        DestinationEncryptionAlgorithm=sha256,
+    )
+    assert (out["SourceEncryptionAlgorithm"], out["DestinationEncryptionAlgorithm"]) == (
+        "SYMMETRIC_DEFAULT",
+        sha256,
+    )
+    assert len(out["CiphertextBlob"]) == 256
+    assert len(out["SourceKeyMaterialId"]) == len(out["DestinationKeyMaterialId"]) == 64
+    rsa_ct = out["CiphertextBlob"]
+    got = kms.decrypt(KeyId=rsa_a, CiphertextBlob=rsa_ct, EncryptionAlgorithm=sha256)
+    assert got["Plaintext"] == b"secret"
+    # RSA to RSA, and RSA back to symmetric.
+    out = kms.re_encrypt(
+        CiphertextBlob=rsa_ct,
+        SourceKeyId=rsa_a,
+        SourceEncryptionAlgorithm=sha256,
+        DestinationKeyId=rsa_b,
+        DestinationEncryptionAlgorithm=sha1,
+    )
+    assert out["SourceKeyId"].endswith(rsa_a) and out["KeyId"].endswith(rsa_b)
+    got = kms.decrypt(KeyId=rsa_b, CiphertextBlob=out["CiphertextBlob"], EncryptionAlgorithm=sha1)
+    assert got["Plaintext"] == b"secret"
+    out = kms.re_encrypt(
+        CiphertextBlob=rsa_ct,
+        SourceKeyId=rsa_a,
+        SourceEncryptionAlgorithm=sha256,
+        DestinationKeyId=symmetric,
+        DestinationEncryptionContext={"c": "d"},
+    )
+    assert out["SourceEncryptionAlgorithm"] == sha256
+    assert out["DestinationEncryptionAlgorithm"] == "SYMMETRIC_DEFAULT"
+    got = kms.decrypt(CiphertextBlob=out["CiphertextBlob"], EncryptionContext={"c": "d"})
+    assert got["Plaintext"] == b"secret"
+    # The rules of Encrypt and Decrypt hold on each side.
+    source = {"CiphertextBlob": rsa_ct, "SourceKeyId": rsa_a, "DestinationKeyId": symmetric}
+    expect("InvalidKeyUsageException", kms.re_encrypt, **source)
+    expect("ValidationException", kms.re_encrypt, **source, SourceEncryptionAlgorithm=sha256,
+           SourceEncryptionContext=context)  # fmt: skip
+    expect("InvalidCiphertextException", kms.re_encrypt, **source, SourceEncryptionAlgorithm=sha1)
+    expect("InvalidCiphertextException", kms.re_encrypt, CiphertextBlob=rsa_ct,
+           DestinationKeyId=symmetric)  # fmt: skip
+    dest = {"CiphertextBlob": blob["CiphertextBlob"], "SourceEncryptionContext": context,
+            "DestinationKeyId": rsa_a}  # fmt: skip
+    expect("InvalidKeyUsageException", kms.re_encrypt, **dest)
+    expect("ValidationException", kms.re_encrypt, **dest, DestinationEncryptionAlgorithm=sha1,
+           DestinationEncryptionContext=context)  # fmt: skip
+    expect("DryRunOperationException", kms.re_encrypt, **dest,
+           DestinationEncryptionAlgorithm=sha1, DryRun=True)  # fmt: skip
+    big = kms.encrypt(KeyId=symmetric, Plaintext=b"x" * 300)["CiphertextBlob"]
+    expect("ValidationException", kms.re_encrypt, CiphertextBlob=big, DestinationKeyId=rsa_a,
+           DestinationEncryptionAlgorithm=sha1)  # fmt: skip

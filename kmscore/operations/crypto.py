@@ -114,14 +114,30 @@ def _rsa_checks(call: Call, key: KeyRecord, req: dict[str, Any]) -> str:
             key spec does not allow.
     """
     check_state(call.operation, key.arn, key.state)
-    algorithm = req.get("EncryptionAlgorithm", SYMMETRIC_DEFAULT)
-    check_algorithm(key.key_spec, key.key_usage, algorithm)
-    if req.get("EncryptionContext"):
-        raise ValidationException(
-            "EncryptionContext is not supported with asymmetric KMS keys "
-            f"({key.arn} is {key.key_spec})."
-        )
+    algorithm = _rsa_algorithm(key, req, "EncryptionAlgorithm", "EncryptionContext")
     call.authorize(key, conditions={"kms:EncryptionAlgorithm": algorithm})
+    return algorithm
+
+
+def is_rsa_encryption(key: KeyRecord) -> bool:
+    """An asymmetric ENCRYPT_DECRYPT key (RSA; SM2 keys are never made)."""
+    return key.key_spec != SYMMETRIC_DEFAULT and key.key_usage == ENCRYPT_DECRYPT
+
+
+def _rsa_algorithm(key: KeyRecord, req: dict[str, Any], algorithm_member: str, context: str) -> str:
+    """The request's algorithm for an RSA key; no encryption context allowed.
+
+    Raises:
+        InvalidKeyUsageException: no algorithm (so SYMMETRIC_DEFAULT) or one the
+            key spec does not allow.
+        ValidationException: an encryption context was given.
+    """
+    algorithm = req.get(algorithm_member, SYMMETRIC_DEFAULT)
+    check_algorithm(key.key_spec, key.key_usage, algorithm)
+    if req.get(context):
+        raise ValidationException(
+            f"{context} is not supported with asymmetric KMS keys ({key.arn} is {key.key_spec})."
+        )
     return str(algorithm)
 
 
@@ -166,7 +182,7 @@ def _rsa_decrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 def encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """Encrypt: up to 4096 bytes under a symmetric key, or RSAES-OAEP with an RSA key."""
     key = call.resolve(req["KeyId"])
-    if key.key_spec != SYMMETRIC_DEFAULT and key.key_usage == ENCRYPT_DECRYPT:
+    if is_rsa_encryption(key):
         return _rsa_encrypt(call, key, req)
     check_state(call.operation, key.arn, key.state)
     require_symmetric_encryption(key, req.get("EncryptionAlgorithm"))
@@ -200,9 +216,8 @@ def decrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     refuse_recipient(req)
     data = req["CiphertextBlob"]
     named = _named_key(call, req.get("KeyId"))
-    if named is not None and named.key_spec != SYMMETRIC_DEFAULT:
-        if named.key_usage == ENCRYPT_DECRYPT:
-            return _rsa_decrypt(call, req)
+    if named is not None and is_rsa_encryption(named):
+        return _rsa_decrypt(call, req)
     key, version = decryption_key(call, data, req.get("KeyId"), req.get("EncryptionAlgorithm"))
     context, aad = ec.prepare(req.get("EncryptionContext"))
     call.authorize(key, conditions=conditions(context), context_key=aad)
@@ -236,6 +251,12 @@ def decrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 )
 def re_encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ReEncrypt: decrypt under one key and context, encrypt under another."""
+    named = _named_key(call, req.get("SourceKeyId"))
+    destination = _named_key(call, req["DestinationKeyId"])
+    if (named is not None and is_rsa_encryption(named)) or (
+        destination is not None and is_rsa_encryption(destination)
+    ):
+        return _re_encrypt_rsa(call, req, named is not None and is_rsa_encryption(named))
     data = req["CiphertextBlob"]
     source, version = decryption_key(
         call, data, req.get("SourceKeyId"), req.get("SourceEncryptionAlgorithm")
@@ -264,6 +285,76 @@ def re_encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         "DestinationEncryptionAlgorithm": SYMMETRIC_DEFAULT,
         "SourceKeyMaterialId": src_kv.material_id,
         "DestinationKeyMaterialId": dst_kv.material_id,
+    }
+
+
+def _re_encrypt_rsa(call: Call, req: dict[str, Any], rsa_source: bool) -> dict[str, Any]:
+    """ReEncrypt where the source key, the destination key or both are RSA keys.
+
+    An RSA source needs SourceKeyId and SourceEncryptionAlgorithm (its
+    ciphertext names no key); an RSA destination needs
+    DestinationEncryptionAlgorithm. Neither takes an encryption context.
+    """
+    svc = call.service
+    data = req["CiphertextBlob"]
+    version: int | None = None
+    src_aad: bytes | None = None
+    if rsa_source:
+        source = call.resolve(req["SourceKeyId"])
+        check_state(call.operation, source.arn, source.state)
+        src_alg = _rsa_algorithm(
+            source, req, "SourceEncryptionAlgorithm", "SourceEncryptionContext"
+        )
+        src_conditions: dict[str, Any] = {"kms:EncryptionAlgorithm": src_alg}
+    else:
+        source, version = decryption_key(
+            call, data, req.get("SourceKeyId"), req.get("SourceEncryptionAlgorithm")
+        )
+        src_ctx, src_aad = ec.prepare(req.get("SourceEncryptionContext"), "SourceEncryptionContext")
+        src_alg, src_conditions = SYMMETRIC_DEFAULT, conditions(src_ctx)
+    dest = call.resolve(req["DestinationKeyId"])
+    check_state(call.operation, dest.arn, dest.state)
+    dst_aad: bytes | None = None
+    if is_rsa_encryption(dest):
+        dst_alg = _rsa_algorithm(
+            dest, req, "DestinationEncryptionAlgorithm", "DestinationEncryptionContext"
+        )
+        dst_conditions: dict[str, Any] = {"kms:EncryptionAlgorithm": dst_alg}
+    else:
+        require_symmetric_encryption(dest, req.get("DestinationEncryptionAlgorithm"))
+        dst_ctx, dst_aad = ec.prepare(
+            req.get("DestinationEncryptionContext"), "DestinationEncryptionContext"
+        )
+        dst_alg, dst_conditions = SYMMETRIC_DEFAULT, conditions(dst_ctx)
+    call.authorize(
+        source, action="kms:ReEncryptFrom", conditions=src_conditions, context_key=src_aad
+    )
+    call.authorize(dest, action="kms:ReEncryptTo", conditions=dst_conditions, context_key=dst_aad)
+    if req.get("DryRun") and "IGNORE_CIPHERTEXT" in req.get("DryRunModifiers", ()):
+        dry_run(req)
+    if version is None or src_aad is None:
+        loaded = svc.keyring.asymmetric(source, source.current_version)
+        plaintext = rsa_decrypt(loaded.key, src_alg, data)
+        src_material_id = loaded.material_id
+    else:
+        plaintext, src_kv = open_blob(svc, source, version, data, src_aad)
+        src_material_id = src_kv.material_id
+    dry_run(req)
+    if dst_aad is None:
+        loaded = svc.keyring.asymmetric(dest, dest.current_version)
+        ciphertext = rsa_encrypt(loaded.key, dst_alg, plaintext)
+        dst_material_id = loaded.material_id
+    else:
+        ciphertext, dst_kv = seal(svc, dest, plaintext, dst_aad)
+        dst_material_id = dst_kv.material_id
+    return {
+        "CiphertextBlob": ciphertext,
+        "SourceKeyId": source.arn,
+        "KeyId": dest.arn,
+        "SourceEncryptionAlgorithm": src_alg,
+        "DestinationEncryptionAlgorithm": dst_alg,
+        "SourceKeyMaterialId": src_material_id,
+        "DestinationKeyMaterialId": dst_material_id,
     }
 
 
