@@ -202,3 +202,30 @@ def test_ten_thousand_messages_cost_at_most_100_data_keys(tmp_path: Path) -> Non
     calls = list(audit.query(data_dir, event_name="GenerateDataKey"))
     assert 0 < len(calls) <= 100
     assert len(calls) == 100
+
+
+def test_limits_hold_under_threads(client: Counting, arns: list[str]) -> None:
+    import collections
+    import threading
+
+    cache = _cache(client, arns, max_messages=50, max_bytes=10_000)
+    msgs: list[bytes] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        mine = [E.encrypt(b"x" * 30, cache, suite=SUITE) for _ in range(250)]
+        with lock:
+            msgs.extend(mine)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ring = E.KmsKeyring(client, arns)
+    uses = collections.Counter(
+        E.decrypt(m, ring)[1].encrypted_data_keys[0].ciphertext for m in msgs
+    )
+    assert len(msgs) == 2000
+    assert max(uses.values()) <= 50  # and 50 * 30 = 1500 bytes, under max_bytes
+    assert len(uses) >= 40
