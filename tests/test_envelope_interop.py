@@ -168,3 +168,47 @@ def test_esdk_refuses_tampered_kmscore_message(setup: dict[str, Any]) -> None:
     # the ESDK lets cryptography's InvalidTag through unwrapped
     with pytest.raises((aws_encryption_sdk.exceptions.AWSEncryptionSDKClientError, InvalidTag)):
         setup["strict"].decrypt(source=bytes(msg), key_provider=setup["provider"])
+
+
+@pytest.mark.parametrize("suite", SUITES, ids=lambda s: f"{s.suite_id:04x}")
+def test_esdk_non_framed_messages_are_read(setup: dict[str, Any], suite: E.AlgorithmSuite) -> None:
+    data = os.urandom(50_000)
+    msg, _ = setup["strict"].encrypt(
+        source=data,
+        key_provider=setup["provider"],
+        algorithm=ESDK_ALG[suite.suite_id],
+        frame_length=0,
+        encryption_context={"shape": "single block"},
+    )
+    ring = E.KmsKeyring(setup["kms"], setup["arns"])
+    plain, header = E.decrypt(msg, ring)
+    assert plain == data
+    assert header.content_type == 1 and header.frame_length == 0
+    out = io.BytesIO()
+    with pytest.raises(E.MessageFormatError, match="over the limit"):
+        E.decrypt_stream(io.BytesIO(msg), out, ring, max_body_length=49_999)
+    assert out.getvalue() == b""
+    for pos in (len(msg) - 200, len(msg) // 2):
+        bad = bytearray(msg)
+        bad[pos] ^= 1
+        out = io.BytesIO()
+        with pytest.raises(E.AuthenticationError):
+            E.decrypt_stream(io.BytesIO(bytes(bad)), out, ring)
+        assert out.getvalue() == b""
+    with pytest.raises(E.MessageFormatError, match="truncated"):
+        E.decrypt(msg[:-1], ring)
+
+
+def test_esdk_v1_non_framed_read_when_allowed(setup: dict[str, Any]) -> None:
+    legacy = aws_encryption_sdk.EncryptionSDKClient(
+        commitment_policy=aws_encryption_sdk.CommitmentPolicy.FORBID_ENCRYPT_ALLOW_DECRYPT
+    )
+    data = os.urandom(7_000)
+    msg, _ = legacy.encrypt(
+        source=data,
+        key_provider=setup["provider"],
+        algorithm=Algorithm.AES_256_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384,
+        frame_length=0,
+    )
+    ring = E.KmsKeyring(setup["kms"], setup["arns"])
+    assert E.decrypt(msg, ring, allow_legacy=True)[0] == data

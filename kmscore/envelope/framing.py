@@ -42,12 +42,15 @@ from kmscore.envelope.errors import (
     MessageFormatError,
     PolicyError,
 )
-from kmscore.envelope.header import Header, read_header, serialize_header_body
+from kmscore.envelope.header import NON_FRAMED, Header, read_header, serialize_header_body
 from kmscore.envelope.keyring import MaterialsManager, wipe
 from kmscore.envelope.suites import DEFAULT_SUITE, IV_LEN, TAG_LEN, WRITABLE, AlgorithmSuite
 
 FRAME_AAD = b"AWSKMSEncryptionClient Frame"
 FINAL_FRAME_AAD = b"AWSKMSEncryptionClient Final Frame"
+SINGLE_BLOCK_AAD = b"AWSKMSEncryptionClient Single Block"
+#: Largest non-framed body read by default (it is held in memory whole).
+MAX_NON_FRAMED_LENGTH = 64 * 1024 * 1024
 FINAL_MARKER = b"\xff\xff\xff\xff"
 MAX_SEQUENCE = 0xFFFFFFFE
 DEFAULT_FRAME_LENGTH = 64 * 1024
@@ -284,6 +287,7 @@ def decrypt_stream(
     allow_legacy: bool = False,
     max_encrypted_data_keys: int | None = None,
     source: Source | None = None,
+    max_body_length: int = MAX_NON_FRAMED_LENGTH,
 ) -> Header:
     """Decrypt one message from ``src`` to ``dst``, frame by verified frame.
 
@@ -295,6 +299,8 @@ def decrypt_stream(
         allow_legacy: Also read version 1 messages (non-committing suites).
         max_encrypted_data_keys: Refuse messages with more EDKs than this.
         source: Read the message from this (:class:`MemorySource`) instead of ``src``.
+        max_body_length: Largest non-framed body accepted (such a body is
+            decrypted whole, in memory, before any of it is written).
 
     Returns:
         The message's header.
@@ -333,15 +339,35 @@ def decrypt_stream(
     hasher = hashes.Hash(suite.sig_hash()) if verifier and suite.sig_hash else None
     if hasher is not None:
         hasher.update(header.raw + auth)
+    if header.content_type == NON_FRAMED:
+        _decrypt_single_block(source, dst, aead, header, hasher, max_body_length)
+    else:
+        _decrypt_frames(source, dst, aead, header, hasher)
+    if hasher is not None and verifier is not None and suite.sig_hash is not None:
+        (sig_len,) = struct.unpack(">H", read_exact(2))
+        signature = read_exact(sig_len)
+        try:
+            verifier.verify(signature, hasher.finalize(), ec.ECDSA(Prehashed(suite.sig_hash())))
+        except InvalidSignature:
+            raise AuthenticationError("the message signature does not verify") from None
+    if not source.at_end():
+        raise MessageFormatError("unexpected data after the end of the message")
+    return header
+
+
+def _decrypt_frames(
+    source: Source, dst: BinaryIO, aead: AESGCM, header: Header, hasher: hashes.Hash | None
+) -> None:
+    """Decrypt the frames of a framed body, writing each once its tag verified."""
     regular_aad = header.message_id + FRAME_AAD
     final_aad = header.message_id + FINAL_FRAME_AAD
     frame_length = header.frame_length
     plain_buf = memoryview(bytearray(frame_length))
     seq = 1
     while True:
-        first = read_exact(4)
+        first = source.take(4)
         final = first == FINAL_MARKER
-        head = first + read_exact(4 + IV_LEN + 4) if final else first + read_exact(IV_LEN)
+        head = first + source.take(4 + IV_LEN + 4) if final else first + source.take(IV_LEN)
         seq_bytes = head[4:8] if final else first
         if struct.unpack(">I", seq_bytes)[0] != seq:
             raise AuthenticationError(f"frame {seq} is missing or out of order")
@@ -366,17 +392,36 @@ def decrypt_stream(
             raise AuthenticationError(f"frame {seq} does not authenticate") from None
         dst.write(plain)
         if final:
-            break
+            return
         if seq >= MAX_SEQUENCE:
             raise MessageFormatError("too many frames")
         seq += 1
-    if hasher is not None and verifier is not None and suite.sig_hash is not None:
-        (sig_len,) = struct.unpack(">H", read_exact(2))
-        signature = read_exact(sig_len)
-        try:
-            verifier.verify(signature, hasher.finalize(), ec.ECDSA(Prehashed(suite.sig_hash())))
-        except InvalidSignature:
-            raise AuthenticationError("the message signature does not verify") from None
-    if not source.at_end():
-        raise MessageFormatError("unexpected data after the end of the message")
-    return header
+
+
+def _decrypt_single_block(
+    source: Source,
+    dst: BinaryIO,
+    aead: AESGCM,
+    header: Header,
+    hasher: hashes.Hash | None,
+    max_body_length: int,
+) -> None:
+    """Decrypt a non-framed body (read only): one block, held whole until its tag verified."""
+    iv = source.take(IV_LEN)
+    length_bytes = source.take(8)
+    (length,) = struct.unpack(">Q", length_bytes)
+    if length > max_body_length:
+        raise MessageFormatError(
+            f"non-framed content of {length} bytes is over the limit of {max_body_length}"
+        )
+    sealed = source.take_view(length + TAG_LEN)
+    if hasher is not None:
+        hasher.update(iv + length_bytes)
+        hasher.update(sealed)
+    aad = header.message_id + SINGLE_BLOCK_AAD + struct.pack(">IQ", 1, length)
+    plain = bytearray(length)
+    try:
+        aead.decrypt_into(iv, sealed, aad, plain)
+    except InvalidTag:
+        raise AuthenticationError("the message body does not authenticate") from None
+    dst.write(plain)

@@ -194,9 +194,7 @@ def read_header(read: Reader, max_encrypted_data_keys: int | None = None) -> tup
         info = take(u16())
         edks.append(EncryptedDataKey(provider_id, info, take(u16())))
     content_type = take(1)[0]
-    if content_type == NON_FRAMED:
-        raise MessageFormatError("non-framed messages are not supported yet")
-    if content_type != FRAMED:
+    if content_type not in (FRAMED, NON_FRAMED):
         raise MessageFormatError(f"unknown content type {content_type}")
     if version == 1:
         if take(4) != b"\0\0\0\0":
@@ -204,7 +202,10 @@ def read_header(read: Reader, max_encrypted_data_keys: int | None = None) -> tup
         if take(1)[0] != IV_LEN:
             raise MessageFormatError("unsupported IV length")
     (frame_length,) = struct.unpack(">I", take(4))
-    if frame_length == 0 or frame_length > MAX_FRAME_LENGTH:
+    if content_type == NON_FRAMED:
+        if frame_length != 0:
+            raise MessageFormatError("a non-framed message has a frame length")
+    elif frame_length == 0 or frame_length > MAX_FRAME_LENGTH:
         raise MessageFormatError(f"invalid frame length {frame_length}")
     suite_data = take(suite.suite_data_len)
     header = Header(
