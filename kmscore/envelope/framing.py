@@ -20,6 +20,10 @@ The decryptor writes a frame's plaintext only after its tag verified. With a
 signed suite, frames reach a *stream* before the footer's signature is checked
 (as with the Encryption SDK); :func:`kmscore.envelope.decrypt_file` and
 :func:`kmscore.envelope.decrypt` release nothing until the signature verified.
+
+Non-framed bodies (read only) are one block: IV, u64 length, ciphertext, tag,
+with the single-block AAD string and sequence number 1; the block is decrypted
+whole and written only after its tag verified, so its size is capped.
 """
 
 from __future__ import annotations
