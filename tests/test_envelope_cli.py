@@ -3,9 +3,12 @@ context checks, --json header summaries, and no output file after a failure."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_cli_keys import CLI, Kms, arn, init_data_dir
@@ -112,3 +115,30 @@ def test_top_level_names(kms: Kms, tmp_path: Path) -> None:
     kms.ok("encrypt-file", tmp_path / "p", tmp_path / "p.enc", "--key-id", key, "--context", "a=b")
     kms.ok("decrypt-file", tmp_path / "p.enc", tmp_path / "q", "--context", "a=b")
     assert (tmp_path / "q").read_bytes() == b"same commands"
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("sized", [True, False], ids=["file", "pipe"])
+def test_progress_on_a_terminal(
+    kms: Kms, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sized: bool
+) -> None:
+    key = arn(kms.new_key())
+    data = os.urandom(300_000)
+    (tmp_path / "p").write_bytes(data)
+    with LocalKMS(kms.data_dir) as local:
+        ring = E.KmsKeyring(local, [key])
+        tty = _Tty()
+        monkeypatch.setattr(sys, "stderr", tty)
+        with open(tmp_path / "p", "rb") as raw:
+            src: Any = raw if sized else io.BufferedReader(io.BytesIO(data))
+            with envelope_cli._progress(src, "encrypt") as wrapped:
+                out = io.BytesIO()
+                E.encrypt_stream(wrapped, out, ring, frame_length=4096)
+        monkeypatch.undo()
+    with LocalKMS(kms.data_dir) as local:
+        assert E.decrypt(out.getvalue(), E.KmsKeyring(local, [key]))[0] == data
+    assert "encrypt" in tty.getvalue()

@@ -9,12 +9,13 @@ failed decrypt leaves no output file behind.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import click
 
@@ -70,6 +71,30 @@ def _output(path: str) -> Iterator[BinaryIO]:
         yield f
 
 
+class _Counted(io.RawIOBase):
+    """A binary input that reports how many bytes each read returned."""
+
+    def __init__(self, src: BinaryIO, advance: Callable[[int], None]) -> None:
+        self._src = src
+        self._advance = advance
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        view = memoryview(buf).cast("B")
+        readinto = getattr(self._src, "readinto", None)
+        if readinto is not None:
+            n = readinto(view) or 0
+        else:
+            data = self._src.read(len(view)) or b""
+            n = len(data)
+            view[:n] = data
+        if n:
+            self._advance(n)
+        return n
+
+
 @contextlib.contextmanager
 def _progress(src: BinaryIO, label: str) -> Iterator[BinaryIO]:
     """``src`` wrapped in a progress bar with throughput, when stderr is a terminal."""
@@ -91,15 +116,15 @@ def _progress(src: BinaryIO, label: str) -> Iterator[BinaryIO]:
         st = os.fstat(src.fileno())
         total = st.st_size if st.st_size > 0 else None
     columns = (
-        TextColumn(label),
+        TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        with progress.wrap_file(src, total=total) as wrapped:
-            yield wrapped
+        task = progress.add_task(label, total=total)
+        yield cast(BinaryIO, _Counted(src, lambda n: progress.update(task, advance=n)))
 
 
 def _summary(header: E.Header, *, to_stderr: bool) -> None:
