@@ -229,3 +229,20 @@ def test_limits_hold_under_threads(client: Counting, arns: list[str]) -> None:
     assert len(msgs) == 2000
     assert max(uses.values()) <= 50  # and 50 * 30 = 1500 bytes, under max_bytes
     assert len(uses) >= 40
+
+
+def test_a_pipe_is_not_counted_as_empty(client: Counting, arns: list[str], tmp_path: Path) -> None:
+    # encrypt_file of a FIFO: its st_size (0) must not be taken as the length,
+    # or the cache would count no bytes against max_bytes
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    cache = _cache(client, arns, max_bytes=10)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(b"y" * 1000))
+    writer.start()
+    E.encrypt_file(fifo, tmp_path / "out.enc", cache, suite=SUITE)
+    writer.join()
+    assert len(cache) == 0  # unknown length: not cached
+    ring = E.KmsKeyring(client, arns)
+    assert E.decrypt((tmp_path / "out.enc").read_bytes(), ring)[0] == b"y" * 1000

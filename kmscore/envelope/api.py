@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -86,6 +87,12 @@ def atomic_output(path: Path) -> Iterator[BinaryIO]:
         raise
 
 
+def _regular_file_size(f: BinaryIO) -> int | None:
+    """The size of a regular file; None for a pipe or device (its size says nothing)."""
+    st = os.fstat(f.fileno())
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
 def encrypt_file(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
@@ -105,7 +112,7 @@ def encrypt_file(
             encryption_context=encryption_context,
             suite=suite,
             frame_length=frame_length,
-            plaintext_length=os.fstat(f.fileno()).st_size,
+            plaintext_length=_regular_file_size(f),
         )
 
 
