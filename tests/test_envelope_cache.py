@@ -246,3 +246,17 @@ def test_a_pipe_is_not_counted_as_empty(client: Counting, arns: list[str], tmp_p
     assert len(cache) == 0  # unknown length: not cached
     ring = E.KmsKeyring(client, arns)
     assert E.decrypt((tmp_path / "out.enc").read_bytes(), ring)[0] == b"y" * 1000
+
+
+def test_declared_length_is_enforced(client: Counting, arns: list[str]) -> None:
+    import io
+
+    cache = _cache(client, arns, max_bytes=100)
+    with pytest.raises(ValueError, match="longer than plaintext_length"):
+        E.encrypt_stream(
+            io.BytesIO(b"z" * 500), io.BytesIO(), cache, suite=SUITE,
+            plaintext_length=50, frame_length=64,
+        )  # fmt: skip
+    out = io.BytesIO()
+    E.encrypt_stream(io.BytesIO(b"z" * 50), out, cache, suite=SUITE, plaintext_length=50)
+    assert E.decrypt(out.getvalue(), E.KmsKeyring(client, arns))[0] == b"z" * 50

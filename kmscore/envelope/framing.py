@@ -218,7 +218,8 @@ def encrypt_stream(
         encryption_context: Authenticated, not secret; stored in the header.
         suite: 0x0578 (signed, the default) or 0x0478.
         frame_length: Plaintext bytes per frame.
-        plaintext_length: The length, when known (lets a cache count bytes).
+        plaintext_length: The length, when known (lets a cache count bytes);
+            longer input raises ValueError before its excess is encrypted.
         frames: The plaintext already split (:func:`frames_of_bytes`); then
             ``src`` is not read.
 
@@ -258,13 +259,16 @@ def encrypt_stream(
     regular_aad = message_id + FRAME_AAD
     final_aad = message_id + FINAL_FRAME_AAD
     buf = memoryview(bytearray(4 + 4 + IV_LEN + 4 + frame_length + TAG_LEN))
-    seq = 1
+    seq, total = 1, 0
     for plain, final in frames if frames is not None else frames_of_stream(src, frame_length):
         if seq > MAX_SEQUENCE:
             raise ValueError("too many frames for one message")
         seq_bytes = struct.pack(">I", seq)
         iv = _IV_PAD + seq_bytes
         length = len(plain)
+        total += length
+        if plaintext_length is not None and total > plaintext_length:
+            raise ValueError(f"the input is longer than plaintext_length ({plaintext_length})")
         if final:
             prefix = FINAL_MARKER + seq_bytes + iv + struct.pack(">I", length)
             aad = final_aad + seq_bytes + struct.pack(">Q", length)
