@@ -362,12 +362,16 @@ def test_ed25519_message_types():
         A.sign(key, "ED25519_SHA_512", bytes(64), "EXTERNAL_MU")
 
 
-def test_ed25519ph_is_unsupported_after_aws_checks():
+def test_ed25519ph_signs_a_digest_after_aws_checks():
+    """ED25519_PH_SHA_512 works with DIGEST (tests/test_asymmetric_ed25519ph.py has the rest)."""
     key = loaded("ECC_NIST_EDWARDS25519")
-    with pytest.raises(UnsupportedOperationException, match="Ed25519ph"):
-        A.sign(key, "ED25519_PH_SHA_512", bytes(64), "DIGEST")
-    with pytest.raises(UnsupportedOperationException, match="Ed25519ph"):
-        A.verify(key, "ED25519_PH_SHA_512", bytes(64), "DIGEST", bytes(64))
+    digest = hashlib.sha512(MESSAGE).digest()
+    signature = A.sign(key, "ED25519_PH_SHA_512", digest, "DIGEST")
+    assert len(signature) == 64
+    assert A.verify(key, "ED25519_PH_SHA_512", digest, "DIGEST", signature)
+    assert not A.verify(key, "ED25519_PH_SHA_512", bytes(64), "DIGEST", signature)
+    # Not a PureEdDSA signature of the same bytes: the dom2 prefix separates them.
+    assert not A.verify(key, "ED25519_SHA_512", digest, "RAW", signature)
 
 
 def test_ml_dsa_message_types():

@@ -282,15 +282,16 @@ def test_message_types_the_algorithm_refuses(
             MessageType="DIGEST",
             SigningAlgorithm=alg,
         )
-    # Unsupported by the crypto library (cryptography 48), not silently wrong.
+    # ED25519_PH_SHA_512 takes DIGEST only, as AWS does.
     expect(
-        "UnsupportedOperationException",
+        "ValidationException",
         kms.sign,
         KeyId=ed,
         Message=digest,
-        MessageType="DIGEST",
+        MessageType="RAW",
         SigningAlgorithm="ED25519_PH_SHA_512",
     )
+    # Unsupported by the crypto library (cryptography 48), not silently wrong.
     expect(
         "UnsupportedOperationException",
         kms.sign,

@@ -5,7 +5,7 @@ The service loads a key material version once into a :class:`LoadedKey`,
 caches it, and calls:
 
 - :func:`sign` / :func:`verify`: ``Sign`` and ``Verify`` (RSA PSS and PKCS#1
-  v1.5, ECDSA, Ed25519, ML-DSA) with AWS's ``MessageType`` rules.
+  v1.5, ECDSA, Ed25519 and Ed25519ph, ML-DSA) with AWS's ``MessageType`` rules.
 - :func:`rsa_encrypt` / :func:`rsa_decrypt`: RSAES-OAEP ``Encrypt`` and
   ``Decrypt`` with AWS's plaintext limits (:func:`max_plaintext_length`).
 - :func:`generate_mac` / :func:`verify_mac`: ``GenerateMac`` and ``VerifyMac``.
@@ -19,7 +19,9 @@ that does not verify is ``False``, never an exception: the service turns it
 into ``KMSInvalidSignatureException`` or ``KMSInvalidMacException``.
 
 Not available with ``cryptography`` 48 (``UnsupportedOperationException``):
-ED25519_PH_SHA_512 (Ed25519ph) and ML-DSA MessageType EXTERNAL_MU; SM2 keys.
+ML-DSA MessageType EXTERNAL_MU; SM2 keys. ED25519_PH_SHA_512 (Ed25519ph), which
+``cryptography`` cannot compute either, is built on libsodium's Edwards25519
+primitives in :mod:`kmscore.asymmetric.ed25519ph`.
 """
 
 from __future__ import annotations

@@ -14,11 +14,13 @@ in this order, each with AWS's error:
    ``ValidationException``.
 5. DIGEST whose length is not the algorithm's digest length (32, 48 or 64
    bytes), or EXTERNAL_MU that is not 64 bytes: ``ValidationException``.
-6. What ``cryptography`` 48 cannot compute (ED25519_PH_SHA_512, EXTERNAL_MU):
+6. What ``cryptography`` 48 cannot compute (EXTERNAL_MU):
    ``UnsupportedOperationException``.
 
 A DIGEST message is signed as the digest of a RAW message (``Prehashed``), so a
-signature made over RAW ``m`` verifies over DIGEST ``H(m)`` and back.
+signature made over RAW ``m`` verifies over DIGEST ``H(m)`` and back. The
+exception is ED25519_PH_SHA_512 (DIGEST only), where AWS hashes the digest once
+more as Ed25519ph's PH step (:mod:`kmscore.asymmetric.eddsa`).
 """
 
 from __future__ import annotations
@@ -129,8 +131,6 @@ def _checked(
             f"be exactly {scheme.digest_length} bytes (the digest length); it is "
             f"{len(message)} bytes."
         )
-    if algorithm is SigningAlgorithm.ED25519_PH_SHA_512:
-        raise eddsa.ed25519ph_unsupported()
     if kind is MessageType.EXTERNAL_MU:
         raise _mldsa.external_mu_unsupported()
     return scheme, kind
@@ -153,7 +153,7 @@ def sign(key: LoadedKey, signing_algorithm: str, message: bytes, message_type: s
         ValidationException: Unknown names, message too long, message type not
             valid with the algorithm, or a digest of the wrong length.
         InvalidKeyUsageException: The algorithm does not fit the key spec.
-        UnsupportedOperationException: ED25519_PH_SHA_512 or EXTERNAL_MU.
+        UnsupportedOperationException: EXTERNAL_MU.
     """
     scheme, kind = _checked(key, signing_algorithm, message, message_type)
     data = bytes(message)
@@ -170,6 +170,8 @@ def sign(key: LoadedKey, signing_algorithm: str, message: bytes, message_type: s
     if scheme.family is KeyFamily.EDWARDS:
         if not isinstance(private, ed25519.Ed25519PrivateKey):
             wrong_key_type(key.key_spec, private)
+        if scheme.algorithm is SigningAlgorithm.ED25519_PH_SHA_512:
+            return eddsa.sign_ed25519ph(private, data)
         return eddsa.sign_ed25519(private, data)
     if not isinstance(
         private, mldsa.MLDSA44PrivateKey | mldsa.MLDSA65PrivateKey | mldsa.MLDSA87PrivateKey
@@ -199,7 +201,7 @@ def verify(
         ValidationException: Unknown names, message too long, message type not
             valid with the algorithm, or a digest of the wrong length.
         InvalidKeyUsageException: The algorithm does not fit the key spec.
-        UnsupportedOperationException: ED25519_PH_SHA_512 or EXTERNAL_MU.
+        UnsupportedOperationException: EXTERNAL_MU.
     """
     scheme, kind = _checked(key, signing_algorithm, message, message_type)
     data = bytes(message)
@@ -217,6 +219,8 @@ def verify(
     if scheme.family is KeyFamily.EDWARDS:
         if not isinstance(public, ed25519.Ed25519PublicKey):
             wrong_key_type(key.key_spec, public)
+        if scheme.algorithm is SigningAlgorithm.ED25519_PH_SHA_512:
+            return eddsa.verify_ed25519ph(public, data, sig)
         return eddsa.verify_ed25519(public, data, sig)
     if not isinstance(
         public, mldsa.MLDSA44PublicKey | mldsa.MLDSA65PublicKey | mldsa.MLDSA87PublicKey
