@@ -22,6 +22,7 @@ __all__ = [
     "grant_allows",
     "new_grant_id",
     "new_grant_token",
+    "operations_for_key",
 ]
 
 #: The operations a grant may allow (botocore's GrantOperation enum).
@@ -59,6 +60,40 @@ CONSTRAINT_OPERATIONS: Final = frozenset(
         "RetireGrant",
     }
 )
+
+
+_COMMON_OPERATIONS: Final = frozenset({"CreateGrant", "DescribeKey", "RetireGrant"})
+_OPERATIONS_BY_USAGE: Final = {
+    # (symmetric?, key usage) -> the grant operations AWS accepts for that key type.
+    (True, "ENCRYPT_DECRYPT"): frozenset(
+        {
+            "Decrypt",
+            "Encrypt",
+            "GenerateDataKey",
+            "GenerateDataKeyWithoutPlaintext",
+            "GenerateDataKeyPair",
+            "GenerateDataKeyPairWithoutPlaintext",
+            "ReEncryptFrom",
+            "ReEncryptTo",
+        }
+    ),
+    (False, "ENCRYPT_DECRYPT"): frozenset(
+        {"Decrypt", "Encrypt", "ReEncryptFrom", "ReEncryptTo", "GetPublicKey"}
+    ),
+    (False, "SIGN_VERIFY"): frozenset({"Sign", "Verify", "GetPublicKey"}),
+    (True, "GENERATE_VERIFY_MAC"): frozenset({"GenerateMac", "VerifyMac"}),
+    (False, "KEY_AGREEMENT"): frozenset({"DeriveSharedSecret", "GetPublicKey"}),
+}
+
+
+def operations_for_key(key_spec: str, key_usage: str) -> frozenset[str]:
+    """The grant operations AWS KMS accepts for a key of this spec and usage.
+
+    A grant for an operation the key cannot perform (Sign on a symmetric key,
+    Encrypt on an HMAC key) is refused at CreateGrant, as AWS refuses it.
+    """
+    symmetric = key_spec == "SYMMETRIC_DEFAULT" or key_spec.startswith("HMAC_")
+    return _COMMON_OPERATIONS | _OPERATIONS_BY_USAGE.get((symmetric, key_usage), frozenset())
 
 
 def new_grant_id() -> str:

@@ -19,6 +19,7 @@ from kmscore.grants import (
     Grant,
     new_grant_id,
     new_grant_token,
+    operations_for_key,
 )
 from kmscore.keystate import check_state
 from kmscore.operations.common import (
@@ -74,6 +75,12 @@ def create_grant(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     operations = tuple(dict.fromkeys(req["Operations"]))
     if not operations:
         raise ValidationException("Operations must name at least one operation.")
+    unfit = [op for op in operations if op not in operations_for_key(key.key_spec, key.key_usage)]
+    if unfit:
+        raise ValidationException(
+            f"Grant operations {', '.join(unfit)} are not valid for a key with key spec "
+            f"{key.key_spec} and key usage {key.key_usage}."
+        )
     constraints = req.get("Constraints") or None
     if constraints is not None:
         outside = [op for op in operations if op not in CONSTRAINT_OPERATIONS]
