@@ -65,6 +65,14 @@ INLINE_OPERATIONS: Final = frozenset(
 #: clients), one at a time per connection: its answer can be tens of MB.
 INLINE_BATCH_MAX: Final = 1000
 _BATCH_ITEMS: Final = {"GenerateDataKeys": "Count", "DecryptMany": "CiphertextBlobs"}
+#: RSA Encrypt, Decrypt and ReEncrypt (AWS requires a non-symmetric algorithm
+#: named in these members for them) take milliseconds of private-key work, so
+#: they go to a worker thread instead of holding up the loop.
+_ALGORITHM_MEMBERS: Final = (
+    "EncryptionAlgorithm",
+    "SourceEncryptionAlgorithm",
+    "DestinationEncryptionAlgorithm",
+)
 
 #: Every operation of the AWS KMS API (botocore's kms 2014-11-01 model). Those
 #: kmscore does not serve answer UnsupportedOperationException; other names
@@ -159,7 +167,8 @@ def parse_request(message: Any, size: int) -> Request:
     """Check a decoded message's shape and decide where it runs.
 
     Inline: the data-plane operations of :data:`INLINE_OPERATIONS` (batches up
-    to :data:`INLINE_BATCH_MAX` items), unknown names (answered at once) and
+    to :data:`INLINE_BATCH_MAX` items; RSA encryption, named by a non-symmetric
+    encryption algorithm, excepted), unknown names (answered at once) and
     requests answered with an error without running. Everything else, every
     operation that changes the store in particular, goes to the worker threads.
 
@@ -196,6 +205,10 @@ def parse_request(message: Any, size: int) -> Request:
             f"{method} is an AWS KMS operation that kmscore does not serve."
         )
     else:
+        if weight == 0 and any(
+            params.get(m, "SYMMETRIC_DEFAULT") != "SYMMETRIC_DEFAULT" for m in _ALGORITHM_MEMBERS
+        ):
+            weight = 1
         member = _BATCH_ITEMS.get(method)
         if member is not None:
             items = params.get(member)
