@@ -15,6 +15,9 @@ from types import ModuleType
 import pytest
 from hypothesis import HealthCheck, settings
 
+#: Fixtures shared by the access tests (data_dir, admin, as_user).
+pytest_plugins = ["service_helpers.access"]
+
 PUREPYTHON = os.environ.get("KMSCORE_PUREPYTHON") == "1"
 
 BACKEND_MODULES = {

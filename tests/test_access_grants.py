@@ -9,69 +9,18 @@ the grant's token is passed.
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from service_helpers import all_pages, expect
+from service_helpers.access import ROOT, identity, settle, user
 
 from kmscore.client import LocalKMS
 
-ACCOUNT = "111122223333"
-ROOT = f"arn:aws:iam::{ACCOUNT}:root"
-
-
-def user(name: str) -> str:
-    return f"arn:aws:iam::{ACCOUNT}:user/{name}"
-
-
 BOB = user("bob")
 CAROL = user("carol")
-
-
-def settle() -> None:
-    """Wait until every other instance on the data dir sees the last change."""
-    time.sleep(0.1)
-
-
-def identity(*actions: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}],
-        }
-    )
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "kms"
-
-
-@pytest.fixture
-def admin(data_dir: Path) -> Iterator[LocalKMS]:
-    with LocalKMS(data_dir, audit=False) as kms:
-        yield kms
-
-
-@pytest.fixture
-def as_user(data_dir: Path, admin: LocalKMS) -> Iterator[Callable[..., LocalKMS]]:
-    """Add a user (unless ``add=False``) and open a client as it."""
-    opened: list[LocalKMS] = []
-
-    def make(name: str, policy: str | None = None, *, add: bool = True) -> LocalKMS:
-        if add:
-            admin.service.principals.add(name, policy=policy)
-        client = LocalKMS(data_dir, principal=user(name), audit=False)
-        opened.append(client)
-        return client
-
-    yield make
-    for client in opened:
-        client.close()
 
 
 @pytest.fixture

@@ -10,39 +10,18 @@ tests wait :func:`settle` between a change and a check in another instance.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from service_helpers import expect
+from service_helpers.access import ACCOUNT, ROOT, identity, settle, user
 
 from kmscore.client import LocalKMS
 from kmscore.errors import KMSError
 from kmscore.operations import OPERATIONS, dispatch
 from kmscore.service import Caller
-
-ACCOUNT = "111122223333"
-ROOT = f"arn:aws:iam::{ACCOUNT}:root"
-
-
-def user(name: str) -> str:
-    return f"arn:aws:iam::{ACCOUNT}:user/{name}"
-
-
-def settle() -> None:
-    """Wait until every other instance on the data dir sees the last change."""
-    time.sleep(0.1)
-
-
-def identity(*actions: str, effect: str = "Allow") -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": effect, "Action": list(actions), "Resource": "*"}],
-        }
-    )
 
 
 def key_policy(*statements: dict[str, Any]) -> str:
@@ -60,34 +39,6 @@ def allow(principal: str | list[str], actions: str | list[str], **extra: Any) ->
 
 
 ROOT_STATEMENT = allow(ROOT, "kms:*", Sid="Enable IAM User Permissions")
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "kms"
-
-
-@pytest.fixture
-def admin(data_dir: Path) -> Iterator[LocalKMS]:
-    with LocalKMS(data_dir, audit=False) as kms:
-        yield kms
-
-
-@pytest.fixture
-def as_user(data_dir: Path, admin: LocalKMS) -> Iterator[Callable[..., LocalKMS]]:
-    """Add a user (optionally with an identity policy) and open a client as it."""
-    opened: list[LocalKMS] = []
-
-    def make(name: str, policy: str | None = None, *, add: bool = True) -> LocalKMS:
-        if add:
-            admin.service.principals.add(name, policy=policy)
-        client = LocalKMS(data_dir, principal=user(name), audit=False)
-        opened.append(client)
-        return client
-
-    yield make
-    for client in opened:
-        client.close()
 
 
 @pytest.fixture
