@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from kmscore.errors import AccessDeniedException
-from kmscore.grants import Grant, grant_allows
+from kmscore.grants import Grant, derived_grant_allowed, grant_allows
 from kmscore.keys import KeyRecord
 from kmscore.policy import (
     Effect,
@@ -39,11 +39,15 @@ from kmscore.policy import (
 if TYPE_CHECKING:
     from kmscore.service import Call, KeyService
 
-__all__ = ["DECISION_TTL", "UNMAPPED", "PolicyAuthorizer"]
+__all__ = ["DECISION_TTL", "GRANT_CONSTRAINTS", "UNMAPPED", "PolicyAuthorizer"]
 
 DECISION_TTL: Final = 1.0
 #: ``Caller.kind`` of a caller the frontend could not map to a principal.
 UNMAPPED: Final = "Unmapped"
+#: A CreateGrant request's constraints, passed with its conditions: the
+#: authorizer checks them against the parent grant's; no policy sees them
+#: (policies see ``kms:GrantConstraintType`` and ``kms:EncryptionContext:``).
+GRANT_CONSTRAINTS: Final = "kmscore:GrantConstraints"
 _CACHE_MAX: Final = 8192
 #: Actions an unmapped caller may still take (it reveals nothing about keys).
 _ANONYMOUS_ACTIONS: Final = frozenset({"kms:GenerateRandom"})
@@ -115,6 +119,8 @@ class PolicyAuthorizer:
             if name == "kms:EncryptionContext":
                 if value:
                     values.update(encryption_context_values(value))
+            elif name == GRANT_CONSTRAINTS:
+                continue
             elif value is not None:
                 values[name] = value
         if key is not None:
@@ -245,5 +251,14 @@ class PolicyAuthorizer:
         grants = self.key_grants(svc, key.key_id)
         if call.token_grants:
             grants = grants + tuple(g for g in call.token_grants if g.key_id == key.key_id)
-        granted = grant_allows(grants, caller.arn, operation, context)
+        if operation == "CreateGrant":
+            # Through a grant, only a grant no wider than that grant (AWS).
+            granted = derived_grant_allowed(
+                grants,
+                caller.arn,
+                conditions.get("kms:GrantOperations") or (),
+                conditions.get(GRANT_CONSTRAINTS),
+            )
+        else:
+            granted = grant_allows(grants, caller.arn, operation, context)
         authorize(key_policy, identity, granted, ctx)

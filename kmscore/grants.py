@@ -19,6 +19,8 @@ __all__ = [
     "GRANT_OPERATIONS",
     "Grant",
     "constraints_allow",
+    "constraints_within",
+    "derived_grant_allowed",
     "grant_allows",
     "new_grant_id",
     "new_grant_token",
@@ -58,6 +60,23 @@ CONSTRAINT_OPERATIONS: Final = frozenset(
         "GenerateDataKeyPairWithoutPlaintext",
         "CreateGrant",
         "RetireGrant",
+        "DescribeKey",
+    }
+)
+#: Operations whose request has an encryption context, so a grant's
+#: constraints are checked against it. For DescribeKey and RetireGrant a
+#: constraint is allowed in the grant but does not apply (AWS GrantConstraints);
+#: for CreateGrant it applies to the constraints of the grant being created.
+CONTEXT_OPERATIONS: Final = frozenset(
+    {
+        "Decrypt",
+        "Encrypt",
+        "GenerateDataKey",
+        "GenerateDataKeyWithoutPlaintext",
+        "ReEncryptFrom",
+        "ReEncryptTo",
+        "GenerateDataKeyPair",
+        "GenerateDataKeyPairWithoutPlaintext",
     }
 )
 
@@ -167,12 +186,74 @@ def constraints_allow(
 def grant_allows(
     grants: Iterable[Grant], grantee: str, operation: str, context: Mapping[str, str] | None
 ) -> bool:
-    """Whether any grant lets ``grantee`` perform ``operation`` with ``context``."""
+    """Whether any grant lets ``grantee`` perform ``operation`` with ``context``.
+
+    Constraints apply only to operations with an encryption context (a
+    missing context counts as the empty one); CreateGrant through a grant is
+    decided by :func:`derived_grant_allowed`, never here.
+    """
+    if operation == "CreateGrant":
+        return False
+    checked = operation in CONTEXT_OPERATIONS
     for g in grants:
         if g.grantee_principal == grantee and operation in g.operations:
-            if context is None:
-                if not g.constraints:
-                    return True
-            elif constraints_allow(g.constraints, context):
+            if not (checked and g.constraints) or constraints_allow(g.constraints, context or {}):
                 return True
+    return False
+
+
+def constraints_within(
+    child: Mapping[str, Mapping[str, str]] | None,
+    parent: Mapping[str, Mapping[str, str]] | None,
+) -> bool:
+    """Whether every context ``child`` allows is one that ``parent`` allows.
+
+    This is AWS's "equally strict or stricter" rule for a grant created
+    through a parent grant's CreateGrant: under ``EncryptionContextSubset`` S a
+    child may have a Subset or an Equals that holds S; under
+    ``EncryptionContextEquals`` E only an Equals of the same pairs; under no
+    constraint, anything. Keys compare case-insensitively, values exactly.
+    """
+    if not parent:
+        return True
+    if not child:
+        return False
+    equals = child.get("EncryptionContextEquals")
+    if equals is not None:
+        # The child allows one context at most: equals itself (if it meets
+        # the child's own subset too; if not, the child allows nothing).
+        subset = child.get("EncryptionContextSubset")
+        if subset is not None and not _folded(subset) <= _folded(equals):
+            return True
+        return constraints_allow(parent, equals)
+    # The child allows every context holding its subset: so must the parent,
+    # which an Equals never does.
+    if parent.get("EncryptionContextEquals") is not None:
+        return False
+    child_subset = child.get("EncryptionContextSubset") or {}
+    return _folded(parent.get("EncryptionContextSubset") or {}) <= _folded(child_subset)
+
+
+def derived_grant_allowed(
+    grants: Iterable[Grant],
+    grantee: str,
+    operations: Iterable[str],
+    constraints: Mapping[str, Mapping[str, str]] | None,
+) -> bool:
+    """Whether a grant of ``grantee``'s lets it create this grant (CreateGrant).
+
+    A parent grant must allow CreateGrant, hold every operation of the new
+    grant, and have constraints no stricter than the new grant's
+    (:func:`constraints_within`). One parent must cover the whole new grant:
+    two grants do not combine, as in AWS.
+    """
+    wanted = set(operations)
+    for g in grants:
+        if (
+            g.grantee_principal == grantee
+            and "CreateGrant" in g.operations
+            and wanted <= set(g.operations)
+            and constraints_within(constraints, g.constraints)
+        ):
+            return True
     return False

@@ -97,12 +97,13 @@ def test_grant_is_for_its_key_and_grantee_only(
 
 
 def test_grant_operations_must_allow_constraints(admin: LocalKMS, key: str) -> None:
+    signing = admin.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")
     expect(
         "ValidationException",
         admin.create_grant,
-        KeyId=key,
+        KeyId=signing["KeyMetadata"]["KeyId"],
         GranteePrincipal=BOB,
-        Operations=["DescribeKey", "Encrypt"],
+        Operations=["DescribeKey", "Sign"],
         Constraints={"EncryptionContextSubset": {"a": "b"}},
     )
     expect(
@@ -116,6 +117,23 @@ def test_grant_operations_must_allow_constraints(admin: LocalKMS, key: str) -> N
         "ValidationException", admin.create_grant, KeyId=key, GranteePrincipal=BOB, Operations=[]
     )
     assert grant_ids(admin, key) == []
+
+
+def test_constraint_does_not_apply_to_describe_key(
+    admin: LocalKMS, bob: LocalKMS, key: str
+) -> None:
+    # AWS GrantConstraints: a constrained grant may include DescribeKey and
+    # RetireGrant, and the constraint does not apply to them.
+    admin.create_grant(
+        KeyId=key,
+        GranteePrincipal=BOB,
+        Operations=["DescribeKey", "Encrypt"],
+        Constraints={"EncryptionContextSubset": {"a": "b"}},
+    )
+    settle()
+    assert bob.describe_key(KeyId=key)["KeyMetadata"]["KeyId"] == key
+    expect("AccessDeniedException", bob.encrypt, KeyId=key, Plaintext=b"x")
+    bob.encrypt(KeyId=key, Plaintext=b"x", EncryptionContext={"a": "b"})
 
 
 def test_create_grant_dry_run_makes_nothing(admin: LocalKMS, bob: LocalKMS, key: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from kmscore.authorization import UNMAPPED
+from kmscore.authorization import GRANT_CONSTRAINTS, UNMAPPED
 from kmscore.errors import (
     AccessDeniedException,
     InvalidGrantIdException,
@@ -48,6 +48,15 @@ REQUIRED_GRANT_ID: Final = String(required=True, min_len=1, max_len=128)
 MAX_GRANTS_PER_KEY: Final = 50_000
 
 
+def _constraint_pairs(constraints: dict[str, dict[str, str]] | None) -> dict[str, str] | None:
+    if not constraints:
+        return None
+    pairs: dict[str, str] = {}
+    for kind in ("EncryptionContextSubset", "EncryptionContextEquals"):
+        pairs.update(constraints.get(kind) or {})
+    return pairs
+
+
 @operation(
     "CreateGrant",
     {
@@ -81,7 +90,8 @@ def create_grant(call: Call, req: dict[str, Any]) -> dict[str, Any]:
             f"Grant operations {', '.join(unfit)} are not valid for a key with key spec "
             f"{key.key_spec} and key usage {key.key_usage}."
         )
-    constraints = req.get("Constraints") or None
+    # An empty constraint map is no constraint, as AWS treats it.
+    constraints = {k: v for k, v in (req.get("Constraints") or {}).items() if v} or None
     if constraints is not None:
         outside = [op for op in operations if op not in CONSTRAINT_OPERATIONS]
         if outside:
@@ -98,7 +108,11 @@ def create_grant(call: Call, req: dict[str, Any]) -> dict[str, Any]:
             "kms:GranteePrincipal": grantee,
             "kms:RetiringPrincipal": retiring,
             "kms:GrantIsForAWSResource": False,
-            "kms:EncryptionContext": (constraints or {}).get("EncryptionContextEquals"),
+            "kms:GrantConstraintType": tuple(constraints) if constraints else None,
+            # In CreateGrant, kms:EncryptionContext: keys see the constraints'
+            # pairs, of either type (AWS developer guide, condition keys).
+            "kms:EncryptionContext": _constraint_pairs(constraints),
+            GRANT_CONSTRAINTS: constraints,
         },
     )
     dry_run(req)
