@@ -16,6 +16,7 @@ which empties these caches; so does noticing another process's change.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections.abc import Mapping
@@ -49,6 +50,20 @@ UNMAPPED: Final = "Unmapped"
 #: (policies see ``kms:GrantConstraintType`` and ``kms:EncryptionContext:``).
 GRANT_CONSTRAINTS: Final = "kmscore:GrantConstraints"
 _CACHE_MAX: Final = 8192
+#: AWS evaluates kms:ResourceAliases over at most 100 of a key's aliases
+#: (a key has at most 50 here).
+_MAX_RESOURCE_ALIASES: Final = 100
+_PRINCIPAL_TYPES: Final = {"IAMUser": "User", "Root": "Account"}
+
+
+def _source_ip(source: str) -> str | None:
+    """``aws:SourceIp``: the caller's address, for callers over the network."""
+    try:
+        return str(ipaddress.ip_address(source))
+    except ValueError:
+        return None  # a Unix-socket or in-process caller: no address
+
+
 #: Actions an unmapped caller may still take (it reveals nothing about keys).
 _ANONYMOUS_ACTIONS: Final = frozenset({"kms:GenerateRandom"})
 
@@ -69,6 +84,7 @@ class PolicyAuthorizer:
         self._lock = threading.Lock()
         self._policies: dict[tuple[str, str], PolicyDocument] = {}
         self._grants: dict[str, tuple[Grant, ...]] = {}
+        self._resource_values: dict[str, dict[str, Any]] = {}
         self._decisions: dict[tuple[Any, ...], tuple[float, str | None]] = {}
         self._epoch = -1
 
@@ -79,6 +95,7 @@ class PolicyAuthorizer:
             with self._lock:
                 self._policies.clear()
                 self._grants.clear()
+                self._resource_values.clear()
                 self._decisions.clear()
                 self._epoch = svc.access_epoch
 
@@ -104,17 +121,61 @@ class PolicyAuthorizer:
             self._grants[key_id] = grants
         return grants
 
+    def resource_values(self, svc: KeyService, key: KeyRecord) -> dict[str, Any]:
+        """A key's ``aws:ResourceTag/<k>`` and ``kms:ResourceAliases`` values.
+
+        Cached until the access epoch moves (every tag or alias change here
+        moves it, and so does noticing another process's change), so ABAC sees
+        a change at once rather than AWS's "up to five minutes".
+        """
+        values = self._resource_values.get(key.key_id)
+        if values is None:
+            values = {f"aws:ResourceTag/{k}": v for k, v in svc.store.list_tags(key.key_id)}
+            aliases = svc.store.list_aliases(key.key_id, None, _MAX_RESOURCE_ALIASES)
+            if aliases:
+                values["kms:ResourceAliases"] = tuple(a.alias_name for a in aliases)
+            self._resource_values[key.key_id] = values
+        return values
+
     # --- the decision ----------------------------------------------------------
 
     def request_context(
         self, call: Call, action: str, key: KeyRecord | None, conditions: Mapping[str, Any]
     ) -> RequestContext:
-        """The policy language's view of this request."""
+        """The policy language's view of this request.
+
+        Global keys: ``aws:PrincipalArn``/``Account``/``Type``/``Tag/*``,
+        ``aws:userid``, ``aws:username``, ``aws:SourceIp`` (network callers),
+        ``aws:SecureTransport``, ``aws:CurrentTime``/``EpochTime``,
+        ``aws:RequestedRegion``, ``aws:UserAgent``, ``aws:ResourceTag/*``,
+        ``aws:ViaAWSService`` and ``aws:PrincipalIsAWSService`` (always false);
+        ``aws:RequestTag/*`` and ``aws:TagKeys`` come with the operation's
+        conditions. KMS keys: ``kms:CallerAccount``, ``kms:KeySpec``/``Usage``/
+        ``Origin``, ``kms:MultiRegion``, ``kms:RequestAlias``,
+        ``kms:ResourceAliases`` and the operation's own (see docs/access.md).
+        """
+        svc = call.service
         caller = call.caller
         values: dict[str, Any] = {
             "kms:CallerAccount": caller.account,
             "aws:SecureTransport": caller.secure_transport,
+            "aws:RequestedRegion": svc.region,
+            "aws:UserAgent": caller.user_agent,
+            "aws:userid": caller.principal_id,
+            "aws:ViaAWSService": False,
+            "aws:PrincipalIsAWSService": False,
         }
+        principal_type = _PRINCIPAL_TYPES.get(caller.kind)
+        if principal_type is not None:
+            values["aws:PrincipalType"] = principal_type
+        source_ip = _source_ip(caller.source)
+        if source_ip is not None:
+            values["aws:SourceIp"] = source_ip
+        if caller.kind == "IAMUser":
+            principal = svc.principals.by_arn(caller.arn)
+            if principal is not None:
+                for k, v in principal.tags.items():
+                    values[f"aws:PrincipalTag/{k}"] = v
         for name, value in conditions.items():
             if name == "kms:EncryptionContext":
                 if value:
@@ -128,6 +189,11 @@ class PolicyAuthorizer:
             values.setdefault("kms:KeyUsage", key.key_usage)
             values.setdefault("kms:KeyOrigin", key.origin)
             values.setdefault("kms:MultiRegion", key.multi_region)
+            values.update(self.resource_values(svc, key))
+            if call.request_aliases is not None:
+                alias = call.request_aliases.get(key.key_id)
+                if alias is not None:
+                    values["kms:RequestAlias"] = alias
         return RequestContext(
             action=action,
             principal_arn=caller.arn,
@@ -172,21 +238,27 @@ class PolicyAuthorizer:
             cache_key = (
                 caller.arn,
                 caller.secure_transport,
+                caller.source,
+                caller.user_agent,
                 action,
                 key.key_id,
                 key.revision,
                 context_key,
                 conditions.get("kms:EncryptionAlgorithm"),
+                call.request_aliases and call.request_aliases.get(key.key_id),
             )
         else:
             try:
                 cache_key = (
                     caller.arn,
                     caller.secure_transport,
+                    caller.source,
+                    caller.user_agent,
                     action,
                     key.key_id if key is not None else None,
                     key.revision if key is not None else None,
                     tuple((k, _hashable(v)) for k, v in conditions.items()),
+                    call.request_aliases and key and call.request_aliases.get(key.key_id),
                 )
                 hash(cache_key)
             except TypeError:

@@ -13,7 +13,8 @@ import base64
 import os
 import re
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -29,6 +30,7 @@ __all__ = [
     "Principal",
     "Principals",
     "admin_policy",
+    "check_principal_tags",
     "init_admin",
     "new_access_key_id",
     "new_principal_id",
@@ -92,6 +94,8 @@ class Principal:
     uid: int | None
     identity_policy: str | None
     creation_date: datetime
+    #: IAM-style principal tags, seen by policies as ``aws:PrincipalTag/<key>``.
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +158,12 @@ class Principals:
     # --- administration ------------------------------------------------------------
 
     def add(
-        self, name: str, *, uid: int | None = None, policy: str | None = None
+        self,
+        name: str,
+        *,
+        uid: int | None = None,
+        policy: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> tuple[Principal, str, str]:
         """Create a user with one access key.
 
@@ -163,6 +172,7 @@ class Principals:
 
         Raises:
             ValidationException: a bad name.
+            TagException: bad principal tags (see :func:`check_principal_tags`).
             MalformedPolicyDocumentException: the identity policy does not parse.
             AlreadyExistsException: the name or uid is taken.
         """
@@ -175,10 +185,11 @@ class Principals:
             )
         if policy is not None:
             parse_policy(policy, kind=PolicyKind.IDENTITY)
+        checked = check_principal_tags(tags or {})
         svc = self._svc
         now = svc.clock()
         principal = Principal(
-            name, user_arn(svc.account, name), new_principal_id(), uid, policy, now
+            name, user_arn(svc.account, name), new_principal_id(), uid, policy, now, checked
         )
         access_key_id, secret = new_access_key_id(), new_secret_access_key()
         wrapped = svc.root_key.wrap_secret(secret.encode(), ACCESS_KEY_AAD + access_key_id.encode())
@@ -209,6 +220,16 @@ class Principals:
         self._svc.store.set_identity_policy(name, policy)
         self._svc.access_changed()
 
+    def set_tags(self, name: str, tags: Mapping[str, str]) -> None:
+        """Replace a user's tags; policies see them at once (ABAC).
+
+        Raises:
+            TagException: bad tags (see :func:`check_principal_tags`).
+            NotFoundException: no such user.
+        """
+        self._svc.store.set_principal_tags(name, check_principal_tags(tags))
+        self._svc.access_changed()
+
     def list(self) -> list[Principal]:
         """All users, by name."""
         return self._svc.store.list_principals()
@@ -235,6 +256,39 @@ class Principals:
             user_agent=user_agent,
             secure_transport=secure_transport,
         )
+
+
+#: IAM's limits on principal tags.
+MAX_PRINCIPAL_TAGS: Final = 50
+_TAG_TEXT: Final = re.compile(r"^[\w.:/=+\-@ ]*$")
+
+
+def check_principal_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """Principal tags checked as IAM checks them.
+
+    Up to 50; keys 1-128 and values 0-256 characters of letters, digits,
+    spaces and ``_.:/=+-@``; no ``aws:`` prefix; no two keys that differ only
+    in case (IAM tag keys are case-insensitive).
+
+    Raises:
+        TagException: a tag breaks one of these rules.
+    """
+    from kmscore.errors import TagException
+
+    if len(tags) > MAX_PRINCIPAL_TAGS:
+        raise TagException(f"A principal can have at most {MAX_PRINCIPAL_TAGS} tags.")
+    seen: set[str] = set()
+    for k, v in tags.items():
+        if not (1 <= len(k) <= 128 and _TAG_TEXT.fullmatch(k)):
+            raise TagException(f"Principal tag key {k!r} is not 1-128 allowed characters.")
+        if not (len(v) <= 256 and _TAG_TEXT.fullmatch(v)):
+            raise TagException(f"Principal tag value for {k!r} is not 0-256 allowed characters.")
+        if k.lower().startswith("aws:"):
+            raise TagException(f"Tag key {k!r} uses the reserved prefix 'aws:'.")
+        if k.lower() in seen:
+            raise TagException(f"Principal tag key {k!r} appears more than once, ignoring case.")
+        seen.add(k.lower())
+    return dict(tags)
 
 
 def unix_user_name(uid: int) -> str:

@@ -123,6 +123,9 @@ class Call:
     #: before this process notices them in the store (AWS's eventual
     #: consistency of grants, and its remedy).
     token_grants: tuple[Any, ...] = ()
+    #: ``kms:RequestAlias``: the alias name each key was named by in this
+    #: request (key id -> ``alias/...``), when it was named by an alias.
+    request_aliases: dict[str, str] | None = None
 
     def resolve(self, ref: str, *, allow_alias: bool = True) -> KeyRecord:
         """Resolve a key reference (see :meth:`KeyService.resolve`) and note the key.
@@ -136,6 +139,12 @@ class Call:
         key = self.service.resolve(ref, allow_alias=allow_alias)
         if key.arn not in self.resources:
             self.resources.append(key.arn)
+        if "alias/" in ref:
+            alias = parse_key_ref(ref).alias_name
+            if alias is not None:
+                if self.request_aliases is None:
+                    self.request_aliases = {}
+                self.request_aliases[key.key_id] = alias
         return key
 
     def authorize(
@@ -399,9 +408,13 @@ class KeyService:
         self.keyring.invalidate(key_id)
 
     def forget_alias(self, alias_name: str) -> None:
-        """Drop an alias from the cache (after this process changed it)."""
+        """Drop an alias from the cache (after this process changed it).
+
+        Access decisions are dropped too: ``kms:ResourceAliases`` changed.
+        """
         with self._cache_lock:
             self._aliases.pop(alias_name, None)
+        self.access_changed()
 
     # --- resolving ---------------------------------------------------------------
 

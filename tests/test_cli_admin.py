@@ -306,6 +306,29 @@ def test_principal_list_table_and_json(tmp_path: Path, data_dir: Path, run: Runn
         assert name in table.output
 
 
+def test_principal_tags(data_dir: Path, run: Runner) -> None:
+    def tags() -> dict[str, str]:
+        out = run("principal", "list", "--json", "--data-dir", data_dir).stdout
+        (bob,) = [p for p in json.loads(out)["Principals"] if p["Name"] == "bob"]
+        return dict(bob["Tags"])
+
+    added = run("principal", "add", "bob", "--tag", "team=red", "--data-dir", data_dir)
+    assert added.exit_code == 0, added.output
+    assert tags() == {"team": "red"}
+    # Keys fold case: Team replaces team.
+    assert (
+        run("principal", "tag", "bob", "Team=blue", "cost=7", "--data-dir", data_dir).exit_code == 0
+    )
+    assert tags() == {"Team": "blue", "cost": "7"}
+    assert run("principal", "untag", "bob", "TEAM", "absent", "--data-dir", data_dir).exit_code == 0
+    assert tags() == {"cost": "7"}
+    bad = run("principal", "tag", "bob", "aws:x=1", "--data-dir", data_dir)
+    assert bad.exit_code != 0 and bad.stderr.startswith("TagException:")
+    assert tags() == {"cost": "7"}
+    missing = run("principal", "tag", "nobody", "a=1", "--data-dir", data_dir)
+    assert missing.exit_code != 0 and "nobody" in missing.output
+
+
 def test_principal_remove(data_dir: Path, run: Runner) -> None:
     run("principal", "add", "bob", "--data-dir", data_dir)
     result = run("principal", "remove", "bob", "--data-dir", data_dir)

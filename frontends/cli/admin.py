@@ -1,4 +1,4 @@
-"""``kms init`` and ``kms principal add|list|remove``."""
+"""``kms init`` and ``kms principal add|list|tag|untag|remove``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rich.table import Table
 from kmscore.principals import CREDENTIALS_FILE, user_arn
 from kmscore.service import KeyService
 
+from .keys import parse_pairs
 from .main import (
     data_dir_option,
     echo_json,
@@ -93,16 +94,29 @@ def principal() -> None:
     default=None,
     help="Identity policy (IAM JSON) file.",
 )
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Principal tag (aws:PrincipalTag/KEY).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print Arn, AccessKeyId, SecretAccessKey.")
 @kms_errors
 def principal_add(
-    name: str, data_dir: Path | None, uid: int | None, policy_file: Path | None, as_json: bool
+    name: str,
+    data_dir: Path | None,
+    uid: int | None,
+    policy_file: Path | None,
+    tags: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Create user NAME with an access key (the secret is shown once)."""
     policy = policy_file.read_text() if policy_file is not None else None
+    tag_map = parse_pairs(tags, "--tag")
     svc = _open(data_dir)
     try:
-        user, access_key_id, secret = svc.principals.add(name, uid=uid, policy=policy)
+        user, access_key_id, secret = svc.principals.add(name, uid=uid, policy=policy, tags=tag_map)
     finally:
         svc.close()
     out = {"Arn": user.arn, "AccessKeyId": access_key_id, "SecretAccessKey": secret}
@@ -131,6 +145,7 @@ def principal_list(data_dir: Path | None, as_json: bool) -> None:
                 "Uid": p.uid,
                 "AccessKeyIds": svc.store.list_access_key_ids(p.name),
                 "HasIdentityPolicy": p.identity_policy is not None,
+                "Tags": dict(p.tags),
                 "CreationDate": p.creation_date,
             }
             for p in svc.principals.list()
@@ -140,7 +155,7 @@ def principal_list(data_dir: Path | None, as_json: bool) -> None:
     if as_json:
         echo_json({"Principals": rows})
         return
-    table = Table("Name", "Arn", "Uid", "Access keys", "Policy")
+    table = Table("Name", "Arn", "Uid", "Access keys", "Policy", "Tags")
     for r in rows:
         table.add_row(
             str(r["Name"]),
@@ -148,8 +163,49 @@ def principal_list(data_dir: Path | None, as_json: bool) -> None:
             "" if r["Uid"] is None else str(r["Uid"]),
             ", ".join(r["AccessKeyIds"]),  # type: ignore[arg-type]
             "yes" if r["HasIdentityPolicy"] else "",
+            ", ".join(f"{k}={v}" for k, v in r["Tags"].items()),  # type: ignore[union-attr]
         )
     print_table(table)
+
+
+@principal.command("tag")
+@click.argument("name")
+@click.argument("tags", nargs=-1, required=True, metavar="KEY=VALUE...")
+@data_dir_option
+@kms_errors
+def principal_tag(name: str, tags: tuple[str, ...], data_dir: Path | None) -> None:
+    """Add or overwrite tags of user NAME; policies see them at once."""
+    new = parse_pairs(tags, "KEY=VALUE")
+    svc = _open(data_dir)
+    try:
+        user = svc.store.get_principal(name)
+        if user is None:
+            raise click.ClickException(f"Principal {name} does not exist.")
+        folded = {k.lower() for k in new}
+        kept = {k: v for k, v in user.tags.items() if k.lower() not in folded}
+        svc.principals.set_tags(name, {**kept, **new})
+    finally:
+        svc.close()
+
+
+@principal.command("untag")
+@click.argument("name")
+@click.argument("keys", nargs=-1, required=True)
+@data_dir_option
+@kms_errors
+def principal_untag(name: str, keys: tuple[str, ...], data_dir: Path | None) -> None:
+    """Remove tags of user NAME by key (case-insensitive); absent keys are ignored."""
+    folded = {k.lower() for k in keys}
+    svc = _open(data_dir)
+    try:
+        user = svc.store.get_principal(name)
+        if user is None:
+            raise click.ClickException(f"Principal {name} does not exist.")
+        svc.principals.set_tags(
+            name, {k: v for k, v in user.tags.items() if k.lower() not in folded}
+        )
+    finally:
+        svc.close()
 
 
 @principal.command("remove")

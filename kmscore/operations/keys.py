@@ -22,7 +22,7 @@ from kmscore.keystate import KeyState, check_state, require_transition
 from kmscore.material import new_material
 from kmscore.operations.common import GRANT_TOKENS, KEY_ID, LIMIT, MARKER, page_args, page_result
 from kmscore.operations.registry import operation
-from kmscore.operations.tags import TAG_LIST, check_new_tags
+from kmscore.operations.tags import TAG_LIST, check_new_tags, request_tag_conditions
 from kmscore.service import Call
 from kmscore.validation import Boolean, Integer, String
 
@@ -91,6 +91,7 @@ def _create_key_checks(call: Call, req: dict[str, Any]) -> tuple[str, str, str, 
             "kms:KeyUsage": usage,
             "kms:KeyOrigin": origin,
             "kms:MultiRegion": bool(req.get("MultiRegion")),
+            **request_tag_conditions(tags),
         },
     )
     return spec, usage, origin, tags

@@ -41,6 +41,18 @@ def check_new_tags(tags: list[dict[str, str]]) -> dict[str, str]:
     return out
 
 
+def request_tag_conditions(tags: dict[str, str]) -> dict[str, Any]:
+    """``aws:RequestTag/<key>`` and ``aws:TagKeys`` for a request that sets tags.
+
+    No tags, no keys: ``Null`` finds them absent, as in AWS.
+    """
+    if not tags:
+        return {}
+    out: dict[str, Any] = {f"aws:RequestTag/{k}": v for k, v in tags.items()}
+    out["aws:TagKeys"] = tuple(tags)
+    return out
+
+
 @operation("TagResource", {"KeyId": KEY_ID, "Tags": List(item=TAG, required=True)})
 def tag_resource(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """TagResource: add or overwrite tags."""
@@ -48,8 +60,9 @@ def tag_resource(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     key = call.resolve(req["KeyId"], allow_alias=False)
     check_state("TagResource", key.arn, key.state)
     tags = check_new_tags(req["Tags"])
-    call.authorize(key)
+    call.authorize(key, conditions=request_tag_conditions(tags))
     svc.store.put_tags(key.key_id, tags, MAX_TAGS)
+    svc.access_changed()  # aws:ResourceTag decisions change at once (ABAC)
     return {}
 
 
@@ -65,8 +78,9 @@ def untag_resource(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     for k in req["TagKeys"]:
         if k.lower().startswith("aws:"):
             raise TagException(f"Tag key {k!r} uses the reserved prefix 'aws:'.")
-    call.authorize(key)
+    call.authorize(key, conditions={"aws:TagKeys": tuple(dict.fromkeys(req["TagKeys"]))})
     svc.store.remove_tags(key.key_id, req["TagKeys"])
+    svc.access_changed()  # aws:ResourceTag decisions change at once (ABAC)
     return {}
 
 

@@ -191,6 +191,14 @@ class KeyStore(Protocol):
         """
         ...
 
+    def set_principal_tags(self, name: str, tags: dict[str, str]) -> None:
+        """Replace a user's tags (``aws:PrincipalTag/<key>``).
+
+        Raises:
+            NotFoundException: no such user.
+        """
+        ...
+
     def set_identity_policy(self, name: str, policy: str | None) -> None:
         """Replace a user's identity policy.
 

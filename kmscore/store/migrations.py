@@ -105,4 +105,10 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         CREATE INDEX grants_by_retiring ON grants(retiring_principal, grant_id);
         """,
     ),
+    (
+        3,
+        """
+        ALTER TABLE principals ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'
+        """,
+    ),
 )

@@ -20,7 +20,7 @@ from kmscore.principals import AccessKey, Principal
 
 __all__ = ["AccessTables"]
 
-_PRINCIPAL_COLUMNS: Final = "name, arn, principal_id, uid, identity_policy, creation_date"
+_PRINCIPAL_COLUMNS: Final = "name, arn, principal_id, uid, identity_policy, creation_date, tags"
 _GRANT_COLUMNS: Final = (
     "grant_id, key_id, name, grantee_principal, retiring_principal, issuing_account, "
     "operations, constraints, token, creation_date"
@@ -28,7 +28,7 @@ _GRANT_COLUMNS: Final = (
 
 
 def _principal(row: Sequence[Any]) -> Principal:
-    return Principal(row[0], row[1], row[2], row[3], row[4], from_epoch(row[5]))
+    return Principal(row[0], row[1], row[2], row[3], row[4], from_epoch(row[5]), json.loads(row[6]))
 
 
 def _grant(row: Sequence[Any]) -> Grant:
@@ -68,7 +68,7 @@ class AccessTables:
         with self._write() as db:
             try:
                 db.execute(
-                    f"INSERT INTO principals ({_PRINCIPAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO principals ({_PRINCIPAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         principal.name,
                         principal.arn,
@@ -76,6 +76,7 @@ class AccessTables:
                         principal.uid,
                         principal.identity_policy,
                         to_epoch(principal.creation_date),
+                        json.dumps(dict(principal.tags), sort_keys=True),
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -114,6 +115,20 @@ class AccessTables:
         """
         with self._write() as db:
             if db.execute("DELETE FROM principals WHERE name = ?", (name,)).rowcount != 1:
+                raise NotFoundException(f"Principal {name} does not exist.")
+
+    def set_principal_tags(self, name: str, tags: dict[str, str]) -> None:
+        """Replace a user's tags (``aws:PrincipalTag/<key>``).
+
+        Raises:
+            NotFoundException: no such user.
+        """
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE principals SET tags = ? WHERE name = ?",
+                (json.dumps(tags, sort_keys=True), name),
+            )
+            if cur.rowcount != 1:
                 raise NotFoundException(f"Principal {name} does not exist.")
 
     def set_identity_policy(self, name: str, policy: str | None) -> None:
