@@ -189,6 +189,9 @@ class PolicyAuthorizer:
             values.setdefault("kms:KeyUsage", key.key_usage)
             values.setdefault("kms:KeyOrigin", key.origin)
             values.setdefault("kms:MultiRegion", key.multi_region)
+            if key.multi_region:
+                # Every multi-Region key here is a primary until replicas land.
+                values.setdefault("kms:MultiRegionKeyType", "PRIMARY")
             values.update(self.resource_values(svc, key))
             if call.request_aliases is not None:
                 alias = call.request_aliases.get(key.key_id)

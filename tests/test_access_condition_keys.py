@@ -285,3 +285,66 @@ def test_source_ip_over_http(tmp_path: Path) -> None:
         with pytest.raises(ClientError) as info:
             endpoint.client(far_id, far_secret).encrypt(KeyId=key, Plaintext=b"x")
         assert info.value.response["Error"]["Code"] == "AccessDeniedException"
+
+
+# --- the remaining operation keys ----------------------------------------------------------------
+
+
+def test_re_encrypt_on_same_key(
+    admin: LocalKMS, as_user: Callable[..., LocalKMS], key: str
+) -> None:
+    other = admin.create_key()["KeyMetadata"]["KeyId"]
+    alice = as_user(
+        "alice",
+        policy(
+            allow(
+                ["kms:ReEncryptFrom", "kms:ReEncryptTo"],
+                {"Bool": {"kms:ReEncryptOnSameKey": "false"}},
+            )
+        ),
+    )
+    blob = admin.encrypt(KeyId=key, Plaintext=b"x")["CiphertextBlob"]
+    moved = alice.re_encrypt(CiphertextBlob=blob, DestinationKeyId=other)
+    assert moved["KeyId"].endswith(other)
+    expect("AccessDeniedException", alice.re_encrypt, CiphertextBlob=blob, DestinationKeyId=key)
+
+
+def test_bypass_policy_lockout_safety_check(as_user: Callable[..., LocalKMS], key: str) -> None:
+    alice = as_user(
+        "alice",
+        policy(
+            allow(["kms:PutKeyPolicy", "kms:CreateKey"]),
+            deny(
+                ["kms:PutKeyPolicy", "kms:CreateKey"],
+                {"Bool": {"kms:BypassPolicyLockoutSafetyCheck": "true"}},
+            ),
+        ),
+    )
+    text = policy(
+        {
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+            "Action": "kms:*",
+            "Resource": "*",
+        }
+    )
+    alice.put_key_policy(KeyId=key, PolicyName="default", Policy=text)
+    expect(
+        "AccessDeniedException",
+        alice.put_key_policy,
+        KeyId=key,
+        PolicyName="default",
+        Policy=text,
+        BypassPolicyLockoutSafetyCheck=True,
+    )
+    expect("AccessDeniedException", alice.create_key, BypassPolicyLockoutSafetyCheck=True)
+
+
+def test_multi_region_key_type(as_user: Callable[..., LocalKMS]) -> None:
+    alice = as_user(
+        "alice",
+        policy(allow("kms:CreateKey", {"StringEquals": {"kms:MultiRegionKeyType": "PRIMARY"}})),
+    )
+    made = alice.create_key(MultiRegion=True)
+    assert made["KeyMetadata"]["MultiRegion"] is True
+    expect("AccessDeniedException", alice.create_key)

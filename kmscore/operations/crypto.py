@@ -266,12 +266,11 @@ def re_encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     dst_ctx, dst_aad = ec.prepare(
         req.get("DestinationEncryptionContext"), "DestinationEncryptionContext"
     )
-    call.authorize(
-        source, action="kms:ReEncryptFrom", conditions=conditions(src_ctx), context_key=src_aad
-    )
-    call.authorize(
-        dest, action="kms:ReEncryptTo", conditions=conditions(dst_ctx), context_key=dst_aad
-    )
+    # kms:ReEncryptOnSameKey joins the conditions, so the decision cache keys
+    # on all of them (no context_key shortcut).
+    same = {"kms:ReEncryptOnSameKey": source.key_id == dest.key_id}
+    call.authorize(source, action="kms:ReEncryptFrom", conditions={**conditions(src_ctx), **same})
+    call.authorize(dest, action="kms:ReEncryptTo", conditions={**conditions(dst_ctx), **same})
     if req.get("DryRun") and "IGNORE_CIPHERTEXT" in req.get("DryRunModifiers", ()):
         dry_run(req)
     plaintext, src_kv = open_blob(call.service, source, version, data, src_aad)
@@ -326,10 +325,9 @@ def _re_encrypt_rsa(call: Call, req: dict[str, Any], rsa_source: bool) -> dict[s
             req.get("DestinationEncryptionContext"), "DestinationEncryptionContext"
         )
         dst_alg, dst_conditions = SYMMETRIC_DEFAULT, conditions(dst_ctx)
-    call.authorize(
-        source, action="kms:ReEncryptFrom", conditions=src_conditions, context_key=src_aad
-    )
-    call.authorize(dest, action="kms:ReEncryptTo", conditions=dst_conditions, context_key=dst_aad)
+    same = {"kms:ReEncryptOnSameKey": source.key_id == dest.key_id}
+    call.authorize(source, action="kms:ReEncryptFrom", conditions={**src_conditions, **same})
+    call.authorize(dest, action="kms:ReEncryptTo", conditions={**dst_conditions, **same})
     if req.get("DryRun") and "IGNORE_CIPHERTEXT" in req.get("DryRunModifiers", ()):
         dry_run(req)
     if version is None or src_aad is None:

@@ -91,6 +91,8 @@ def _create_key_checks(call: Call, req: dict[str, Any]) -> tuple[str, str, str, 
             "kms:KeyUsage": usage,
             "kms:KeyOrigin": origin,
             "kms:MultiRegion": bool(req.get("MultiRegion")),
+            "kms:MultiRegionKeyType": "PRIMARY" if req.get("MultiRegion") else None,
+            "kms:BypassPolicyLockoutSafetyCheck": bool(req.get("BypassPolicyLockoutSafetyCheck")),
             **request_tag_conditions(tags),
         },
     )

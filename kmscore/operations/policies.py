@@ -87,10 +87,11 @@ def put_key_policy(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     svc = call.service
     key = call.resolve(req["KeyId"], allow_alias=False)
     check_state("PutKeyPolicy", key.arn, key.state)
-    call.authorize(key)
+    bypass = bool(req.get("BypassPolicyLockoutSafetyCheck"))
+    call.authorize(key, conditions={"kms:BypassPolicyLockoutSafetyCheck": bypass})
     _policy_name(req)
     text = req["Policy"]
-    checked_policy(call, text, key.arn, bool(req.get("BypassPolicyLockoutSafetyCheck")))
+    checked_policy(call, text, key.arn, bypass)
 
     def change(k: KeyRecord) -> KeyRecord:
         check_state("PutKeyPolicy", k.arn, k.state)
