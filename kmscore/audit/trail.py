@@ -94,11 +94,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Self
 
-from nacl.exceptions import BadSignatureError
-from nacl.signing import SigningKey, VerifyKey
+from nacl.signing import SigningKey
 
 from kmscore.audit import _format as fmt
 from kmscore.audit.event import AuditEvent, scrub_event
+from kmscore.audit.export import CheckpointExport
+from kmscore.audit.witness import (
+    MAX_LINES,
+    CheckpointSigner,
+    LocalSigner,
+    WitnessError,
+    checkpoint_times,
+)
 from kmscore.errors import KMSInternalException
 
 __all__ = [
@@ -209,8 +216,9 @@ class AuditTrail:
     def __init__(
         self,
         audit_dir: str | os.PathLike[str],
-        signing_key: SigningKey,
+        signing_key: SigningKey | CheckpointSigner,
         *,
+        export: CheckpointExport | None = None,
         max_segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         checkpoint_interval: float | None = DEFAULT_CHECKPOINT_INTERVAL,
@@ -221,7 +229,10 @@ class AuditTrail:
 
         Args:
             audit_dir: The records directory (created 0700 if missing).
-            signing_key: The Ed25519 key that signs checkpoints.
+            signing_key: The Ed25519 key that signs checkpoints, or a signer
+                out of this process's reach (:class:`~kmscore.audit.witness.WitnessClient`).
+            export: Where each checkpoint is copied as it is made (a file on
+                another path, syslog), so a deleted tail shows; None for nowhere.
             max_segment_bytes: A segment is closed at the first batch that finds
                 it at least this large.
             checkpoint_every: Write a checkpoint once this many records are unsealed.
@@ -249,7 +260,11 @@ class AuditTrail:
         if not fsync_interval > 0:
             raise ValueError("fsync_interval must be positive")
         self._dir = Path(audit_dir)
-        self._key = signing_key
+        self._signer: CheckpointSigner = (
+            LocalSigner(signing_key) if isinstance(signing_key, SigningKey) else signing_key
+        )
+        self._export = export
+        self._signer_retry_at = 0.0
         self._max_segment_bytes = max_segment_bytes
         self._checkpoint_every = checkpoint_every
         self._checkpoint_interval = checkpoint_interval
@@ -283,6 +298,9 @@ class AuditTrail:
         self._to_time: str | None = None
         self._last_signature: str | None = None
         self._last_checkpoint_at = time.monotonic()
+        # The end of the last sealed record ("" and 0: the trail's start).
+        self._sealed_segment = ""
+        self._sealed_offset = 0
 
         # Sharing with other writers (see the module docstring).
         self._token = (
@@ -328,6 +346,8 @@ class AuditTrail:
         cls,
         data_dir: str | os.PathLike[str],
         *,
+        signer: CheckpointSigner | None = None,
+        export: CheckpointExport | None = None,
         max_segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         checkpoint_interval: float | None = DEFAULT_CHECKPOINT_INTERVAL,
@@ -342,6 +362,8 @@ class AuditTrail:
 
         Args:
             data_dir: The service's data directory (created 0700 if missing).
+            signer: Who signs checkpoints; the data dir's own key if None.
+            export: See :class:`AuditTrail`.
             max_segment_bytes: See :class:`AuditTrail`.
             checkpoint_every: See :class:`AuditTrail`.
             checkpoint_interval: See :class:`AuditTrail`.
@@ -362,10 +384,11 @@ class AuditTrail:
             fmt.ensure_dir(data / fmt.AUDIT_DIR)
         except OSError as exc:
             raise KMSInternalException(f"cannot create the audit directory: {exc}") from exc
-        key = load_or_create_signing_key(data)
+        key: SigningKey | CheckpointSigner = signer or load_or_create_signing_key(data)
         return cls(
             data / fmt.AUDIT_DIR,
             key,
+            export=export,
             max_segment_bytes=max_segment_bytes,
             checkpoint_every=checkpoint_every,
             checkpoint_interval=checkpoint_interval,
@@ -846,7 +869,11 @@ class AuditTrail:
         problem: BaseException | None = failure if self._broken is None else None
         try:
             if failure is None and self._broken is None:
-                self._write_checkpoint()
+                try:
+                    self._write_checkpoint()
+                except WitnessError as exc:
+                    # Durable and chained; the next writer's checkpoint seals them.
+                    _log.warning("audit: records left unsealed at close: %s", exc)
                 if self._dirty:
                     self._fsync_segment()
         except OSError as exc:
@@ -865,7 +892,7 @@ class AuditTrail:
         due = self._unsealed >= self._checkpoint_every or (
             interval is not None and time.monotonic() - self._last_checkpoint_at >= interval
         )
-        if due:
+        if due and time.monotonic() >= self._signer_retry_at:
             try:
                 self._write_checkpoint()
             except OSError as exc:
@@ -900,6 +927,9 @@ class AuditTrail:
             except OSError as exc:
                 self._fail(f"fsync of audit segment {self._head_segment} failed ({exc})")
                 raise
+        if self._signer.needs_lines:
+            self._write_witnessed_checkpoints()
+            return
         checkpoint: dict[str, Any] = {
             "v": fmt.CHECKPOINT_VERSION,
             "seq": self._next_seq - 1,
@@ -912,7 +942,16 @@ class AuditTrail:
             "prevSignature": self._last_signature,
             "createdAt": fmt.utc_now(),
         }
-        signature = self._key.sign(fmt.checkpoint_message(checkpoint)).signature.hex()
+        self._append_checkpoint(checkpoint, self._signer.sign_checkpoint(checkpoint, ()))
+        self._unsealed = 0
+        self._from_time = self._to_time = None
+
+    def _append_checkpoint(self, checkpoint: dict[str, Any], signature: str) -> None:
+        """Write a signed checkpoint durably, then export it (leader, lock held).
+
+        Raises:
+            OSError: If it could not be made durable (the file is rolled back).
+        """
         checkpoint["signature"] = signature
         data = fmt.canonical(checkpoint) + b"\n"
         start = self._ckpt_size
@@ -924,9 +963,71 @@ class AuditTrail:
             raise
         self._ckpt_size = start + len(data)
         self._last_signature = signature
-        self._unsealed = 0
-        self._from_time = self._to_time = None
+        self._sealed_segment, self._sealed_offset = checkpoint["segment"], checkpoint["offset"]
         self._last_checkpoint_at = time.monotonic()
+        if self._export is not None:
+            self._export.write(data)
+
+    def _unsealed_entries(self) -> list[tuple[str, int, bytes]]:
+        """(segment, end offset, line) of every record after the last checkpoint."""
+        names = [name for _, name in fmt.list_segments(self._dir)]
+        start = names.index(self._sealed_segment) if self._sealed_segment in names else 0
+        entries: list[tuple[str, int, bytes]] = []
+        for name in names[start:]:
+            begin = self._sealed_offset if name == self._sealed_segment else 0
+            for offset, line, complete in fmt.iter_lines(self._dir / name, begin):
+                end = offset + len(line) + 1
+                if not complete or (name == self._head_segment and end > self._head_offset):
+                    break
+                entries.append((name, end, line))
+            if name == self._head_segment:
+                break
+        return entries
+
+    def _write_witnessed_checkpoints(self) -> None:
+        """Seal the unsealed records through the witness, at most MAX_LINES a checkpoint.
+
+        The witness checks the lines itself, so they are read back from the
+        segments (only here, every ``checkpoint_every`` records).
+
+        Raises:
+            OSError: The witness refused or is unreachable (retried after a
+                second), or a checkpoint could not be made durable.
+        """
+        entries = self._unsealed_entries()
+        if len(entries) != self._unsealed:
+            raise OSError(
+                f"{self._unsealed} records are unsealed but {len(entries)} were found to seal"
+            )
+        first = self._next_seq - self._unsealed
+        while entries:
+            chunk, entries = entries[:MAX_LINES], entries[MAX_LINES:]
+            lines = [line for _, _, line in chunk]
+            low, high = checkpoint_times(lines)
+            checkpoint: dict[str, Any] = {
+                "v": fmt.CHECKPOINT_VERSION,
+                "seq": first + len(chunk) - 1,
+                "count": len(chunk),
+                "fromTime": low,
+                "toTime": high,
+                "head": fmt.line_hash(lines[-1]),
+                "segment": chunk[-1][0],
+                "offset": chunk[-1][1],
+                "prevSignature": self._last_signature,
+                "createdAt": fmt.utc_now(),
+            }
+            try:
+                signature = self._signer.sign_checkpoint(checkpoint, lines)
+            except WitnessError:
+                self._signer_retry_at = time.monotonic() + 1.0
+                raise
+            self._append_checkpoint(checkpoint, signature)
+            first += len(chunk)
+            self._unsealed -= len(chunk)
+            if entries:
+                self._from_time, self._to_time = checkpoint_times([e[2] for e in entries])
+            else:
+                self._from_time = self._to_time = None
 
     # --- sharing the chain with other writers --------------------------------------
 
@@ -1070,13 +1171,12 @@ class AuditTrail:
         return checkpoint
 
     def _adopt_checkpoint(self, last: dict[str, Any], names: list[str]) -> None:
-        verify_key: VerifyKey = self._key.verify_key
         try:
-            verify_key.verify(fmt.checkpoint_message(last), bytes.fromhex(last["signature"]))
-        except (BadSignatureError, ValueError, TypeError) as exc:
-            raise _Damaged(
-                "the last checkpoint's signature does not verify with this signing key"
-            ) from exc
+            signature = bytes.fromhex(last["signature"])
+        except (ValueError, TypeError):
+            signature = b""
+        if not self._signer.accepts(fmt.checkpoint_message(last), signature):
+            raise _Damaged("the last checkpoint's signature does not verify with this signing key")
         if last["segment"] not in names:
             raise _Damaged(f"segment {last['segment']} sealed by the last checkpoint is missing")
         fd = os.open(self._dir / last["segment"], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -1090,6 +1190,7 @@ class AuditTrail:
             raise _Damaged(f"record seq {last['seq']} differs from the one its checkpoint sealed")
         self._next_seq, self._head = last["seq"] + 1, last["head"].encode("ascii")
         self._head_segment, self._head_offset = last["segment"], last["offset"]
+        self._sealed_segment, self._sealed_offset = last["segment"], last["offset"]
         self._last_signature = last["signature"]
         self._unsealed = 0
         self._from_time = self._to_time = None
