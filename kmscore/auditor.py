@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kmscore.audit import AuditTrail, Identity, build_event
+from kmscore.audit import Identity, build_event
+from kmscore.audit.setup import open_service_trail
 from kmscore.errors import KMSError
 from kmscore.service import Call, Caller
 
@@ -26,12 +27,15 @@ class TrailAuditor:
     """Appends one scrubbed event per call to the data dir's audit trail."""
 
     def __init__(self, data_dir: Path, **trail_options: Any) -> None:
-        """Open (or create) ``<data_dir>/audit``.
+        """Open (or create) ``<data_dir>/audit``, signed and exported as set up.
+
+        ``witness`` and ``export`` options are saved for every later open
+        (:func:`~kmscore.audit.setup.open_service_trail`).
 
         Raises:
-            KMSInternalException: the trail cannot be opened.
+            KMSInternalException: the trail, its witness or its export cannot be opened.
         """
-        self.trail = AuditTrail.open(data_dir, **trail_options)
+        self.trail = open_service_trail(data_dir, **trail_options)
         self._identities: dict[Caller, Identity] = {}
 
     def _identity(self, caller: Caller) -> Identity:

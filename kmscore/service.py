@@ -233,6 +233,8 @@ class KeyService:
         authorizer: Authorizer | None = None,
         auditor: Auditor | None = None,
         audit: bool = True,
+        audit_witness: str | None = None,
+        audit_export: str | None = None,
         invocation_block: int = DEFAULT_BLOCK,
         invocation_limit: int = DEFAULT_LIMIT,
         argon2_interactive: bool = False,
@@ -254,6 +256,12 @@ class KeyService:
                 (:class:`~kmscore.auditor.TrailAuditor`).
             audit: False to record nothing (for benchmarks and tools that
                 must not touch the trail).
+            audit_witness: Have checkpoints signed by the witness on this
+                socket from now on (kept in ``<data_dir>/audit.json``);
+                default ``$KMS_AUDIT_WITNESS``, then the saved choice.
+            audit_export: Copy checkpoints to this sink (``file:<path>``,
+                ``syslog``) from now on (kept likewise); default
+                ``$KMS_AUDIT_EXPORT``, then the saved choice.
             invocation_block: AES-GCM invocations reserved per store write.
             invocation_limit: Invocations per key version before rotation.
             argon2_interactive: Cheaper Argon2id cost for a new passphrase dir.
@@ -290,7 +298,11 @@ class KeyService:
         if self._audit:
             from kmscore.auditor import TrailAuditor
 
-            self.auditor = TrailAuditor(self.data_dir)
+            self.auditor = TrailAuditor(
+                self.data_dir,
+                witness=audit_witness or os.environ.get("KMS_AUDIT_WITNESS") or None,
+                export=audit_export or os.environ.get("KMS_AUDIT_EXPORT") or None,
+            )
         if self.store.get_setting("initialized") is None:
             # A new data dir (or one whose init was cut short): the admin user
             # for whoever runs this, with kms:* and a credentials file. One

@@ -47,13 +47,41 @@ def audit() -> None:
 @audit.command("verify")
 @data_dir_option
 @click.option("--anchor", default=None, help="A checkpoint signature the trail must still hold.")
+@click.option(
+    "--public-key",
+    "public_key_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The auditor's copy of the signing public key (hex), e.g. the witness's "
+    "witness.pub [<data-dir>/audit-signing.pub].",
+)
+@click.option(
+    "--exported",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Checkpoints exported as they were made; the trail must hold them all.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @kms_errors
-def audit_verify(data_dir: Path | None, anchor: str | None, as_json: bool) -> None:
+def audit_verify(
+    data_dir: Path | None,
+    anchor: str | None,
+    public_key_file: Path | None,
+    exported: Path | None,
+    as_json: bool,
+) -> None:
     """Check the hash chain and every signed checkpoint; exit 1 at the first bad place."""
     path = existing_data_dir(data_dir)
+    public_key: bytes | None = None
+    if public_key_file is not None:
+        try:
+            public_key = bytes.fromhex(public_key_file.read_text().strip())
+        except ValueError:
+            public_key = b""
+        if len(public_key) != 32:
+            raise click.BadParameter("not a 32-byte key in hex", param_hint="--public-key")
     try:
-        report = verify(path, anchor=anchor)
+        report = verify(path, anchor=anchor, public_key=public_key, exported=exported)
     except VerifyError as exc:
         if as_json:
             echo_json({"Valid": False, "Error": str(exc)})

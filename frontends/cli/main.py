@@ -116,8 +116,8 @@ def cli() -> None:
 
 def main() -> None:
     """Entry point of the ``kms`` console script."""
-    from . import access, admin, audit, crypto, envelope, keys, serve
+    from . import access, admin, audit, crypto, envelope, keys, serve, witness
 
-    for module in (admin, serve, keys, crypto, access, audit, envelope):
+    for module in (admin, serve, keys, crypto, access, audit, envelope, witness):
         module.register(cli)
     cli()

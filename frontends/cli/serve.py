@@ -44,16 +44,35 @@ def _listen(value: str) -> tuple[str, int]:
 @click.option(
     "--passphrase-env", default=None, metavar="VAR", help="Root key passphrase from this variable."
 )
+@click.option(
+    "--audit-witness",
+    default=None,
+    metavar="SOCKET",
+    help="Have audit checkpoints signed by the witness on SOCKET (kept for every later open).",
+)
+@click.option(
+    "--audit-export",
+    default=None,
+    metavar="SINK",
+    help="Copy each checkpoint to file:<path> or syslog as it is made (kept likewise).",
+)
 def serve(
     data_dir: Path | None,
     socket_path: Path | None,
     socket_mode: str,
     http: str | None,
     passphrase_env: str | None,
+    audit_witness: str | None,
+    audit_export: str | None,
 ) -> None:
     """Run the KMS daemon until SIGINT or SIGTERM (initializing the data dir if new)."""
     from ..rpc.server import run
 
+    # Read by KeyService when it opens the trail, which saves them for later opens.
+    if audit_witness:
+        os.environ["KMS_AUDIT_WITNESS"] = audit_witness
+    if audit_export:
+        os.environ["KMS_AUDIT_EXPORT"] = audit_export
     passphrase = os.environ.get(passphrase_env) if passphrase_env else None
     if passphrase_env and not passphrase:
         raise click.UsageError(f"${passphrase_env} is empty or not set")

@@ -320,6 +320,7 @@ def verify(
     *,
     public_key: VerifyKey | bytes | None = None,
     anchor: str | None = None,
+    exported: str | os.PathLike[str] | None = None,
 ) -> VerifyReport:
     """Verify the audit trail of a data directory.
 
@@ -329,6 +330,9 @@ def verify(
             Pass a key kept elsewhere to stop someone who can replace that file.
         anchor: A checkpoint signature (hex) seen earlier, e.g. a previous
             report's ``last_signature``; the trail must still contain it.
+        exported: A file of checkpoints exported as they were made
+            (:mod:`kmscore.audit.export`; syslog lines are accepted too): the
+            trail must still hold every one, so a cut tail shows.
 
     Returns:
         What was verified.
@@ -351,7 +355,10 @@ def verify(
         for attempt in range(_ATTEMPTS):
             before = _shape(audit_dir)
             try:
-                return _verify_once(audit_dir, key, anchor)
+                report = _verify_once(audit_dir, key, anchor)
+                if exported is not None:
+                    _check_exported(audit_dir, key, Path(exported))
+                return report
             except VerifyError:
                 # A live writer may have sealed and closed a segment between our
                 # reading the checkpoints and listing the segments; only then retry.
@@ -363,6 +370,36 @@ def verify(
 
 
 _ATTEMPTS = 3
+
+
+def _check_exported(audit_dir: Path, key: VerifyKey, path: Path) -> None:
+    """Every checkpoint in the export file is in the trail (the trail is verified)."""
+    held = {c.body["signature"] for c in _load_checkpoints(audit_dir, key)}
+    name = str(path)
+    for number, (_, line, complete) in enumerate(fmt.iter_lines(path), start=1):
+        start = line.find(b"{")
+        if not complete or start < 0:
+            continue  # a torn last line, or a syslog line of something else
+        try:
+            body = json.loads(line[start:])
+        except ValueError:
+            raise VerifyError("not a JSON checkpoint", file=name, line=number) from None
+        if not isinstance(body, dict) or set(body) != fmt.CHECKPOINT_FIELDS:
+            raise VerifyError("not a checkpoint (wrong members)", file=name, line=number)
+        try:
+            key.verify(fmt.checkpoint_message(body), bytes.fromhex(body["signature"]))
+        except (BadSignatureError, ValueError, TypeError):
+            raise VerifyError(
+                "bad signature on an exported checkpoint", file=name, line=number
+            ) from None
+        if body["signature"] not in held:
+            raise VerifyError(
+                f"the trail no longer holds the checkpoint sealing records through seq "
+                f"{body['seq']} that was exported here: its tail was cut or rewritten",
+                file=name,
+                line=number,
+                seq=body["seq"],
+            )
 
 
 def _shape(audit_dir: Path) -> tuple[int, tuple[str, ...]]:

@@ -499,6 +499,8 @@ class AuditTrail:
             self._submit(_Slot([], self._act_close), check=False)
         finally:
             self._close_files()
+            if self._export is not None:
+                self._export.close()
 
     def __enter__(self) -> Self:
         return self

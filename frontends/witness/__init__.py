@@ -1,0 +1,1 @@
+"""The audit checkpoint witness: a small signer on its own Unix socket."""
