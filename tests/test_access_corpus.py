@@ -81,7 +81,13 @@ def request_context(request: dict[str, Any]) -> RequestContext:
         "kms:KeyOrigin": key["origin"],
         "kms:MultiRegion": key["multi_region"],
     }
-    values.update(encryption_context_values(request.get("encryption_context") or {}))
+    context = dict(request.get("encryption_context") or {})
+    if request["action"] == "kms:CreateGrant":
+        # In CreateGrant, kms:EncryptionContext: keys see the new grant's
+        # constraint pairs (KMS developer guide, kms:EncryptionContext:).
+        for pairs in (request.get("grant_request", {}).get("constraints") or {}).values():
+            context.update(pairs)
+    values.update(encryption_context_values(context))
     for name, value in request.get("conditions", {}).items():
         values[name] = _condition_value(name, value)
     principal = request["principal"]
