@@ -351,6 +351,22 @@ class TestDelegation:
         assert not is_authorized(policy, None, False, ctx(CAROL, "kms:Decrypt"))
         assert not is_authorized(policy, carol_may, False, ctx(CAROL, "kms:Encrypt"))
 
+    def test_cross_account_user_named_in_key_policy_needs_its_identity_policy(self):
+        policy = key_policy(allow({"AWS": ROOT}), allow({"AWS": CAROL}, ["kms:Decrypt"]))
+        with pytest.raises(AccessDeniedException) as caught:
+            authorize(policy, None, False, ctx(CAROL, "kms:Decrypt"))
+        assert caught.value.message.endswith(
+            "because no identity-based policy allows the kms:Decrypt action"
+        )
+        authorize(
+            policy, identity_policy(id_allow("kms:Decrypt")), False, ctx(CAROL, "kms:Decrypt")
+        )
+        # A grant still suffices, and the other account's root needs no IAM policy.
+        authorize(policy, None, True, ctx(CAROL, "kms:Decrypt"))
+        other_root = f"arn:aws:iam::{OTHER_ACCOUNT}:root"
+        root_policy = key_policy(allow({"AWS": ROOT}), allow({"AWS": other_root}))
+        authorize(root_policy, None, False, ctx(other_root, "kms:Decrypt"))
+
     def test_several_identity_policies(self):
         policies = [
             identity_policy(id_allow("kms:Decrypt")),

@@ -98,7 +98,7 @@ class RequestContext:
         principal_account: The caller's 12-digit account.
         resource_arn: The key ARN, or None for operations on no key.
         condition_values: Condition values by condition key, stored lower-cased.
-            ``aws:principalarn``, ``aws:principalaccount``,
+            ``aws:principalarn`` (a role session's role ARN), ``aws:principalaccount``,
             ``kms:calleraccount``, ``aws:username`` (IAM users) and
             ``aws:currenttime`` / ``aws:epochtime`` are filled in when absent.
         action_folded: ``action`` lower-cased (derived).
@@ -135,6 +135,9 @@ class RequestContext:
         parts = arn.split(":", 5)
         ids = {arn}
         root_account = user_name = None
+        # aws:PrincipalArn of a role session is the role's ARN (AWS global
+        # condition keys: never the assumed-role session ARN).
+        principal_key = arn
         if len(parts) == 6 and parts[0] == "arn" and _is_account(parts[4]):
             service, account, resource = parts[2], parts[4], parts[5]
             if service == "iam" and resource == "root":
@@ -146,12 +149,13 @@ class RequestContext:
                 pieces = resource.split("/", 2)
                 if len(pieces) == 3 and pieces[1] and pieces[2]:
                     role = pieces[1]
-                    ids.add(f"arn:{parts[1]}:iam::{account}:role/{role}")
+                    principal_key = f"arn:{parts[1]}:iam::{account}:role/{role}"
+                    ids.add(principal_key)
         object.__setattr__(self, "principal_ids", frozenset(ids))
         object.__setattr__(self, "root_account", root_account)
 
         lookup: dict[str, ConditionValue] = {
-            "aws:principalarn": self.principal_arn,
+            "aws:principalarn": principal_key,
             "aws:principalaccount": self.principal_account,
             "kms:calleraccount": self.principal_account,
         }

@@ -6,6 +6,11 @@
    action (it "delegates to IAM"), an Allow in an identity-based policy allows.
 4. Otherwise a grant allows.
 5. Otherwise the request is denied.
+
+A caller of another account than the key's (other than that account's root)
+needs both: the key policy's Allow, for it or its account, and an Allow in its
+identity-based policy (IAM cross-account evaluation; KMS "Allowing users in
+other accounts to use a KMS key").
 """
 
 from __future__ import annotations
@@ -41,6 +46,17 @@ def _identity_policies(
     return tuple(identity_policy)
 
 
+def _external(ctx: RequestContext) -> bool:
+    """Whether an IAM principal of another account than the key's is calling."""
+    if ctx.resource_arn is None or ctx.root_account is not None:
+        return False
+    key_parts = ctx.resource_arn.split(":", 5)
+    caller_parts = ctx.principal_arn.split(":", 5)
+    if len(key_parts) != 6 or len(caller_parts) != 6 or caller_parts[0] != "arn":
+        return False
+    return caller_parts[4] != key_parts[4]
+
+
 def _decide(
     key_policy: PolicyDocument,
     identity_policies: tuple[PolicyDocument, ...],
@@ -54,13 +70,16 @@ def _decide(
     if Effect.EXPLICIT_DENY in identity_effects:
         return _Outcome.IDENTITY_POLICY_DENY
     if key_effect is Effect.ALLOW:
-        return _Outcome.ALLOWED
+        if not _external(ctx) or Effect.ALLOW in identity_effects:
+            return _Outcome.ALLOWED
     delegated = key_policy.delegates_to_iam(ctx)
     if delegated and Effect.ALLOW in identity_effects:
         return _Outcome.ALLOWED
     if grant_allows:
         return _Outcome.ALLOWED
-    return _Outcome.NO_IDENTITY_ALLOW if delegated else _Outcome.NO_RESOURCE_ALLOW
+    if delegated or key_effect is Effect.ALLOW:
+        return _Outcome.NO_IDENTITY_ALLOW
+    return _Outcome.NO_RESOURCE_ALLOW
 
 
 def is_authorized(
