@@ -326,7 +326,8 @@ def verify(
 
     Args:
         data_dir: The service's data directory (holding ``audit/``).
-        public_key: The checkpoint key; read from ``audit-signing.pub`` if None.
+        public_key: The checkpoint key; if None, the witness key pinned in
+            ``audit.json``, else ``audit-signing.pub``.
             Pass a key kept elsewhere to stop someone who can replace that file.
         anchor: A checkpoint signature (hex) seen earlier, e.g. a previous
             report's ``last_signature``; the trail must still contain it.
@@ -343,7 +344,7 @@ def verify(
     """
     data = Path(data_dir)
     if public_key is None:
-        key = load_public_key(data)
+        key = _default_key(data)
     elif isinstance(public_key, VerifyKey):
         key = public_key
     else:
@@ -370,6 +371,22 @@ def verify(
 
 
 _ATTEMPTS = 3
+
+
+def _default_key(data: Path) -> VerifyKey:
+    """The witness key pinned in ``audit.json``, else the data dir's own public key.
+
+    Both are files the host can change: an auditor passes a key of their own.
+    """
+    from kmscore.audit.setup import audit_config
+
+    pinned = (audit_config(data).get("witness") or {}).get("public_key")
+    if isinstance(pinned, str):
+        try:
+            return VerifyKey(bytes.fromhex(pinned))
+        except (ValueError, TypeError):
+            raise KMSInternalException("audit.json pins a malformed witness key") from None
+    return load_public_key(data)
 
 
 def _check_exported(audit_dir: Path, key: VerifyKey, path: Path) -> None:
