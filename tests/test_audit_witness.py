@@ -417,3 +417,11 @@ def test_cli_verify_with_public_key_and_export(tmp_path: Path, witness: WitnessP
     )
     assert bad.returncode == 1 and b"bad signature" in bad.stderr
     assert os.path.exists(data / "audit.json")
+
+
+@pytest.mark.parametrize("spec", ["bogus", "file:", "syslog,ftp:x", "files:/x"])
+def test_bad_export_sinks_are_refused(spec: str) -> None:
+    from kmscore.audit.export import parse_export
+
+    with pytest.raises(ValueError, match="unknown checkpoint export|name a file"):
+        parse_export(spec)
