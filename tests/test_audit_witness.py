@@ -423,5 +423,5 @@ def test_cli_verify_with_public_key_and_export(tmp_path: Path, witness: WitnessP
 def test_bad_export_sinks_are_refused(spec: str) -> None:
     from kmscore.audit.export import parse_export
 
-    with pytest.raises(ValueError, match="unknown checkpoint export|name a file"):
+    with pytest.raises(ValueError, match=r"unknown checkpoint export|name a file"):
         parse_export(spec)
