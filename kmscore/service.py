@@ -123,6 +123,9 @@ class Call:
     #: before this process notices them in the store (AWS's eventual
     #: consistency of grants, and its remedy).
     token_grants: tuple[Any, ...] = ()
+    #: CloudTrail's ``additionalEventData``, when the frontend has facts to
+    #: add (the counts of a refusal summary, see :mod:`kmscore.refusals`).
+    additional_event_data: Mapping[str, Any] | None = None
 
     def resolve(self, ref: str, *, allow_alias: bool = True) -> KeyRecord:
         """Resolve a key reference (see :meth:`KeyService.resolve`) and note the key.
