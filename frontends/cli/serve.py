@@ -44,15 +44,53 @@ def _listen(value: str) -> tuple[str, int]:
 @click.option(
     "--passphrase-env", default=None, metavar="VAR", help="Root key passphrase from this variable."
 )
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=4096,
+    show_default=True,
+    help="Clients served at once, on the socket and on HTTP each; one more is refused.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="Seconds before a connection with nothing in flight is closed (0: never).",
+)
+@click.option(
+    "--refusal-burst",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Refused requests recorded one by one per source, error and window; "
+    "the rest are counted in one summary record.",
+)
+@click.option(
+    "--refusal-window",
+    type=click.FloatRange(min=0.001),
+    default=60.0,
+    show_default=True,
+    help="Seconds of one refusal window.",
+)
 def serve(
     data_dir: Path | None,
     socket_path: Path | None,
     socket_mode: str,
     http: str | None,
     passphrase_env: str | None,
+    max_connections: int,
+    idle_timeout: float,
+    refusal_burst: int,
+    refusal_window: float,
 ) -> None:
     """Run the KMS daemon until SIGINT or SIGTERM (initializing the data dir if new)."""
+    from kmscore.refusals import RefusalLimits
+
+    from ..limits import ConnectionLimits
     from ..rpc.server import run
+
+    limits = ConnectionLimits(max_connections, idle_timeout)
 
     passphrase = os.environ.get(passphrase_env) if passphrase_env else None
     if passphrase_env and not passphrase:
@@ -67,7 +105,7 @@ def serve(
             click.echo(f"HTTP (AWS KMS JSON, SigV4) on {server.url}")
             click.echo(server.env_line)
 
-        hooks.append(http_startup(host, port, on_ready=on_http))
+        hooks.append(http_startup(host, port, on_ready=on_http, limits=limits))
 
     def ready(info: dict[str, Any]) -> None:
         lines = [
@@ -89,6 +127,9 @@ def serve(
         ready=ready,
         extra_startup=hooks,
         passphrase=passphrase,
+        limits=limits,
+        refusal_limits=RefusalLimits(refusal_burst, refusal_window),
+        fd_connections=max_connections if http is not None else 0,
     )
     sys.exit(status)
 
