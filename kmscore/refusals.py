@@ -12,8 +12,8 @@ keeps one bucket per (source, error code): the first ``burst`` refusals of a
 window are recorded one by one; the rest are only counted, and when the window
 ends one summary record says how many more there were ("N more <code> from
 <source> suppressed between t0 and t1"). At most ``max_sources`` buckets are
-kept; refusals from sources beyond that share one overflow bucket, so memory
-stays bounded whatever the number of sources.
+kept; refusals from sources beyond that share one overflow bucket per error
+code, so memory stays bounded whatever the number of sources.
 """
 
 from __future__ import annotations
