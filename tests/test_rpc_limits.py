@@ -20,7 +20,6 @@ from kmscore import errors
 from kmscore.remote import RemoteConnectionError, RemoteKMS
 from tests.test_rpc_support import running_daemon, wait_for
 
-
 #: Daemon memory per idle connection (kB), measured ~1.4 with uvloop (see
 #: docs/performance.md); the bound leaves room for allocator noise.
 RSS_KB_PER_CONNECTION_MAX = 5.0
