@@ -68,8 +68,10 @@ class TrailAuditor:
             KMSInternalException: the record could not be written.
         """
         svc = call.service
-        extra = None
-        if call.operation == "GenerateDataKeys" and isinstance(request.get("Count"), int):
+        extra = call.additional_event_data
+        if extra is not None:
+            pass
+        elif call.operation == "GenerateDataKeys" and isinstance(request.get("Count"), int):
             extra = {"batchSize": request["Count"]}
         elif call.operation == "DecryptMany":
             blobs = request.get("CiphertextBlobs")

@@ -79,6 +79,9 @@ RECONNECT_WAIT: Final = 5.0
 
 REQUEST: Final = 0
 RESPONSE: Final = 1
+#: The msgid of an error frame the daemon sends unasked before it closes a
+#: connection it refuses (too many connections); requests never use it.
+REFUSAL_MSGID: Final = 0
 _MAX_MSGID: Final = 0xFFFFFFFF
 _RECV_BYTES: Final = 256 * 1024
 # Connecting to a socket path that is not (yet) there, or has no listener.
@@ -243,7 +246,10 @@ class _Connection:
             try:
                 unpacker.feed(view[:n])
                 for message in unpacker:
-                    if _msgid_of(message) != msgid:
+                    got = _msgid_of(message)
+                    if got != msgid:
+                        if got == REFUSAL_MSGID:
+                            _decode(message, "the connection")  # raises its error
                         raise KMSInternalException("The daemon sent an unexpected message.")
                     return message
             except msgpack.BufferFull:
@@ -441,6 +447,8 @@ class _AsyncConnection(asyncio.Protocol):
                 msgid = _msgid_of(message)
                 future = self.pending.pop(msgid, None) if msgid is not None else None
                 if future is None:
+                    if msgid == REFUSAL_MSGID:
+                        _decode(message, "the connection")  # raises its error
                     raise KMSInternalException("The daemon sent an unexpected message.")
                 # A call that timed out or was cancelled left its future done.
                 if not future.done():

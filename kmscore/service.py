@@ -126,6 +126,9 @@ class Call:
     #: ``kms:RequestAlias``: the alias name each key was named by in this
     #: request (key id -> ``alias/...``), when it was named by an alias.
     request_aliases: dict[str, str] | None = None
+    #: CloudTrail's ``additionalEventData``, when the frontend has facts to
+    #: add (the counts of a refusal summary, see :mod:`kmscore.refusals`).
+    additional_event_data: Mapping[str, Any] | None = None
 
     def resolve(self, ref: str, *, allow_alias: bool = True) -> KeyRecord:
         """Resolve a key reference (see :meth:`KeyService.resolve`) and note the key.

@@ -23,6 +23,8 @@ from botocore.config import Config
 
 from kmscore.audit import AuditTrail
 from kmscore.frontends.awsjson import HttpServer, start_http_server
+from kmscore.frontends.limits import ConnectionLimits
+from kmscore.refusals import RefusalLimits, recorder_for
 from kmscore.service import KeyService
 
 REGION = "eu-west-3"
@@ -78,12 +80,19 @@ def admin_credentials(data_dir: Path) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def running_endpoint(data_dir: Path, **service_options: Any) -> Iterator[Endpoint]:
+def running_endpoint(
+    data_dir: Path,
+    *,
+    limits: ConnectionLimits | None = None,
+    refusal_limits: RefusalLimits | None = None,
+    **service_options: Any,
+) -> Iterator[Endpoint]:
     """Open a key service on ``data_dir`` and serve it over HTTP until the block ends."""
     service_options.setdefault("region", REGION)
     service_options.setdefault("account", ACCOUNT)
     service_options.setdefault("audit", True)
     service = KeyService(data_dir, **service_options)
+    recorder_for(service, refusal_limits)
     loop = asyncio.new_event_loop()
     started = threading.Event()
     thread = threading.Thread(target=_run_loop, args=(loop, started), daemon=True)
@@ -91,7 +100,7 @@ def running_endpoint(data_dir: Path, **service_options: Any) -> Iterator[Endpoin
     started.wait()
     try:
         server = asyncio.run_coroutine_threadsafe(
-            start_http_server(service, "127.0.0.1", 0), loop
+            start_http_server(service, "127.0.0.1", 0, limits=limits), loop
         ).result(10)
         try:
             key_id, secret = admin_credentials(data_dir)

@@ -49,6 +49,7 @@ class DaemonProcess:
         loop: str | None = None,
         audit: bool = True,
         env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         args = [sys.executable, "-m", "kmscore.frontends.rpc", "--data-dir", str(data_dir)]
@@ -57,6 +58,7 @@ class DaemonProcess:
         args += ["--socket-mode", f"{mode:o}"]
         if not audit:
             args.append("--no-audit")
+        args += extra_args or []
         environ = dict(os.environ, **(env or {}))
         environ.pop("KMS_DATA_DIR", None)
         if loop is not None:

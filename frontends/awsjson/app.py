@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
@@ -37,10 +38,12 @@ from kmscore.errors import (
     SerializationException,
     UnknownOperationException,
     UnsupportedOperationException,
+    ValidationException,
 )
 from kmscore.operations import OPERATIONS, dispatch
 from kmscore.operations.registry import new_request_id
 from kmscore.principals import Principal
+from kmscore.refusals import RefusalRecorder, recorder_for
 from kmscore.service import Caller, KeyService
 
 from .sigv4 import SigV4Verifier
@@ -65,6 +68,10 @@ MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 _JSON_TYPES: Final = frozenset({CONTENT_TYPE, "application/json"})
 _USER_AGENT_MAX: Final = 1024
 _CALLER_CACHE_MAX: Final = 4096
+# An access key id as the Authorization header's Credential names it; only
+# one of this shape goes into a refusal's record.
+_ACCESS_KEY_ID: Final = re.compile(r"Credential=([A-Z0-9]{16,128})/")
+_TOO_LARGE: Final = "RequestEntityTooLargeException"
 
 
 class KMSHandler:
@@ -81,6 +88,7 @@ class KMSHandler:
         secure_transport: bool = False,
         executor: ThreadPoolExecutor | None = None,
         verifier: SigV4Verifier[Principal] | None = None,
+        refusals: RefusalRecorder | None = None,
     ) -> None:
         """Serve ``service``.
 
@@ -92,6 +100,8 @@ class KMSHandler:
                 four threads by default (closed by :meth:`close`).
             verifier: Checks signatures; one for the service's Region and
                 its principals' access keys by default.
+            refusals: Records the requests answered before reaching an
+                operation; the service's shared recorder by default.
         """
         self.service = service
         self.secure_transport = secure_transport
@@ -100,6 +110,7 @@ class KMSHandler:
         self.verifier: SigV4Verifier[Principal] = verifier or SigV4Verifier(
             service.region, lambda key_id: service.principals.by_access_key(key_id)
         )
+        self.refusals = refusals or recorder_for(service)
         self._callers: dict[tuple[str, str, str, str, str], Caller] = {}
         self._headers: dict[str, str] = {"Content-Type": CONTENT_TYPE}
 
@@ -126,6 +137,40 @@ class KMSHandler:
             self._callers[key] = caller
         return caller
 
+    def refused_caller(self, request: web.BaseRequest) -> Caller:
+        """Who sent a request that was refused before its signature was trusted.
+
+        CloudTrail's ``Unknown`` identity, with the access key id the request
+        claims when it has one (an id, never a secret or a signature).
+        """
+        found = _ACCESS_KEY_ID.search(request.headers.get("Authorization", ""))
+        return self.refused_caller_from(
+            request.remote or "unknown",
+            request.headers.get("User-Agent", "")[:_USER_AGENT_MAX],
+            found.group(1) if found else None,
+        )
+
+    def refused_caller_from(
+        self, source: str, user_agent: str = "", access_key_id: str | None = None
+    ) -> Caller:
+        """The ``Unknown`` caller from ``source`` (see :meth:`refused_caller`)."""
+        return Caller(
+            arn="",
+            account="",
+            principal_id="",
+            kind="Unknown",
+            access_key_id=access_key_id,
+            source=source,
+            user_agent=user_agent,
+            secure_transport=self.secure_transport,
+        )
+
+    def _refused(self, request: web.BaseRequest, caller: Caller | None, error: KMSError) -> None:
+        name = request.headers.get("X-Amz-Target", "").removeprefix("TrentService.")
+        if name not in OPERATIONS and name not in AWS_KMS_OPERATIONS:
+            name = "Unknown"
+        self.refusals.refuse(caller or self.refused_caller(request), name, error)
+
     def _answer(self, status: int, body: bytes, request_id: str) -> web.Response:
         headers = dict(self._headers)
         headers["x-amzn-RequestId"] = request_id
@@ -143,14 +188,10 @@ class KMSHandler:
         except KMSError as exc:
             return self._error(exc, request_id)
         except HTTPRequestEntityTooLarge:
-            return self._answer(
-                413,
-                encode_error(
-                    "RequestEntityTooLargeException",
-                    f"The request body is larger than {MAX_BODY_BYTES} bytes.",
-                ),
-                request_id,
-            )
+            message = f"The request body is larger than {MAX_BODY_BYTES} bytes."
+            too_large = ValidationException(message)
+            self._refused(request, None, too_large)
+            return self._answer(413, encode_error(_TOO_LARGE, message), request_id)
         except Exception:
             # Only the target and request id: never other headers or bodies.
             target = request.headers.get("X-Amz-Target", "?")[:80]
@@ -160,25 +201,33 @@ class KMSHandler:
 
     async def _handle(self, request: web.BaseRequest, request_id: str) -> dict[str, Any]:
         headers = request.headers
-        body = await request.read()
-        if request.method != "POST" or (
-            body and headers.get("Content-Type", "").partition(";")[0].strip() not in _JSON_TYPES
-        ):
-            raise _NotFound()
-        data = parse_body(body) if body else None
-        name = operation_name(headers.get("X-Amz-Target"))
-        if name not in OPERATIONS and name not in AWS_KMS_OPERATIONS:
-            raise UnknownOperationException()
-        principal, access_key_id = self.verifier.verify(
-            request.method, request.raw_path, headers, body
-        )
-        if data is None:
-            raise SerializationException("The request has no body; send a JSON object.")
-        op = OPERATIONS.get(name)
-        if op is None:
-            raise UnsupportedOperationException(f"{name} is not supported by this service.")
-        req = decode_request(op.shape, data)
-        caller = self._caller(principal, access_key_id, request)
+        caller: Caller | None = None
+        # Everything answered before the operation runs is recorded here, as a
+        # refusal; the dispatcher records everything after.
+        try:
+            body = await request.read()
+            if request.method != "POST" or (
+                body
+                and headers.get("Content-Type", "").partition(";")[0].strip() not in _JSON_TYPES
+            ):
+                raise _NotFound()
+            data = parse_body(body) if body else None
+            name = operation_name(headers.get("X-Amz-Target"))
+            if name not in OPERATIONS and name not in AWS_KMS_OPERATIONS:
+                raise UnknownOperationException()
+            principal, access_key_id = self.verifier.verify(
+                request.method, request.raw_path, headers, body
+            )
+            caller = self._caller(principal, access_key_id, request)
+            if data is None:
+                raise SerializationException("The request has no body; send a JSON object.")
+            op = OPERATIONS.get(name)
+            if op is None:
+                raise UnsupportedOperationException(f"{name} is not supported by this service.")
+            req = decode_request(op.shape, data)
+        except KMSError as exc:
+            self._refused(request, caller, exc)
+            raise
         if op.read_only:
             return dispatch(self.service, name, req, caller, request_id=request_id)
         loop = asyncio.get_running_loop()

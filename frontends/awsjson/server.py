@@ -12,7 +12,7 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -20,13 +20,71 @@ from aiohttp.http import RawRequestMessage
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
+from kmscore.errors import LimitExceededException
 from kmscore.service import KeyService
 
+from ..limits import REFUSAL_LINGER_SECONDS, ConnectionLimits, over_limit_error
 from .app import MAX_BODY_BYTES, KMSHandler
+from .wire import CONTENT_TYPE, encode_error
 
 __all__ = ["HttpServer", "endpoint_url", "http_startup", "start_http_server"]
 
 _SHUTDOWN_SECONDS: Final = 5.0
+
+
+class _Refusal(asyncio.Protocol):
+    """A client past the connection limit: a 503, then the connection closes."""
+
+    def __init__(self, handler: KMSHandler, error: LimitExceededException) -> None:
+        self._handler = handler
+        self._error = error
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        source = peer[0] if isinstance(peer, tuple) and peer else "unknown"
+        handler = self._handler
+        caller = handler.refused_caller_from(source)
+        handler.refusals.refuse(caller, "Unknown", self._error)
+        body = encode_error(self._error.code, self._error.message)
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\n"
+            f"Content-Type: {CONTENT_TYPE}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        assert self._transport is not None
+        self._transport.write(head.encode("ascii") + body)
+        # Closing with the request unread would reset the connection and could
+        # lose the answer: close once the client sent something, or soon.
+        asyncio.get_running_loop().call_later(REFUSAL_LINGER_SECONDS, self._close)
+
+    def data_received(self, data: bytes) -> None:
+        self._close()
+
+    def eof_received(self) -> bool:
+        self._close()
+        return False
+
+    def _close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+
+class _LimitedServer(web.Server):
+    """aiohttp's low-level server with a cap on the connections served at once."""
+
+    def __init__(self, handler: KMSHandler, limits: ConnectionLimits, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._kms = handler
+        self._max = limits.max_connections
+        self._over = over_limit_error(limits)
+
+    def __call__(self) -> Any:
+        if len(self._connections) >= self._max:
+            return _Refusal(self._kms, self._over)
+        return super().__call__()
 
 
 def endpoint_url(host: str, port: int, *, tls: bool = False) -> str:
@@ -74,6 +132,7 @@ class HttpServer:
         await self._web_server.shutdown(_SHUTDOWN_SECONDS)
         await self._server.wait_closed()
         await asyncio.get_running_loop().run_in_executor(None, self._handler.close)
+        self._handler.refusals.flush(everything=True)
 
 
 async def start_http_server(
@@ -84,6 +143,7 @@ async def start_http_server(
     ssl_context: ssl.SSLContext | None = None,
     reuse_port: bool = False,
     sock: socket.socket | None = None,
+    limits: ConnectionLimits | None = None,
 ) -> HttpServer:
     """Serve the AWS KMS JSON protocol for ``service`` on the running loop.
 
@@ -96,6 +156,9 @@ async def start_http_server(
         reuse_port: Set ``SO_REUSEPORT``, so several processes serving one
             data dir can listen on the same port.
         sock: A listening socket to serve instead of binding ``host:port``.
+        limits: Connections at once and the idle timeout (the keep-alive
+            timeout of a connection with no request in progress, counted from
+            its start or its last answer); the defaults if None.
 
     Returns:
         The running server; ``await server.close()`` stops it.
@@ -117,7 +180,18 @@ async def start_http_server(
         )
 
     loop = asyncio.get_running_loop()
-    web_server = web.Server(handler, request_factory=make_request, access_log=None)
+    limits = limits or ConnectionLimits()
+    # aiohttp's keep-alive timer is the idle timeout: armed when a connection
+    # opens and after each answer, it closes only a connection waiting for a
+    # request, never one with a request in progress.
+    web_server = _LimitedServer(
+        handler,
+        limits,
+        request_factory=make_request,
+        access_log=None,
+        keepalive_timeout=limits.idle_timeout,
+    )
+    handler.refusals.schedule(loop)
     if sock is not None:
         server = await loop.create_server(web_server, sock=sock, ssl=ssl_context)
     else:
@@ -134,6 +208,7 @@ def http_startup(
     *,
     ssl_context: ssl.SSLContext | None = None,
     on_ready: Callable[[HttpServer], None] | None = None,
+    limits: ConnectionLimits | None = None,
 ) -> Callable[[KeyService, asyncio.AbstractEventLoop], Awaitable[HttpServer]]:
     """A startup hook for the socket daemon (``kms serve --http HOST:PORT``).
 
@@ -146,13 +221,16 @@ def http_startup(
         ssl_context: Serve HTTPS with this context.
         on_ready: Called with the running server, e.g. to print its
             :attr:`HttpServer.env_line`.
+        limits: Connections at once and idle timeout of the endpoint.
 
     Returns:
         The hook: ``await hook(service, loop)`` starts the endpoint.
     """
 
     async def start(service: KeyService, loop: asyncio.AbstractEventLoop) -> HttpServer:
-        server = await start_http_server(service, host, port, ssl_context=ssl_context)
+        server = await start_http_server(
+            service, host, port, ssl_context=ssl_context, limits=limits
+        )
         if on_ready is not None:
             on_ready(server)
         return server

@@ -56,6 +56,35 @@ def _listen(value: str) -> tuple[str, int]:
     metavar="SINK",
     help="Copy each checkpoint to file:<path> or syslog as it is made (kept likewise).",
 )
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=4096,
+    show_default=True,
+    help="Clients served at once, on the socket and on HTTP each; one more is refused.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="Seconds before a connection with nothing in flight is closed (0: never).",
+)
+@click.option(
+    "--refusal-burst",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Refused requests recorded one by one per source, error and window; "
+    "the rest are counted in one summary record.",
+)
+@click.option(
+    "--refusal-window",
+    type=click.FloatRange(min=0.001),
+    default=60.0,
+    show_default=True,
+    help="Seconds of one refusal window.",
+)
 def serve(
     data_dir: Path | None,
     socket_path: Path | None,
@@ -64,8 +93,15 @@ def serve(
     passphrase_env: str | None,
     audit_witness: str | None,
     audit_export: str | None,
+    max_connections: int,
+    idle_timeout: float,
+    refusal_burst: int,
+    refusal_window: float,
 ) -> None:
     """Run the KMS daemon until SIGINT or SIGTERM (initializing the data dir if new)."""
+    from kmscore.refusals import RefusalLimits
+
+    from ..limits import ConnectionLimits
     from ..rpc.server import run
 
     # Read by KeyService when it opens the trail, which saves them for later opens.
@@ -73,6 +109,8 @@ def serve(
         os.environ["KMS_AUDIT_WITNESS"] = audit_witness
     if audit_export:
         os.environ["KMS_AUDIT_EXPORT"] = audit_export
+    limits = ConnectionLimits(max_connections, idle_timeout)
+
     passphrase = os.environ.get(passphrase_env) if passphrase_env else None
     if passphrase_env and not passphrase:
         raise click.UsageError(f"${passphrase_env} is empty or not set")
@@ -86,7 +124,7 @@ def serve(
             click.echo(f"HTTP (AWS KMS JSON, SigV4) on {server.url}")
             click.echo(server.env_line)
 
-        hooks.append(http_startup(host, port, on_ready=on_http))
+        hooks.append(http_startup(host, port, on_ready=on_http, limits=limits))
 
     def ready(info: dict[str, Any]) -> None:
         lines = [
@@ -108,6 +146,9 @@ def serve(
         ready=ready,
         extra_startup=hooks,
         passphrase=passphrase,
+        limits=limits,
+        refusal_limits=RefusalLimits(refusal_burst, refusal_window),
+        fd_connections=max_connections if http is not None else 0,
     )
     sys.exit(status)
 

@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kmscore.refusals import RefusalLimits
+
+from ..limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ConnectionLimits
 from .server import run
 
 
@@ -32,7 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", type=Path, default=None)
     parser.add_argument("--socket-mode", type=_mode, default=0o600, help="600, 660 or 666")
     parser.add_argument("--no-audit", action="store_true", help="record nothing (benchmarks)")
+    parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS)
+    parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT)
+    defaults = RefusalLimits()
+    parser.add_argument("--refusal-burst", type=int, default=defaults.burst)
+    parser.add_argument("--refusal-window", type=float, default=defaults.window)
     args = parser.parse_args(argv)
+    try:
+        limits = ConnectionLimits(args.max_connections, args.idle_timeout)
+        refusal_limits = RefusalLimits(args.refusal_burst, args.refusal_window)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="kmscore-rpc: %(levelname)s %(message)s")
 
     def ready(info: dict[str, Any]) -> None:
@@ -45,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         audit=not args.no_audit,
         ready=ready,
         passphrase=os.environ.get("KMS_PASSPHRASE"),
+        limits=limits,
+        refusal_limits=refusal_limits,
     )
 
 

@@ -22,10 +22,17 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import msgpack  # type: ignore[import-untyped]
 
 from kmscore.authorization import UNMAPPED
-from kmscore.errors import KMSError, KMSInternalException
+from kmscore.errors import (
+    KMSError,
+    KMSInternalException,
+    SerializationException,
+    ValidationException,
+)
 from kmscore.operations import dispatch
+from kmscore.remote import REFUSAL_MSGID
 from kmscore.service import Caller
 
+from ..limits import REFUSAL_LINGER_SECONDS, over_limit_error
 from .protocol import (
     MAX_IN_FLIGHT,
     MAX_REQUEST_BYTES,
@@ -51,6 +58,17 @@ USER_AGENT: Final = "kmscore-rpc"
 #: bytes (reading from it pauses) and starts again below the low mark.
 WRITE_HIGH_WATER: Final = 1 << 20
 WRITE_LOW_WATER: Final = 256 << 10
+_TOO_LARGE: Final = ValidationException(
+    f"The request is larger than the limit of {MAX_REQUEST_BYTES} bytes."
+)
+
+
+def _new_unpacker() -> Any:
+    return msgpack.Unpacker(
+        raw=False, timestamp=3, max_buffer_size=_BUFFER_BYTES, read_size=64 * 1024
+    )
+
+
 # The unpacker's buffer: one partial frame plus one read of the socket.
 _BUFFER_BYTES: Final = MAX_REQUEST_BYTES + (1 << 20)
 
@@ -62,12 +80,10 @@ class RpcConnection(asyncio.Protocol):
         """Serve one client of ``daemon``."""
         self._daemon = daemon
         self._transport: asyncio.Transport | None = None
-        self._unpacker = msgpack.Unpacker(
-            raw=False,
-            timestamp=3,
-            max_buffer_size=_BUFFER_BYTES,
-            read_size=64 * 1024,
-        )
+        # Made at the first read and dropped when the connection goes idle: an
+        # unpacker holds ~44 kB (its decoding stack), most of an idle
+        # connection's memory otherwise.
+        self._unpacker: Any = None
         self._fed = 0  # bytes fed to the unpacker
         self._consumed = 0  # bytes of complete frames taken from it
         self._in_flight = 0
@@ -81,6 +97,10 @@ class RpcConnection(asyncio.Protocol):
         self.peer: PeerCredentials | None = None
         self._caller: Caller | None = None
         self._epoch = -1
+        # Idle tracking: set on every read, cleared by the daemon's sweep.
+        self._active = True
+        self._idle_since = 0.0
+        self._refused = False
         #: Set when the connection is gone (the daemon waits on it at shutdown).
         self.lost: asyncio.Future[None] = daemon.loop.create_future()
 
@@ -96,18 +116,29 @@ class RpcConnection(asyncio.Protocol):
             log.warning("closing a connection without peer credentials: %s", exc)
             self.abort()
             return
-        self._daemon.connections.add(self)
-        if self._daemon.stopping:
+        daemon = self._daemon
+        if len(daemon.connections) >= daemon.limits.max_connections:
+            self._refuse()
+            return
+        self._idle_since = daemon.loop.time()
+        daemon.connections.add(self)
+        if daemon.stopping:
             self.abort()
 
     def data_received(self, data: bytes) -> None:  # noqa: D102
         if self._closed:
+            if self._refused:
+                self.close()  # the request was read: the refusal frame goes out first
             return
+        self._active = True
         self._fed += len(data)
+        unpacker = self._unpacker
+        if unpacker is None:
+            unpacker = self._unpacker = _new_unpacker()
         try:
-            self._unpacker.feed(data)
+            unpacker.feed(data)
         except msgpack.BufferFull:
-            self._violation("a frame is larger than the limit")
+            self._violation(_TOO_LARGE)
             return
         self._process()
 
@@ -139,7 +170,7 @@ class RpcConnection(asyncio.Protocol):
         """Run the complete frames waiting in the unpacker, as far as limits allow."""
         unpacker = self._unpacker
         drained = not self._blocked()
-        if drained:
+        if drained and unpacker is not None:
             self._held = []
             try:
                 # Iterating (rather than unpack() until OutOfData) ends without
@@ -150,13 +181,14 @@ class RpcConnection(asyncio.Protocol):
                         break
             except Exception as exc:  # undecodable input, whatever msgpack raises
                 self._flush()
-                self._violation(f"malformed msgpack ({type(exc).__name__})")
+                why = f"The request is not valid msgpack ({type(exc).__name__})."
+                self._violation(SerializationException(why))
                 return
             self._flush()
         if self._closed:
             return
         if self._fed - self._consumed > MAX_REQUEST_BYTES:
-            self._violation("a frame is larger than the limit")
+            self._violation(_TOO_LARGE)
             return
         if self._eof and drained and self._in_flight == 0:
             self.close()  # a partial frame left at EOF is never answered
@@ -177,7 +209,7 @@ class RpcConnection(asyncio.Protocol):
         try:
             request = parse_request(message, self._consumed - start)
         except ProtocolViolation as exc:
-            self._violation(str(exc))
+            self._violation(SerializationException(f"The message is not a request: {exc}."))
             return False
         try:
             self._start(request)
@@ -190,6 +222,7 @@ class RpcConnection(asyncio.Protocol):
 
     def _start(self, request: Request) -> None:
         if request.error is not None:
+            self._refusal(request.method or "Unknown", request.error)
             self._answer_error(request.msgid, request.error)
             return
         caller = self._current_caller()
@@ -308,10 +341,42 @@ class RpcConnection(asyncio.Protocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
 
-    def _violation(self, reason: str) -> None:
+    def check_idle(self, now: float, timeout: float) -> None:
+        """Close the connection when nothing was read or run for ``timeout`` s."""
+        if self._active or self._in_flight:
+            self._active = False
+            self._idle_since = now
+            if not self._in_flight and self._fed == self._consumed:
+                # Nothing buffered: free the unpacker until the next read.
+                self._unpacker = None
+                self._fed = self._consumed = 0
+        elif now - self._idle_since >= timeout and not self._closed:
+            log.info("closing a connection idle for %.0f s", now - self._idle_since)
+            self.close()
+
+    def _refusal(self, event_name: str, error: KMSError) -> None:
+        """Record a request answered without running (at the flood-bounded rate)."""
+        self._daemon.refusals.refuse(self._current_caller(), event_name, error)
+
+    def _refuse(self) -> None:
+        """Turn a client past the connection limit away: one error frame, then close."""
+        self._closed = self._refused = True
+        error = over_limit_error(self._daemon.limits)
+        self._refusal("Unknown", error)
+        assert self._transport is not None
+        self._transport.write(self._daemon.pack(error_response(REFUSAL_MSGID, error)))
+        # Closing with the client's request unread would reset the connection
+        # and could lose the frame: close once it sent something, or soon.
+        self._daemon.loop.call_later(REFUSAL_LINGER_SECONDS, self.close)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def _violation(self, error: KMSError) -> None:
         peer = self.peer
         who = f"pid {peer.pid} uid {peer.uid}" if peer is not None else "a client"
-        log.warning("closing the connection of %s: %s", who, reason)
+        log.warning("closing the connection of %s: %s", who, error.message)
+        if peer is not None:
+            self._refusal("Unknown", error)
         self.abort()
 
     def abort(self) -> None:

@@ -158,8 +158,8 @@ def _weights() -> dict[str, int]:
     }
 
 
-# Operation name -> weight; names not registered run inline (the dispatcher
-# answers UnknownOperationException at once).
+# Operation name -> weight; names not registered are answered
+# UnknownOperationException without running.
 _WEIGHT: Final = _weights()
 
 
@@ -168,8 +168,8 @@ def parse_request(message: Any, size: int) -> Request:
 
     Inline: the data-plane operations of :data:`INLINE_OPERATIONS` (batches up
     to :data:`INLINE_BATCH_MAX` items; RSA encryption, named by a non-symmetric
-    encryption algorithm, excepted), unknown names (answered at once) and
-    requests answered with an error without running. Everything else, every
+    encryption algorithm, excepted) and requests answered with an error
+    without running (unknown names among them). Everything else, every
     operation that changes the store in particular, goes to the worker threads.
 
     Args:
@@ -204,6 +204,10 @@ def parse_request(message: Any, size: int) -> Request:
         error = UnsupportedOperationException(
             f"{method} is an AWS KMS operation that kmscore does not serve."
         )
+    elif weight is None:
+        # Answered here, not by the dispatcher, so a flood of them is
+        # recorded at the refusal recorder's bounded rate.
+        error = UnknownOperationException(f"Unknown operation {method!r}.")
     else:
         if weight == 0 and any(
             params.get(m, "SYMMETRIC_DEFAULT") != "SYMMETRIC_DEFAULT" for m in _ALGORITHM_MEMBERS
@@ -216,7 +220,13 @@ def parse_request(message: Any, size: int) -> Request:
             if n > INLINE_BATCH_MAX:
                 weight = MAX_IN_FLIGHT
         return Request(msgid, method, params, None, weight or 0)
-    return Request(msgid, "", {}, error)
+    # The name asked for goes into the refusal's record when it is one.
+    name = (
+        method
+        if weight is not None or (type(method) is str and _OPERATION_NAME.fullmatch(method))
+        else ""
+    )
+    return Request(msgid, name, {}, error)
 
 
 def result_response(msgid: int, result: dict[str, Any]) -> list[Any]:

@@ -30,10 +30,12 @@ from kmscore.errors import KMSError
 from kmscore.fsutil import ensure_private_dir
 from kmscore.material import run_maintenance
 from kmscore.principals import CREDENTIALS_FILE
+from kmscore.refusals import RefusalLimits, RefusalRecorder, recorder_for
 from kmscore.remote import SOCKET_FILE
 from kmscore.rootkey import RootKeyError
 from kmscore.service import MAINTENANCE_SECONDS, KeyService, default_data_dir
 
+from ..limits import ConnectionLimits, ensure_fd_limit
 from .connection import RpcConnection
 from .socketfile import DaemonError, SocketFile
 
@@ -92,9 +94,18 @@ class Daemon:
         service: KeyService,
         loop: asyncio.AbstractEventLoop,
         executor: ThreadPoolExecutor,
+        limits: ConnectionLimits | None = None,
+        refusals: RefusalRecorder | None = None,
     ) -> None:
-        """Serve ``service`` on ``loop``, running slow operations on ``executor``."""
+        """Serve ``service`` on ``loop``, running slow operations on ``executor``.
+
+        ``limits`` bounds the connections (the defaults if None); ``refusals``
+        records the requests answered without running (the service's shared
+        recorder if None).
+        """
         self.service = service
+        self.limits = limits or ConnectionLimits()
+        self.refusals = refusals or recorder_for(service)
         self.loop = loop
         self.executor = executor
         self.connections: set[RpcConnection] = set()
@@ -103,6 +114,7 @@ class Daemon:
         self._packer = msgpack.Packer(use_bin_type=True, datetime=True)
         self._running: set[asyncio.Future[Any]] = set()
         self._maintenance: asyncio.TimerHandle | None = None
+        self._sweep: asyncio.TimerHandle | None = None
 
     def pack(self, message: Any) -> bytes:
         """Encode one response (on the loop's thread only).
@@ -144,11 +156,32 @@ class Daemon:
 
         self._maintenance = self.loop.call_later(MAINTENANCE_SECONDS / 2, tick)
 
+    def schedule_idle_sweep(self) -> None:
+        """Close idle connections: each is checked every quarter of the timeout.
+
+        A connection is closed between one and one and a quarter timeouts
+        after its last read, unless a request of it is still running.
+        """
+        timeout = self.limits.idle_timeout
+        if not timeout:
+            return
+        every = max(timeout / 4, 0.05)
+
+        def sweep() -> None:
+            now = self.loop.time()
+            for conn in list(self.connections):
+                conn.check_idle(now, timeout)
+            if not self.stopping:
+                self._sweep = self.loop.call_later(every, sweep)
+
+        self._sweep = self.loop.call_later(every, sweep)
+
     async def shutdown(self) -> None:
         """Take no more requests, let running ones finish, close every connection."""
         self.stopping = True
-        if self._maintenance is not None:
-            self._maintenance.cancel()
+        for timer in (self._maintenance, self._sweep):
+            if timer is not None:
+                timer.cancel()
         for conn in list(self.connections):
             conn.stop_reading()
         if self._running:
@@ -188,10 +221,12 @@ async def _serve(
     info: dict[str, Any],
     ready: Callable[[dict[str, Any]], None] | None,
     extra_startup: Iterable[StartupHook],
+    limits: ConnectionLimits,
+    refusals: RefusalRecorder,
 ) -> int:
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="kmscore-rpc")
-    daemon = Daemon(service, loop, executor)
+    daemon = Daemon(service, loop, executor, limits, refusals)
     stop = asyncio.Event()
     signals = []
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -208,6 +243,8 @@ async def _serve(
         for start in extra_startup:
             extras.append(await start(service, loop))
         daemon.schedule_maintenance()
+        daemon.schedule_idle_sweep()
+        refusals.schedule(loop)
         if ready is not None:
             ready(dict(info))
         await stop.wait()
@@ -219,6 +256,7 @@ async def _serve(
             server.close()
         await daemon.shutdown()
         await _close_extras(extras)
+        refusals.close()  # the last flood summaries, before the trail closes
         await loop.run_in_executor(None, executor.shutdown, True)
         for signum in signals:
             loop.remove_signal_handler(signum)
@@ -234,6 +272,9 @@ def run(
     ready: Callable[[dict[str, Any]], None] | None = None,
     extra_startup: Iterable[StartupHook] = (),
     passphrase: bytes | str | None = None,
+    limits: ConnectionLimits | None = None,
+    refusal_limits: RefusalLimits | None = None,
+    fd_connections: int = 0,
 ) -> int:
     """Serve the key service on a Unix socket until SIGINT or SIGTERM.
 
@@ -251,13 +292,30 @@ def run(
         extra_startup: Coroutine functions run on the daemon's loop after the
             service opened, before ``ready``; see :data:`StartupHook`.
         passphrase: The root key passphrase of a passphrase-protected data dir.
+        limits: Connections at once and idle timeout on the socket
+            (:class:`~kmscore.frontends.limits.ConnectionLimits` defaults).
+        refusal_limits: How many refused requests per source and window
+            are recorded one by one (:class:`~kmscore.refusals.RefusalLimits`).
+        fd_connections: Connections other listeners (the HTTP endpoint) may
+            hold, counted when the descriptor limit is checked.
 
     Returns:
         The exit status: 0 after a signal, 1 when the daemon cannot start or
         fails (the reason is printed on stderr).
     """
     try:
-        return _run(data_dir, socket_path, socket_mode, audit, ready, extra_startup, passphrase)
+        return _run(
+            data_dir,
+            socket_path,
+            socket_mode,
+            audit,
+            ready,
+            extra_startup,
+            passphrase,
+            limits or ConnectionLimits(),
+            refusal_limits,
+            fd_connections,
+        )
     except DaemonError as exc:
         print(f"kmscore daemon: {exc}", file=sys.stderr)
         return 1
@@ -271,8 +329,12 @@ def _run(
     ready: Callable[[dict[str, Any]], None] | None,
     extra_startup: Iterable[StartupHook],
     passphrase: bytes | str | None,
+    limits: ConnectionLimits,
+    refusal_limits: RefusalLimits | None,
+    fd_connections: int,
 ) -> int:
     loop_name, loop_factory = event_loop_factory()
+    ensure_fd_limit(limits.max_connections + fd_connections)
     data = Path(data_dir) if data_dir is not None else default_data_dir()
     try:
         ensure_private_dir(data)
@@ -298,7 +360,10 @@ def _run(
                 "event_loop": loop_name,
             }
             with asyncio.Runner(loop_factory=loop_factory) as runner:
-                return runner.run(_serve(service, sock, info, ready, extra_startup))
+                refusals = recorder_for(service, refusal_limits)
+                return runner.run(
+                    _serve(service, sock, info, ready, extra_startup, limits, refusals)
+                )
         finally:
             service.close()
     finally:
