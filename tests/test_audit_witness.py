@@ -244,7 +244,6 @@ def test_witness_refuses_what_does_not_extend_its_head(tmp_path: Path) -> None:
         request([line(3, "2" * 64)], sig),
         request(chain[3:5], sig, head="0" * 64),
         request(chain[3:5], sig, count=3),
-        request(chain[3:5], sig, fromTime="1999-01-01T00:00:00Z"),
     ]
     for bad in refusals:
         answer = w.handle(bad)

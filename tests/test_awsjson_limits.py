@@ -7,15 +7,16 @@ import socket
 import time
 from pathlib import Path
 
-from kmscore.frontends.limits import ConnectionLimits
-from kmscore.refusals import RefusalLimits
-from tests.test_awsjson_support import (
+from test_awsjson_support import (
     audit_records,
     flush_audit,
     running_endpoint,
     send,
     signed_request,
 )
+
+from kmscore.frontends.limits import ConnectionLimits
+from kmscore.refusals import RefusalLimits
 
 
 def _refusals(data_dir: Path) -> list[dict[str, object]]:

@@ -15,10 +15,10 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 import pytest
+from test_rpc_support import running_daemon, wait_for
 
 from kmscore import errors
 from kmscore.remote import RemoteConnectionError, RemoteKMS
-from tests.test_rpc_support import running_daemon, wait_for
 
 #: Daemon memory per idle connection (kB), measured ~1.4 with uvloop (see
 #: docs/performance.md); the bound leaves room for allocator noise.

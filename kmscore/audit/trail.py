@@ -1005,7 +1005,10 @@ class AuditTrail:
         while entries:
             chunk, entries = entries[:MAX_LINES], entries[MAX_LINES:]
             lines = [line for _, _, line in chunk]
-            low, high = checkpoint_times(lines)
+            if entries or len(chunk) < self._unsealed:
+                low, high = checkpoint_times(lines)  # one of several: its own range
+            else:
+                low, high = self._from_time, self._to_time
             checkpoint: dict[str, Any] = {
                 "v": fmt.CHECKPOINT_VERSION,
                 "seq": first + len(chunk) - 1,
