@@ -47,26 +47,8 @@ GRANT_OPERATIONS: Final = (
     "VerifyMac",
     "DeriveSharedSecret",
 )
-#: Operations that take an encryption context, so constraints may apply.
-CONSTRAINT_OPERATIONS: Final = frozenset(
-    {
-        "Decrypt",
-        "Encrypt",
-        "GenerateDataKey",
-        "GenerateDataKeyWithoutPlaintext",
-        "ReEncryptFrom",
-        "ReEncryptTo",
-        "GenerateDataKeyPair",
-        "GenerateDataKeyPairWithoutPlaintext",
-        "CreateGrant",
-        "RetireGrant",
-        "DescribeKey",
-    }
-)
 #: Operations whose request has an encryption context, so a grant's
-#: constraints are checked against it. For DescribeKey and RetireGrant a
-#: constraint is allowed in the grant but does not apply (AWS GrantConstraints);
-#: for CreateGrant it applies to the constraints of the grant being created.
+#: constraints are checked against it.
 CONTEXT_OPERATIONS: Final = frozenset(
     {
         "Decrypt",
@@ -79,9 +61,12 @@ CONTEXT_OPERATIONS: Final = frozenset(
         "GenerateDataKeyPairWithoutPlaintext",
     }
 )
-
-
 _COMMON_OPERATIONS: Final = frozenset({"CreateGrant", "DescribeKey", "RetireGrant"})
+#: Operations a constrained grant may hold: those with a context, and the
+#: common ones. For DescribeKey and RetireGrant the constraint does not apply
+#: (AWS GrantConstraints); for CreateGrant it applies to the constraints of the
+#: grant being created.
+CONSTRAINT_OPERATIONS: Final = CONTEXT_OPERATIONS | _COMMON_OPERATIONS
 _OPERATIONS_BY_USAGE: Final = {
     # (symmetric?, key usage) -> the grant operations AWS accepts for that key type.
     (True, "ENCRYPT_DECRYPT"): frozenset(
