@@ -424,3 +424,41 @@ def test_bad_export_sinks_are_refused(spec: str) -> None:
 
     with pytest.raises(ValueError, match=r"unknown checkpoint export|name a file"):
         parse_export(spec)
+
+
+def test_due_checkpoints_are_signed_in_the_background(
+    tmp_path: Path, witness: WitnessProcess
+) -> None:
+    import threading
+
+    from kmscore.audit import AuditTrail
+
+    data = tmp_path / "kms"
+    event = {"eventVersion": "1.08", "eventTime": "2026-12-06T00:00:00Z", "eventName": "Encrypt"}
+    auditor_key = bytes.fromhex(witness.public_key_file.read_text())
+    one = AuditTrail.open(data, signer=WitnessClient(witness.socket), checkpoint_every=50,
+                          checkpoint_interval=None)  # fmt: skip
+    two = AuditTrail.open(data, signer=WitnessClient(witness.socket), checkpoint_every=50,
+                          checkpoint_interval=None)  # fmt: skip
+
+    def write(trail: AuditTrail) -> None:
+        for _ in range(600):
+            trail.append(event)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in (one, two, one)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the sealers' checkpoints land at a later turn
+        one.append(event)
+        report = verify(data, public_key=auditor_key)
+        if report.checkpoints >= 10:
+            break
+        time.sleep(0.05)
+    assert report.checkpoints >= 10, report  # made while the trails were open, no close yet
+    one.close()
+    two.close()
+    final = verify(data, public_key=auditor_key)
+    assert final.unsealed == 0 and final.records >= 1800

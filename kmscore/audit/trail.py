@@ -92,7 +92,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal, NamedTuple, Self
 
 from nacl.signing import SigningKey
 
@@ -265,6 +265,7 @@ class AuditTrail:
         )
         self._export = export
         self._signer_retry_at = 0.0
+        self._sealer: threading.Thread | None = None
         self._max_segment_bytes = max_segment_bytes
         self._checkpoint_every = checkpoint_every
         self._checkpoint_interval = checkpoint_interval
@@ -495,6 +496,9 @@ class AuditTrail:
             return
         self._stop.set()
         self._wake.set()
+        sealer = self._sealer
+        if sealer is not None and sealer is not threading.current_thread():
+            sealer.join(30)  # its checkpoint first; the final one seals the rest
         try:
             self._submit(_Slot([], self._act_close), check=False)
         finally:
@@ -854,6 +858,18 @@ class AuditTrail:
         except OSError as exc:
             raise _as_internal(exc) from exc
 
+    def _act_write_signed(
+        self,
+        failure: KMSInternalException | None,
+        view: _SealView,
+        signed: list[tuple[dict[str, Any], str]],
+    ) -> None:
+        self._usable_or_raise(failure)
+        try:
+            self._write_signed(view, signed)
+        except OSError as exc:
+            raise _as_internal(exc) from exc
+
     def _act_flush(self, failure: KMSInternalException | None) -> None:
         if self._closed or self._broken is not None:
             self._usable_or_raise(None)
@@ -895,6 +911,9 @@ class AuditTrail:
             interval is not None and time.monotonic() - self._last_checkpoint_at >= interval
         )
         if due and time.monotonic() >= self._signer_retry_at:
+            if self._signer.needs_lines:
+                self._seal_in_background()
+                return
             try:
                 self._write_checkpoint()
             except OSError as exc:
@@ -915,23 +934,10 @@ class AuditTrail:
         """
         if self._unsealed == 0:
             return
-        # Seal only durable records. Unsealed records are all in the segment
-        # being written (a segment is sealed before it is closed), except in a
-        # trail left so by a crash: then fsync the head's segment too.
-        self._fsync_segment()
-        if self._head_segment != self._seg_name:
-            try:
-                fd = fmt.open_existing(self._dir / self._head_segment, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            except OSError as exc:
-                self._fail(f"fsync of audit segment {self._head_segment} failed ({exc})")
-                raise
         if self._signer.needs_lines:
             self._write_witnessed_checkpoints()
             return
+        self._fsync_unsealed()
         checkpoint: dict[str, Any] = {
             "v": fmt.CHECKPOINT_VERSION,
             "seq": self._next_seq - 1,
@@ -947,6 +953,28 @@ class AuditTrail:
         self._append_checkpoint(checkpoint, self._signer.sign_checkpoint(checkpoint, ()))
         self._unsealed = 0
         self._from_time = self._to_time = None
+
+    def _fsync_unsealed(self) -> None:
+        """Make the records a checkpoint will seal durable (leader, lock held).
+
+        Unsealed records are all in the segment being written (a segment is
+        sealed before it is closed), except in a trail left so by a crash:
+        then fsync the head's segment too.
+
+        Raises:
+            OSError: The fsync failed (the trail fails).
+        """
+        self._fsync_segment()
+        if self._head_segment != self._seg_name:
+            try:
+                fd = fmt.open_existing(self._dir / self._head_segment, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                self._fail(f"fsync of audit segment {self._head_segment} failed ({exc})")
+                raise
 
     def _append_checkpoint(self, checkpoint: dict[str, Any], signature: str) -> None:
         """Write a signed checkpoint durably, then export it (leader, lock held).
@@ -970,45 +998,61 @@ class AuditTrail:
         if self._export is not None:
             self._export.write(data)
 
-    def _unsealed_entries(self) -> list[tuple[str, int, bytes]]:
-        """(segment, end offset, line) of every record after the last checkpoint."""
+    def _seal_view(self) -> _SealView:
+        """What to seal now: from the last checkpoint to the head (lock held)."""
+        return _SealView(
+            self._sealed_segment,
+            self._sealed_offset,
+            self._head_segment,
+            self._head_offset,
+            self._next_seq - self._unsealed,
+            self._unsealed,
+            self._last_signature,
+            self._from_time,
+            self._to_time,
+        )
+
+    def _entries(self, view: _SealView) -> list[tuple[str, int, bytes]]:
+        """(segment, end offset, line) of every record the view seals.
+
+        Safe without the lock: lines up to a head once seen are never changed.
+        """
         names = [name for _, name in fmt.list_segments(self._dir)]
-        start = names.index(self._sealed_segment) if self._sealed_segment in names else 0
+        start = names.index(view.sealed_segment) if view.sealed_segment in names else 0
         entries: list[tuple[str, int, bytes]] = []
         for name in names[start:]:
-            begin = self._sealed_offset if name == self._sealed_segment else 0
+            begin = view.sealed_offset if name == view.sealed_segment else 0
             for offset, line, complete in fmt.iter_lines(self._dir / name, begin):
                 end = offset + len(line) + 1
-                if not complete or (name == self._head_segment and end > self._head_offset):
+                if not complete or (name == view.head_segment and end > view.head_offset):
                     break
                 entries.append((name, end, line))
-            if name == self._head_segment:
+            if name == view.head_segment:
                 break
+        if len(entries) != view.records:
+            raise OSError(f"{view.records} records are unsealed but {len(entries)} were found")
         return entries
 
-    def _write_witnessed_checkpoints(self) -> None:
-        """Seal the unsealed records through the witness, at most MAX_LINES a checkpoint.
+    def _witness_signatures(
+        self, view: _SealView
+    ) -> tuple[list[tuple[dict[str, Any], str]], WitnessError | None]:
+        """Checkpoints for the view, signed by the witness, at most MAX_LINES each.
 
-        The witness checks the lines itself, so they are read back from the
-        segments (only here, every ``checkpoint_every`` records).
+        Returns what was signed, in order, and the error that stopped it, if any.
 
         Raises:
-            OSError: The witness refused or is unreachable (retried after a
-                second), or a checkpoint could not be made durable.
+            OSError: The records to seal cannot be read.
         """
-        entries = self._unsealed_entries()
-        if len(entries) != self._unsealed:
-            raise OSError(
-                f"{self._unsealed} records are unsealed but {len(entries)} were found to seal"
-            )
-        first = self._next_seq - self._unsealed
+        entries = self._entries(view)
+        signed: list[tuple[dict[str, Any], str]] = []
+        first, previous = view.first_seq, view.last_signature
         while entries:
             chunk, entries = entries[:MAX_LINES], entries[MAX_LINES:]
             lines = [line for _, _, line in chunk]
-            if entries or len(chunk) < self._unsealed:
+            if len(chunk) < view.records:
                 low, high = checkpoint_times(lines)  # one of several: its own range
             else:
-                low, high = self._from_time, self._to_time
+                low, high = view.from_time, view.to_time
             checkpoint: dict[str, Any] = {
                 "v": fmt.CHECKPOINT_VERSION,
                 "seq": first + len(chunk) - 1,
@@ -1018,21 +1062,71 @@ class AuditTrail:
                 "head": fmt.line_hash(lines[-1]),
                 "segment": chunk[-1][0],
                 "offset": chunk[-1][1],
-                "prevSignature": self._last_signature,
+                "prevSignature": previous,
                 "createdAt": fmt.utc_now(),
             }
             try:
                 signature = self._signer.sign_checkpoint(checkpoint, lines)
-            except WitnessError:
+            except WitnessError as exc:
                 self._signer_retry_at = time.monotonic() + 1.0
-                raise
-            self._append_checkpoint(checkpoint, signature)
+                return signed, exc
+            signed.append((checkpoint, signature))
             first += len(chunk)
-            self._unsealed -= len(chunk)
-            if entries:
-                self._from_time, self._to_time = checkpoint_times([e[2] for e in entries])
-            else:
-                self._from_time = self._to_time = None
+            previous = signature
+        return signed, None
+
+    def _write_signed(self, view: _SealView, signed: list[tuple[dict[str, Any], str]]) -> None:
+        """Append checkpoints signed for ``view`` (leader, lock held, in sync).
+
+        Nothing is written when another checkpoint was written since the view
+        was taken: the witness's next checkpoint covers these records too.
+
+        Raises:
+            OSError: A checkpoint could not be made durable, or the records
+                could not be fsynced.
+        """
+        if not signed or self._last_signature != view.last_signature:
+            return
+        self._fsync_unsealed()
+        for checkpoint, signature in signed:
+            self._append_checkpoint(checkpoint, signature)
+            self._unsealed -= checkpoint["count"]
+        if self._unsealed:
+            lines = [line for _, _, line in self._entries(self._seal_view())]
+            self._from_time, self._to_time = checkpoint_times(lines)
+        else:
+            self._from_time = self._to_time = None
+
+    def _write_witnessed_checkpoints(self) -> None:
+        """Seal every unsealed record through the witness now (leader, lock held).
+
+        Raises:
+            OSError: The witness refused or is unreachable (retried after a
+                second), or a checkpoint could not be made durable.
+        """
+        view = self._seal_view()
+        signed, error = self._witness_signatures(view)
+        self._write_signed(view, signed)
+        if error is not None:
+            raise error
+
+    def _seal_in_background(self) -> None:
+        """Start getting the due checkpoint signed outside the lock (leader).
+
+        The witness's round trip (reading the lines back, sending them, its
+        re-hashing) takes tens of milliseconds per 10,000 records; the writers
+        go on meanwhile, and the signed checkpoint is written at a later turn.
+        """
+        sealer = self._sealer
+        if sealer is not None and sealer.is_alive():
+            return
+        self._sealer = threading.Thread(
+            target=_background_seal,
+            args=(weakref.ref(self), self._seal_view()),
+            name="kmscore-audit-sealer",
+            daemon=True,
+        )
+        self._sealer.start()
 
     # --- sharing the chain with other writers --------------------------------------
 
@@ -1068,10 +1162,15 @@ class AuditTrail:
             if self._head_offset > 0:
                 self._check_head(names)
         elif last is not None and last["signature"] != self._last_signature:
-            if self._next_seq > 0 and last["seq"] < self._next_seq - 1:
+            # A checkpoint may seal less than this writer has seen (one signed
+            # in the background seals what was there when it started): adopt
+            # it and follow the chain on from it. Never one before what this
+            # writer already saw sealed.
+            sealed_through = self._next_seq - 1 - self._unsealed
+            if self._next_seq > 0 and last["seq"] < sealed_through:
                 raise _Damaged(
                     f"the last checkpoint seals records through seq {last['seq']}, but this "
-                    f"writer saw records through seq {self._next_seq - 1}"
+                    f"writer saw records sealed through seq {sealed_through}"
                 )
             self._adopt_checkpoint(last, names)
         elif last is None and self._last_signature is not None:
@@ -1304,6 +1403,35 @@ def _as_internal(error: BaseException) -> KMSInternalException:
         return KMSInternalException(error.message)
     reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
     return KMSInternalException(f"the audit record could not be written: {reason}")
+
+
+class _SealView(NamedTuple):
+    """The records one checkpoint (or a run of them) will seal."""
+
+    sealed_segment: str
+    sealed_offset: int
+    head_segment: str
+    head_offset: int
+    first_seq: int
+    records: int
+    last_signature: str | None
+    from_time: str | None
+    to_time: str | None
+
+
+def _background_seal(ref: weakref.ref[AuditTrail], view: _SealView) -> None:
+    """Get a checkpoint signed by the witness, then write it at the writers' next turn."""
+    trail = ref()
+    if trail is None:
+        return
+    try:
+        signed, error = trail._witness_signatures(view)
+        if error is not None:
+            _log.warning("audit checkpoint not signed, will retry: %s", error)
+        if signed:
+            trail._submit(_Slot([], lambda failure: trail._act_write_signed(failure, view, signed)))
+    except (OSError, KMSInternalException) as exc:
+        _log.warning("audit checkpoint failed, will retry: %s", exc)
 
 
 def _timer(ref: weakref.ref[AuditTrail], stop: threading.Event, interval: float) -> None:

@@ -75,9 +75,12 @@ _LENGTH = struct.Struct(">I")
 _RECORD_PREFIX = re.compile(rb'\{"seq":(\d+),"prevHash":"([0-9a-f]{64})"')
 _UNSIGNED_FIELDS: Final = fmt.CHECKPOINT_FIELDS - {"signature"}
 _TIMEOUT: Final = 10.0
-_STATE_FIELDS: Final = frozenset(
-    {"seq", "head", "signature", "baseSeq", "baseHead", "baseSignature"}
-)
+_STATE_FIELDS: Final = frozenset({"seq", "head", "signature", "recent"})
+#: Earlier signed heads a checkpoint may still build on: writers sealing in the
+#: background can get signatures that are never written (another writer's
+#: checkpoint was written first), and the next checkpoint builds on the one
+#: that was. It must still pass through the newest head signed.
+_RECENT: Final = 64
 
 
 class WitnessError(OSError):
@@ -390,16 +393,15 @@ class Witness:
         if checkpoint["head"] != head:
             return _refuse("the checkpoint's head is not the hash of its last line")
         signature = self._key.sign(fmt.checkpoint_message(checkpoint)).signature.hex()
-        first_prev = lines[0][len(b'{"seq":%d,"prevHash":"' % first) :][:64].decode("ascii")
+        recent = list(self.state["recent"]) if self.state is not None else []
+        if self.state is not None:
+            recent.append([self.state["seq"], self.state["head"], self.state["signature"]])
+        else:
+            # First contact: where the lines start is the first base.
+            first_prev = lines[0][len(b'{"seq":%d,"prevHash":"' % first) :][:64].decode("ascii")
+            recent.append([first - 1, first_prev, checkpoint["prevSignature"]])
         self._persist(
-            {
-                "seq": seq,
-                "head": head,
-                "signature": signature,
-                "baseSeq": first - 1,
-                "baseHead": first_prev,
-                "baseSignature": checkpoint["prevSignature"],
-            }
+            {"seq": seq, "head": head, "signature": signature, "recent": recent[-_RECENT:]}
         )
         return {"ok": True, "signature": signature}
 
@@ -408,10 +410,11 @@ class Witness:
     ) -> str | tuple[str | None, tuple[int, str] | None]:
         """Where a checkpoint's lines must start: (head to continue, head to pass).
 
-        Normally the lines continue the last head signed. A retry of that last
-        checkpoint (its signature was made but never written: the trail crashed
-        or lost the answer) starts from the same base and must pass through the
-        same head. Anything else is a refusal (returned as its reason).
+        Normally the lines continue the last head signed. A checkpoint may also
+        build on one of the last heads signed before it (a retry after a lost
+        answer, or a writer whose background signature lost the race to another
+        writer's), and must then pass through the newest head. Anything else
+        is a refusal (returned as its reason).
         """
         state = self.state
         if state is None:
@@ -426,14 +429,18 @@ class Witness:
                     f"witness signed ends at seq {state['seq']} (a rewritten or replayed past?)"
                 )
             return state["head"], None
-        if prev_signature == state["baseSignature"] and first == state["baseSeq"] + 1:
+        for seq, head, signature in state["recent"]:
+            if signature != prev_signature or first != seq + 1:
+                continue
+            # Builds on an earlier signed head (a retry, or a background
+            # signature that was never written): it must pass through the
+            # newest head, so the history signed stays one chain.
             if first + len(lines) - 1 < state["seq"]:
                 return (
                     f"the checkpoint ends before seq {state['seq']}, which this witness "
                     "already signed (a rewritten past?)"
                 )
-            base_head = state["baseHead"] if state["baseSeq"] >= 0 else fmt.GENESIS_HASH
-            return base_head, (state["seq"], state["head"])
+            return (head if seq >= 0 else fmt.GENESIS_HASH), (state["seq"], state["head"])
         return "prevSignature is not the last signature this witness made (a fork or a replay)"
 
     def _persist(self, state: dict[str, Any]) -> None:
