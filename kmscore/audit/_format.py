@@ -216,6 +216,48 @@ def create_file(path: Path, flags: int = os.O_WRONLY | os.O_APPEND) -> int:
     return fd
 
 
+def write_new_file(path: Path, data: bytes) -> bool:
+    """Create ``path`` (0600, never through a symlink) holding ``data``, fsynced.
+
+    Returns:
+        False if it already existed (it is left as it was).
+
+    Raises:
+        OSError: It could not be created or written whole.
+    """
+    try:
+        fd = create_file(path, os.O_WRONLY)
+    except FileExistsError:
+        return False
+    try:
+        if os.write(fd, data) != len(data):
+            raise OSError(f"short write to {path}")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` by a 0600 file holding ``data``, atomically and durably.
+
+    Written to a temporary file beside it, fsynced, renamed over it, and the
+    directory fsynced: a crash leaves the old file or the new one, whole.
+
+    Raises:
+        OSError: It could not be written or renamed.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+    if not write_new_file(tmp, data):
+        raise OSError(f"{tmp} appeared while being replaced")
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
 def open_existing(path: Path, flags: int) -> int:
     """Open an existing regular file owned by us with no group or other access.
 

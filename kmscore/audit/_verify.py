@@ -356,10 +356,9 @@ def verify(
         for attempt in range(_ATTEMPTS):
             before = _shape(audit_dir)
             try:
-                report = _verify_once(audit_dir, key, anchor)
-                if exported is not None:
-                    _check_exported(audit_dir, key, Path(exported))
-                return report
+                return _verify_once(
+                    audit_dir, key, anchor, Path(exported) if exported is not None else None
+                )
             except VerifyError:
                 # A live writer may have sealed and closed a segment between our
                 # reading the checkpoints and listing the segments; only then retry.
@@ -389,9 +388,8 @@ def _default_key(data: Path) -> VerifyKey:
     return load_public_key(data)
 
 
-def _check_exported(audit_dir: Path, key: VerifyKey, path: Path) -> None:
-    """Every checkpoint in the export file is in the trail (the trail is verified)."""
-    held = {c.body["signature"] for c in _load_checkpoints(audit_dir, key)}
+def _check_exported(key: VerifyKey, path: Path, held: set[str]) -> None:
+    """Every checkpoint in the export file is among ``held`` (the trail's signatures)."""
     name = str(path)
     for number, (_, line, complete) in enumerate(fmt.iter_lines(path), start=1):
         start = line.find(b"{")
@@ -428,7 +426,9 @@ def _shape(audit_dir: Path) -> tuple[int, tuple[str, ...]]:
     return size, tuple(name for _, name in fmt.list_segments(audit_dir))
 
 
-def _verify_once(audit_dir: Path, key: VerifyKey, anchor: str | None) -> VerifyReport:
+def _verify_once(
+    audit_dir: Path, key: VerifyKey, anchor: str | None, exported: Path | None
+) -> VerifyReport:
     segments = fmt.list_segments(audit_dir)
     if not (audit_dir / fmt.CHECKPOINTS_FILE).exists():
         if segments:
@@ -452,7 +452,10 @@ def _verify_once(audit_dir: Path, key: VerifyKey, anchor: str | None) -> VerifyR
             seq=missing.seq,
         )
     last_signature = checkpoints[-1].body["signature"] if checkpoints else None
-    if anchor is not None and anchor not in {c.body["signature"] for c in checkpoints}:
+    held = {c.body["signature"] for c in checkpoints}
+    if exported is not None:
+        _check_exported(key, exported, held)
+    if anchor is not None and anchor not in held:
         raise VerifyError(
             "the anchor checkpoint is not in the trail: checkpoints were cut or replaced",
             file=fmt.CHECKPOINTS_FILE,

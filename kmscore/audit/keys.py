@@ -72,21 +72,6 @@ def load_public_key(data_dir: str | os.PathLike[str]) -> VerifyKey:
         os.close(fd)
 
 
-def _write_new(path: Path, data: bytes) -> bool:
-    """Create ``path`` with ``data``; False if it already existed."""
-    try:
-        fd = fmt.create_file(path, os.O_WRONLY)
-    except FileExistsError:
-        return False
-    try:
-        if os.write(fd, data) != len(data):
-            raise OSError(f"short write to {path}")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return True
-
-
 def load_or_create_signing_key(data_dir: str | os.PathLike[str]) -> SigningKey:
     """Load the trail's signing key, creating it and its public key on first use.
 
@@ -106,7 +91,7 @@ def load_or_create_signing_key(data_dir: str | os.PathLike[str]) -> SigningKey:
     pub_path = data / fmt.PUBLIC_KEY_FILE
     try:
         candidate = SigningKey.generate()
-        if _write_new(key_path, candidate.encode().hex().encode("ascii") + b"\n"):
+        if fmt.write_new_file(key_path, candidate.encode().hex().encode("ascii") + b"\n"):
             key = candidate
         else:
             fd = fmt.open_existing(key_path, os.O_RDONLY)
@@ -115,7 +100,7 @@ def load_or_create_signing_key(data_dir: str | os.PathLike[str]) -> SigningKey:
             finally:
                 os.close(fd)
         public = key.verify_key.encode()
-        if not _write_new(pub_path, public.hex().encode("ascii") + b"\n"):
+        if not fmt.write_new_file(pub_path, public.hex().encode("ascii") + b"\n"):
             if load_public_key(data).encode() != public:
                 raise KMSInternalException(
                     f"{pub_path} does not match {key_path}: one of them was replaced"

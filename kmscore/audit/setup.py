@@ -54,19 +54,8 @@ def audit_config(data_dir: Path) -> dict[str, Any]:
 
 
 def _save(data_dir: Path, config: dict[str, Any]) -> None:
-    tmp = data_dir / f".{AUDIT_CONFIG_FILE}.{os.getpid()}.tmp"
-    try:
-        tmp.unlink()
-    except FileNotFoundError:
-        pass
-    fd = fmt.create_file(tmp, os.O_WRONLY)
-    try:
-        os.write(fd, json.dumps(config, indent=1, sort_keys=True).encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, data_dir / AUDIT_CONFIG_FILE)
-    fmt.fsync_dir(data_dir)
+    text = json.dumps(config, indent=1, sort_keys=True).encode() + b"\n"
+    fmt.replace_file(data_dir / AUDIT_CONFIG_FILE, text)
 
 
 def open_service_trail(

@@ -319,18 +319,11 @@ class Witness:
         path.mkdir(mode=fmt.DIR_MODE, parents=True, exist_ok=True)
         fmt.ensure_dir(path)
         key = SigningKey.generate()
-        fd = fmt.create_file(path / WITNESS_KEY_FILE, os.O_WRONLY)
-        try:
-            os.write(fd, key.encode().hex().encode("ascii") + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        fd = fmt.create_file(path / WITNESS_PUB_FILE, os.O_WRONLY)
-        try:
-            os.write(fd, key.verify_key.encode().hex().encode("ascii") + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if not fmt.write_new_file(path / WITNESS_KEY_FILE, key.encode().hex().encode() + b"\n"):
+            raise FileExistsError(f"{path / WITNESS_KEY_FILE} exists")
+        public = key.verify_key.encode().hex().encode() + b"\n"
+        if not fmt.write_new_file(path / WITNESS_PUB_FILE, public):
+            raise FileExistsError(f"{path / WITNESS_PUB_FILE} exists")
         fmt.fsync_dir(path)
         return cls(path)
 
@@ -445,18 +438,5 @@ class Witness:
 
     def _persist(self, state: dict[str, Any]) -> None:
         """Make the new head durable before its signature leaves (tmp, fsync, rename)."""
-        final = self.dir / WITNESS_STATE_FILE
-        tmp = self.dir / f".{WITNESS_STATE_FILE}.{os.getpid()}.tmp"
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        fd = fmt.create_file(tmp, os.O_WRONLY)
-        try:
-            os.write(fd, fmt.canonical(state) + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
-        fmt.fsync_dir(self.dir)
+        fmt.replace_file(self.dir / WITNESS_STATE_FILE, fmt.canonical(state) + b"\n")
         self.state = state
