@@ -29,7 +29,7 @@ nox.options.sessions = ["tests", "lint", "typecheck"]
 # rebuilt and reinstalled every time, because pip always reinstalls a local path.
 nox.options.reuse_venv = "yes"
 
-LINT_PATHS = ["kmscore", "frontends", "tests", "bench", "noxfile.py"]
+LINT_PATHS = ["kmscore", "tests", "bench", "tools", "noxfile.py"]
 
 # The sanitizer build of csrc/ alone; -fno-sanitize-recover makes a UBSan
 # report fatal, so it fails the run instead of scrolling by.
@@ -70,8 +70,7 @@ _NOT_COPIED = shutil.ignore_patterns(
 
 # The tests run against the installed wheel. Python processes the tests start
 # (the daemon, the CLI, python -m kmscore) must not put the working directory,
-# the source tree, ahead of it: its kmscore/ has neither the built engine nor
-# kmscore.frontends.
+# the source tree, ahead of it: its kmscore/ has no built engine.
 _INSTALLED_ONLY = {"PYTHONSAFEPATH": "1"}
 
 
@@ -90,12 +89,10 @@ def _check_packages_listed(session: nox.Session) -> None:
     editable install and is missing from every real install.
     """
     listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
-    dirs = PYPROJECT["tool"]["setuptools"]["package-dir"]
-    found = set()
-    for package, directory in dirs.items():
-        for init in (ROOT / directory).rglob("__init__.py"):
-            relative = init.parent.relative_to(ROOT / directory).parts
-            found.add(".".join((package, *relative)))
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in ROOT.glob("kmscore/**/__init__.py")
+    }
     missing = sorted(found - listed)
     if missing:
         session.error(f"add to [tool.setuptools] packages in pyproject.toml: {', '.join(missing)}")
@@ -132,15 +129,12 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Mypy, strict, on kmscore (the native engine through its .pyi) and the frontends."""
+    """Mypy, strict, on kmscore (the native engine through its .pyi)."""
     optional = PYPROJECT["project"]["optional-dependencies"]
     session.install(
         _dev_requirement("mypy"), *PYPROJECT["project"]["dependencies"], *optional["fast"]
     )
     session.run("mypy", "kmscore")
-    # The frontends are checked as their own tree (installed as kmscore.frontends,
-    # they import each other relatively).
-    session.run("mypy", "frontends")
 
 
 def _gcc_runtime(session: nox.Session, gcc: str, name: str) -> str:
@@ -204,7 +198,7 @@ def sanitize(session: nox.Session) -> None:
             "python",
             "-P",
             "-c",
-            "import importlib.util as u; print(u.find_spec('kmscore._engine').origin)",
+            "import importlib.util as u; print(u.find_spec('kmscore.engine._engine').origin)",
             silent=True,
         )
         so = str(origin).strip().splitlines()[-1]

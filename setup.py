@@ -17,8 +17,8 @@ setup(
     ext_modules=cythonize(
         [
             Extension(
-                "kmscore._engine",
-                sources=["kmscore/_engine.pyx", "csrc/kms_aead.c"],
+                "kmscore.engine._engine",
+                sources=["kmscore/engine/_engine.pyx", "csrc/kms_aead.c"],
                 include_dirs=["csrc"],
                 libraries=["crypto"],
                 extra_compile_args=_extra_compile,

@@ -58,7 +58,8 @@ from typing import Any
 import msgpack
 
 from kmscore import LocalKMS, engine
-from kmscore.remote import AsyncRemoteKMS, RemoteKMS
+from kmscore.client.aio import AsyncRemoteKMS
+from kmscore.client.remote import RemoteKMS
 
 try:
     import uvloop

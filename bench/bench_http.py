@@ -93,9 +93,9 @@ def free_port() -> int:
 _UNAUDITED = """
 import asyncio, sys
 from kmscore.frontends.awsjson import start_http_server
-from kmscore.service import KeyService
+from kmscore.service import KeyService, open_service
 async def main():
-    service = KeyService(sys.argv[1], audit=False)
+    service = open_service(sys.argv[1], audit=False)
     server = await start_http_server(service, "127.0.0.1", 0)
     print(server.env_line, flush=True)
     await asyncio.Event().wait()

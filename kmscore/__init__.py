@@ -20,19 +20,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from kmscore.client import LocalKMS
-    from kmscore.remote import AsyncRemoteKMS, RemoteKMS, connect, connect_async
+    from kmscore.client import AsyncRemoteKMS, LocalKMS, RemoteKMS, connect, connect_async
 
-_REMOTE = frozenset({"AsyncRemoteKMS", "RemoteKMS", "connect", "connect_async"})
+_CLIENT = frozenset({"AsyncRemoteKMS", "LocalKMS", "RemoteKMS", "connect", "connect_async"})
 
 
 def __getattr__(name: str) -> Any:
-    if name == "LocalKMS":
-        from kmscore.client import LocalKMS
+    if name in _CLIENT:
+        from kmscore import client
 
-        return LocalKMS
-    if name in _REMOTE:
-        from kmscore import remote
-
-        return getattr(remote, name)
+        return getattr(client, name)
     raise AttributeError(f"module 'kmscore' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Creating private files and directories without races.
+"""Where kmscore keeps its files, and creating them private without races.
 
 Directories are made 0700 and files 0600 with ``O_CREAT | O_EXCL |
 O_NOFOLLOW``, so no other user can read them in the window between creation
@@ -11,7 +11,19 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["create_private_file", "ensure_private_dir", "fsync_dir", "write_private_file"]
+__all__ = [
+    "create_private_file",
+    "default_data_dir",
+    "ensure_private_dir",
+    "fsync_dir",
+    "write_private_file",
+]
+
+
+def default_data_dir() -> Path:
+    """``$KMS_DATA_DIR``, else ``~/.local/share/kmscore``."""
+    env = os.environ.get("KMS_DATA_DIR")
+    return Path(env) if env else Path.home() / ".local" / "share" / "kmscore"
 
 
 def ensure_private_dir(path: Path) -> None:

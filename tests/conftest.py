@@ -1,7 +1,7 @@
 """Shared fixtures: both engine backends in one run, and Hypothesis profiles.
 
-The native engine (``kmscore._engine``) and its pure-Python twin
-(``kmscore._engine_py``) are imported directly, so every engine test runs on both
+The native engine (``kmscore.engine._engine``) and its pure-Python twin
+(``kmscore.engine._engine_py``) are imported directly, so every engine test runs on both
 whatever ``KMSCORE_PUREPYTHON`` says; that variable only picks what
 ``kmscore.engine`` re-exports for the rest of the service.
 """
@@ -21,8 +21,8 @@ pytest_plugins = ["service_helpers.access"]
 PUREPYTHON = os.environ.get("KMSCORE_PUREPYTHON") == "1"
 
 BACKEND_MODULES = {
-    "native": "kmscore._engine",
-    "python": "kmscore._engine_py",
+    "native": "kmscore.engine._engine",
+    "python": "kmscore.engine._engine_py",
 }
 
 # Select with `pytest --hypothesis-profile=NAME`. "dev" is the default, random

@@ -4,7 +4,7 @@
 identity policies, grants, a request and the decision AWS documents (with the
 page it follows in ``cite``). Every case runs through the policy evaluator
 (:func:`kmscore.policy.authorize` with the grant decision from
-:mod:`kmscore.grants`); the cases marked ``"service": true`` also run end to
+:mod:`kmscore.model.grant`); the cases marked ``"service": true`` also run end to
 end through LocalKMS and the real PolicyAuthorizer. A case whose
 ``known_divergence`` says how kmscore differs from AWS is a strict xfail.
 """
@@ -21,7 +21,7 @@ from service_helpers import expect
 
 from kmscore.client import LocalKMS
 from kmscore.errors import AccessDeniedException
-from kmscore.grants import Grant, derived_grant_allowed, grant_allows
+from kmscore.model.grant import Grant, derived_grant_allowed, grant_allows
 from kmscore.policy import (
     PolicyKind,
     RequestContext,

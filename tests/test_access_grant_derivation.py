@@ -22,7 +22,7 @@ from service_helpers import expect
 from service_helpers.access import ROOT, settle, user
 
 from kmscore.client import LocalKMS
-from kmscore.grants import (
+from kmscore.model.grant import (
     GRANT_OPERATIONS,
     Grant,
     constraints_within,

@@ -3,7 +3,7 @@
 AWS's evaluation logic makes a Deny statement only ever take access away, an
 Allow statement only ever give it, and a grant only ever allow its own grantee.
 These properties check that of :func:`kmscore.policy.authorize` with the grant
-decision of :func:`kmscore.grants.grant_allows`, on a small alphabet of
+decision of :func:`kmscore.model.grant.grant_allows`, on a small alphabet of
 actions, principals and conditions so that statements often apply.
 """
 
@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kmscore.errors import AccessDeniedException
-from kmscore.grants import Grant, grant_allows
+from kmscore.model.grant import Grant, grant_allows
 from kmscore.policy import (
     PolicyKind,
     RequestContext,

@@ -11,14 +11,14 @@ from cryptography.hazmat.primitives import hashes, hmac, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from kmscore import asymmetric as A
+from kmscore.crypto import asymmetric as A
 from kmscore.errors import (
     InvalidCiphertextException,
     InvalidKeyUsageException,
     UnsupportedOperationException,
     ValidationException,
 )
-from kmscore.keyspecs import KEY_SPECS, KeyFamily, KeySpec
+from kmscore.model.keyspecs import KEY_SPECS, KeyFamily, KeySpec
 
 SIGNING_SPECS = [s for s, i in KEY_SPECS.items() if i.supported and i.signing_algorithms]
 SIGN_CASES = [

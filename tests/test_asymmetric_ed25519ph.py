@@ -21,9 +21,9 @@ from nacl import bindings as sodium
 from nacl.exceptions import BadSignatureError
 from service_helpers import Clock, expect, new_key, open_kms
 
-from kmscore import asymmetric as A
-from kmscore.asymmetric import ed25519ph
 from kmscore.client import LocalKMS
+from kmscore.crypto import asymmetric as A
+from kmscore.crypto.asymmetric import ed25519ph
 from kmscore.errors import ValidationException
 
 # RFC 8032 section 7.3, "Test Vectors for Ed25519ph", TEST abc.

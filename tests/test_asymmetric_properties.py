@@ -13,9 +13,9 @@ import functools
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from kmscore import asymmetric as A
+from kmscore.crypto import asymmetric as A
 from kmscore.errors import InvalidCiphertextException, ValidationException
-from kmscore.keyspecs import KEY_SPECS
+from kmscore.model.keyspecs import KEY_SPECS
 
 SIGN_CASES = [
     (spec, alg)

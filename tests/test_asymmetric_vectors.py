@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import vectors
 
-from kmscore import asymmetric as A
+from kmscore.crypto import asymmetric as A
 from kmscore.errors import InvalidCiphertextException
 
 HMAC_FILES = {

@@ -32,9 +32,9 @@ from test_awsjson_support import (
     running_endpoint,
 )
 
-from kmscore.frontends.awsjson.wire import AWS_KMS_OPERATIONS
 from kmscore.operations import OPERATIONS
-from kmscore.principals import unix_user_name
+from kmscore.service.principals import unix_user_name
+from kmscore.wire.operations import AWS_OPERATIONS as AWS_KMS_OPERATIONS
 
 MODEL = botocore.session.get_session().get_service_model("kms")
 IMPLEMENTED = sorted(set(OPERATIONS) & set(MODEL.operation_names))

@@ -16,7 +16,7 @@ from test_awsjson_support import (
 )
 
 from kmscore.frontends.limits import ConnectionLimits
-from kmscore.refusals import RefusalLimits
+from kmscore.service.refusals import RefusalLimits
 
 
 def _refusals(data_dir: Path) -> list[dict[str, object]]:

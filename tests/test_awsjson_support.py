@@ -24,8 +24,8 @@ from botocore.config import Config
 from kmscore.audit import AuditTrail
 from kmscore.frontends.awsjson import HttpServer, start_http_server
 from kmscore.frontends.limits import ConnectionLimits
-from kmscore.refusals import RefusalLimits, recorder_for
-from kmscore.service import KeyService
+from kmscore.service import KeyService, open_service
+from kmscore.service.refusals import RefusalLimits, recorder_for
 
 REGION = "eu-west-3"
 ACCOUNT = "444455556666"
@@ -91,7 +91,7 @@ def running_endpoint(
     service_options.setdefault("region", REGION)
     service_options.setdefault("account", ACCOUNT)
     service_options.setdefault("audit", True)
-    service = KeyService(data_dir, **service_options)
+    service = open_service(data_dir, **service_options)
     recorder_for(service, refusal_limits)
     loop = asyncio.new_event_loop()
     started = threading.Event()

@@ -3,7 +3,7 @@
 Decoding follows each operation's declared shape, so blobs nested in structures
 and lists are found without a table of their own; wrong JSON types are
 SerializationException, constraint violations ValidationException (from
-:func:`kmscore.validation.validate`). Hypothesis checks that no input, however
+:func:`kmscore.model.validation.validate`). Hypothesis checks that no input, however
 malformed, gets past the parser as anything but those two errors.
 """
 
@@ -30,8 +30,8 @@ from kmscore.errors import (
     ValidationException,
 )
 from kmscore.frontends.awsjson import wire
+from kmscore.model.validation import validate
 from kmscore.operations import OPERATIONS
-from kmscore.validation import validate
 
 
 def decode(operation: str, members: dict[str, Any]) -> dict[str, Any]:

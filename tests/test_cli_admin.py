@@ -23,7 +23,7 @@ from click.testing import CliRunner, Result
 from kmscore.client import LocalKMS
 from kmscore.frontends.cli import admin, audit
 from kmscore.frontends.cli.main import cli
-from kmscore.service import KeyService
+from kmscore.service import open_service
 
 ACCOUNT = "111122223333"
 Runner = Callable[..., Result]
@@ -116,7 +116,7 @@ def test_init_makes_a_private_data_dir_and_credentials(
     assert found_creds is not None
     assert (found_creds.access_key, found_creds.secret_key) == (key_id, secret)
     # It is the access key of the admin mapped to this uid.
-    svc = KeyService(path)
+    svc = open_service(path)
     try:
         found = svc.principals.by_access_key(key_id)
         assert found is not None
@@ -180,7 +180,7 @@ def test_principal_add_json(tmp_path: Path, data_dir: Path, run: Runner) -> None
     assert out["Arn"] == f"arn:aws:iam::{ACCOUNT}:user/bob"
     assert out["AccessKeyId"].startswith("AKIA") and len(out["SecretAccessKey"]) == 40
     assert out["Uid"] == 5000
-    svc = KeyService(data_dir)
+    svc = open_service(data_dir)
     try:
         bob = svc.principals.by_uid(5000)
         assert bob is not None and bob.arn == out["Arn"]

@@ -26,8 +26,8 @@ from botocore import xform_name
 from botocore.model import OperationModel, Shape, StructureShape
 from service_helpers import Clock, expect, new_key, open_kms
 
-from kmscore import validation as v
 from kmscore.client import LocalKMS, method_name
+from kmscore.model import validation as v
 from kmscore.operations import OPERATIONS
 
 MODEL = botocore.session.get_session().get_service_model("kms")

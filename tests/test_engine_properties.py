@@ -188,7 +188,7 @@ def test_openssl_version_is_reported(engine: ModuleType) -> None:
 def test_public_engine_backend_matches_the_environment() -> None:
     expected = "python" if os.environ.get("KMSCORE_PUREPYTHON") == "1" else "native"
     assert kmscore.engine.BACKEND == expected
-    module = "kmscore._engine_py" if expected == "python" else "kmscore._engine"
+    module = "kmscore.engine._engine_py" if expected == "python" else "kmscore.engine._engine"
     assert kmscore.engine.AesGcmKey.__module__ == module
 
 

@@ -7,13 +7,13 @@ import enum
 import botocore.session
 import pytest
 
-from kmscore import keyspecs as ks
 from kmscore.errors import (
     InvalidKeyUsageException,
     UnsupportedOperationException,
     ValidationException,
 )
-from kmscore.keyspecs import KeySpec, KeyUsage, SigningAlgorithm
+from kmscore.model import keyspecs as ks
+from kmscore.model.keyspecs import KeySpec, KeyUsage, SigningAlgorithm
 
 
 @pytest.fixture(scope="module")

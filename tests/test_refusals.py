@@ -15,8 +15,8 @@ from kmscore.errors import (
     SerializationException,
     UnknownOperationException,
 )
-from kmscore.refusals import OVERFLOW_SOURCE, RefusalLimits, RefusalRecorder, recorder_for
-from kmscore.service import Call, Caller, KeyService
+from kmscore.service import Call, Caller, KeyService, open_service
+from kmscore.service.refusals import OVERFLOW_SOURCE, RefusalLimits, RefusalRecorder, recorder_for
 
 
 class ListAuditor:
@@ -50,7 +50,7 @@ def _caller(source: str) -> Caller:
 
 @pytest.fixture
 def service(tmp_path: Path) -> Any:
-    svc = KeyService(tmp_path, audit=False, auditor=ListAuditor())
+    svc = open_service(tmp_path, audit=False, auditor=ListAuditor())
     yield svc
     svc.close()
 
@@ -132,7 +132,7 @@ def test_limits_are_checked() -> None:
 
 
 def test_records_in_the_trail_are_cloudtrail_shaped(tmp_path: Path) -> None:
-    service = KeyService(tmp_path, audit=True)
+    service = open_service(tmp_path, audit=True)
     rec = recorder_for(service, RefusalLimits(burst=1, window=60.0))
     assert recorder_for(service) is rec
     caller = Caller(

@@ -18,7 +18,8 @@ import msgpack
 import pytest
 
 from kmscore import errors
-from kmscore.remote import AsyncRemoteKMS, RemoteConnectionError, RemoteKMS
+from kmscore.client.aio import AsyncRemoteKMS
+from kmscore.client.remote import RemoteConnectionError, RemoteKMS
 
 # What the fake daemon does with each request it reads, connection by connection.
 Script = Callable[[int, list[Any]], Any]

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from test_rpc_support import DaemonProcess, run_as_uid, running_daemon, shared_socket_dir
 
-import kmscore.remote  # noqa: F401  (loaded before a forked client drops its uid)
+import kmscore.client.remote  # noqa: F401  (loaded before a forked client drops its uid)
 from kmscore import audit
 from kmscore.client import LocalKMS
 
@@ -129,7 +129,7 @@ def test_a_private_socket_refuses_other_users(tmp_path: Path) -> None:
     ):
         assert stat.S_IMODE(os.lstat(daemon.socket).st_mode) == 0o600
         probe = (
-            "import sys\nfrom kmscore import connect\nfrom kmscore.remote import "
+            "import sys\nfrom kmscore import connect\nfrom kmscore.client.remote import "
             "RemoteConnectionError\ntry:\n    connect(sys.argv[1])\nexcept "
             "RemoteConnectionError as exc:\n    print(exc)\n"
         )

@@ -21,8 +21,8 @@ from test_rpc_support import DaemonProcess, running_daemon, shared_socket_dir
 
 import kmscore
 from kmscore import audit, errors
+from kmscore.client.remote import RemoteConnectionError, RemoteKMS
 from kmscore.frontends.rpc import server
-from kmscore.remote import RemoteConnectionError, RemoteKMS
 
 
 def test_default_socket_is_private_in_the_data_dir(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 from test_rpc_support import running_daemon, wait_for
 
 from kmscore import errors
-from kmscore.remote import RemoteConnectionError, RemoteKMS
+from kmscore.client.remote import RemoteConnectionError, RemoteKMS
 
 #: Daemon memory per idle connection (kB), measured ~1.4 with uvloop (see
 #: docs/performance.md); the bound leaves room for allocator noise.

@@ -22,8 +22,9 @@ from test_rpc_support import EVENT_LOOPS, DaemonProcess, Normalizer, running_dae
 import kmscore
 from kmscore import errors
 from kmscore.client import LocalKMS, method_name
+from kmscore.client.aio import AsyncRemoteKMS
+from kmscore.client.remote import RemoteConnectionError, RemoteKMS, connect
 from kmscore.operations import OPERATIONS
-from kmscore.remote import AsyncRemoteKMS, RemoteConnectionError, RemoteKMS, connect
 
 BOB = "arn:aws:iam::111122223333:user/bob"
 CTX = {"tenant": "t-42", "purpose": "parity"}

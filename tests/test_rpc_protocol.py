@@ -6,14 +6,15 @@ import pytest
 
 from kmscore import errors
 from kmscore.frontends.rpc.protocol import (
-    AWS_OPERATIONS,
     INLINE_BATCH_MAX,
-    INLINE_OPERATIONS,
     MAX_IN_FLIGHT,
     ProtocolViolation,
     parse_request,
 )
 from kmscore.operations import OPERATIONS
+from kmscore.wire.operations import AWS_OPERATIONS, OPERATION_FACTS
+
+INLINE_OPERATIONS = {name for name, facts in OPERATION_FACTS.items() if facts.inline}
 
 
 def test_aws_operation_names_are_botocores() -> None:

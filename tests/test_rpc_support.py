@@ -149,7 +149,7 @@ def _setpriv_prefix(uid: int) -> list[str] | None:
         return None
     prefix = [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable]
     probe = subprocess.run(
-        [*prefix, "-c", "import kmscore.remote"],
+        [*prefix, "-c", "import kmscore.client.remote"],
         capture_output=True,
         env=dict(os.environ, HOME="/tmp"),
         timeout=60,

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa,
 from service_helpers import Clock, expect, new_key, open_kms
 
 from kmscore.client import LocalKMS
-from kmscore.keyspecs import KEY_SPECS, KeyUsage, SigningAlgorithm
+from kmscore.model.keyspecs import KEY_SPECS, KeyUsage, SigningAlgorithm
 
 SUPPORTED = {spec: info for spec, info in KEY_SPECS.items() if info.supported}
 PAIRS = [

@@ -18,7 +18,7 @@ from test_rpc_support import DaemonProcess, running_daemon
 
 import kmscore
 from kmscore import errors
-from kmscore.remote import RemoteKMS
+from kmscore.client.remote import RemoteKMS
 
 
 @pytest.fixture(scope="module")

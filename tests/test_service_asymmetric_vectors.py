@@ -27,11 +27,11 @@ import pytest
 import vectors
 from service_helpers import Clock, new_key, open_kms
 
-from kmscore.asymmetric import LoadedKey, generate_private_key
 from kmscore.client import LocalKMS
+from kmscore.crypto.asymmetric import LoadedKey, generate_private_key
 from kmscore.errors import KMSError
-from kmscore.keyring import AsymmetricVersion
-from kmscore.keys import KeyMaterialRecord
+from kmscore.model.key import KeyMaterialRecord
+from kmscore.service.versions import AsymmetricVersion
 
 HMAC_FILES = {
     "wycheproof/hmac_sha256_test.json": ("HMAC_256", "HMAC_SHA_256", 256),

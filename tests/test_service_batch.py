@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from service_helpers import Clock, expect, key_arn, new_key, open_kms
 
-from kmscore import blob as blobfmt
 from kmscore.client import LocalKMS
 from kmscore.errors import KMSError
+from kmscore.model import blob as blobfmt
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from service_helpers import Clock, alias_arn, expect, inject_key, key_arn, new_key, open_kms
 
-from kmscore import blob as blobfmt
 from kmscore import engine
 from kmscore.client import LocalKMS
 from kmscore.errors import KMSError
+from kmscore.model import blob as blobfmt
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_native_engine_is_under_test() -> None:
     if os.environ.get("KMSCORE_PUREPYTHON") == "1":
         pytest.skip("KMSCORE_PUREPYTHON=1 runs the service on the twin on purpose")
     assert engine.BACKEND == "native"
-    assert engine.AesGcmKey.__module__ == "kmscore._engine"
+    assert engine.AesGcmKey.__module__ == "kmscore.engine._engine"
 
 
 # --- Encrypt / Decrypt ---------------------------------------------------------------

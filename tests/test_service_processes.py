@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from service_helpers import Clock, db_rows, expect, new_key, open_kms, subprocess_env
 
-from kmscore import blob as blobfmt
+from kmscore.model import blob as blobfmt
 
 
 def _b64(data: bytes) -> str:

@@ -28,9 +28,9 @@ from service_helpers import (
     open_kms,
 )
 
-from kmscore import validation as v
 from kmscore.client import LocalKMS, method_name
 from kmscore.errors import KMSError
+from kmscore.model import validation as v
 from kmscore.operations import OPERATIONS
 
 

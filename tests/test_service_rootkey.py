@@ -16,8 +16,8 @@ import pytest
 from service_helpers import Clock, expect, mode, new_key, open_kms, raw_files, umask
 
 from kmscore.client import LocalKMS
+from kmscore.crypto.rootkey import RootKey, RootKeyError
 from kmscore.errors import KMSError, KMSInternalException
-from kmscore.rootkey import RootKey, RootKeyError
 
 FAST = {"argon2_interactive": True}
 

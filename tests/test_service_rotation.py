@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from service_helpers import Clock, all_pages, db_rows, expect, key_arn, new_key, open_kms
 
-from kmscore import blob as blobfmt
 from kmscore.client import LocalKMS
+from kmscore.model import blob as blobfmt
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from service_helpers import Clock, new_key, open_kms
 
-from kmscore import blob as blobfmt
 from kmscore.client import LocalKMS
 from kmscore.errors import KMSError
+from kmscore.model import blob as blobfmt
 
 CONTEXT = {"purpose": "tamper"}
 MAGIC, VERSION, MRK_FLAG = 0xC5, 0x01, 0x80

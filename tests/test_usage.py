@@ -1,4 +1,4 @@
-"""Pricing in kmscore.usage.usage(), with synthetic events and keys, checked exactly.
+"""Pricing in kmscore.audit.usage.usage(), with synthetic events and keys, checked exactly.
 
 The expected dollar figures are worked out here from :data:`PRICES` by hand:
 $1 per key-month prorated by the hour (730 hours a month), $1 per month for each
@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from kmscore.keys import KeyRecord
-from kmscore.keystate import KeyState
-from kmscore.usage import HOURS_PER_MONTH, PRICES, usage
+from kmscore.audit.usage import HOURS_PER_MONTH, PRICES, usage
+from kmscore.model.key import KeyRecord
+from kmscore.model.keystate import KeyState
 
 REGION, ACCOUNT = "us-east-1", "111122223333"
 UNTIL = datetime(2025, 4, 1, tzinfo=UTC)

@@ -17,6 +17,13 @@ from kmscore.operations import (
     tags,
 )
 from kmscore.operations.registry import OPERATIONS, Operation, dispatch, operation
+from kmscore.wire.operations import SERVED_OPERATIONS
+
+if SERVED_OPERATIONS != OPERATIONS.keys():  # pragma: no cover - a programming error
+    raise ImportError(
+        "kmscore.wire.operations lists as served but no handler registers: "
+        f"{sorted(SERVED_OPERATIONS - OPERATIONS.keys())}"
+    )
 
 __all__ = [
     "OPERATIONS",

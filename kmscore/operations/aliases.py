@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from kmscore.arn import validate_alias_name
 from kmscore.errors import (
     InvalidAliasNameException,
     LimitExceededException,
     NotFoundException,
     ValidationException,
 )
-from kmscore.keys import AliasRecord, KeyRecord
-from kmscore.keystate import check_state
+from kmscore.model.arn import validate_alias_name
+from kmscore.model.key import AliasRecord, KeyRecord
+from kmscore.model.keystate import check_state
+from kmscore.model.validation import String
 from kmscore.operations.common import KEY_ID, LIMIT, MARKER, OPTIONAL_KEY_ID, page_args, page_result
 from kmscore.operations.registry import operation
 from kmscore.service import Call
-from kmscore.validation import String
 
 ALIAS_NAME: Final = String(required=True, min_len=1, max_len=256, pattern=r"^[a-zA-Z0-9:/_-]+$")
 #: AWS allows 50 aliases per KMS key.
@@ -93,9 +93,7 @@ def delete_alias(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-@operation(
-    "ListAliases", {"KeyId": OPTIONAL_KEY_ID, "Limit": LIMIT, "Marker": MARKER}, read_only=True
-)
+@operation("ListAliases", {"KeyId": OPTIONAL_KEY_ID, "Limit": LIMIT, "Marker": MARKER})
 def list_aliases(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ListAliases: all aliases, or one key's, in name order, paged."""
     svc = call.service

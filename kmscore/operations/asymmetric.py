@@ -6,7 +6,7 @@ Decrypt with RSA keys are in :mod:`kmscore.operations.crypto`.)
 
 Each handler: resolve the key, check its state, then its key usage
 (InvalidKeyUsageException) and the request's algorithm for the key spec (as
-:func:`kmscore.keyspecs.check_algorithm` answers), authorize with AWS's
+:func:`kmscore.model.keyspecs.check_algorithm` answers), authorize with AWS's
 condition keys, honour DryRun, then do the work with the key version cached in
 the keyring. Asymmetric and HMAC keys never rotate, so the current version is
 the only one.
@@ -16,18 +16,18 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from kmscore import asymmetric
-from kmscore import context as ec
+from kmscore.crypto import asymmetric
 from kmscore.errors import (
     InvalidKeyUsageException,
     KMSInvalidMacException,
     KMSInvalidSignatureException,
     UnsupportedOperationException,
 )
-from kmscore.keyring import AsymmetricVersion
-from kmscore.keys import KeyRecord, algorithm_fields
-from kmscore.keyspecs import check_algorithm, spec_info
-from kmscore.keystate import check_state
+from kmscore.model import context as ec
+from kmscore.model.key import KeyRecord, algorithm_fields
+from kmscore.model.keyspecs import check_algorithm, spec_info
+from kmscore.model.keystate import check_state
+from kmscore.model.validation import Blob, String
 from kmscore.operations.common import (
     CONTEXT,
     DRY_RUN,
@@ -40,8 +40,8 @@ from kmscore.operations.common import (
 from kmscore.operations.crypto import conditions, encryption_key
 from kmscore.operations.registry import operation
 from kmscore.service import Call
-from kmscore.symmetric import seal
-from kmscore.validation import Blob, String
+from kmscore.service.symmetric import seal
+from kmscore.service.versions import AsymmetricVersion
 
 MESSAGE: Final = Blob(required=True, min_len=1, max_len=4096)
 SIGNATURE: Final = Blob(required=True, min_len=1, max_len=6144)
@@ -122,7 +122,6 @@ def _signing(call: Call, req: dict[str, Any]) -> tuple[KeyRecord, str, str]:
         "SigningAlgorithm": SIGNING_ALGORITHM,
         "DryRun": DRY_RUN,
     },
-    read_only=True,
 )
 def sign(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """Sign: a signature over a message (RAW) or its digest (DIGEST)."""
@@ -142,7 +141,6 @@ def sign(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         "GrantTokens": GRANT_TOKENS,
         "DryRun": DRY_RUN,
     },
-    read_only=True,
 )
 def verify(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """Verify: KMSInvalidSignatureException unless the signature is valid."""
@@ -158,7 +156,7 @@ def verify(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 # --- GetPublicKey --------------------------------------------------------------------
 
 
-@operation("GetPublicKey", {"KeyId": KEY_ID, "GrantTokens": GRANT_TOKENS}, read_only=True)
+@operation("GetPublicKey", {"KeyId": KEY_ID, "GrantTokens": GRANT_TOKENS})
 def get_public_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GetPublicKey: the DER SubjectPublicKeyInfo of an asymmetric key."""
     key = call.resolve(req["KeyId"])
@@ -201,7 +199,6 @@ def _mac(call: Call, req: dict[str, Any]) -> tuple[KeyRecord, str]:
         "GrantTokens": GRANT_TOKENS,
         "DryRun": DRY_RUN,
     },
-    read_only=True,
 )
 def generate_mac(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GenerateMac: the HMAC of a message under an HMAC key."""
@@ -220,7 +217,6 @@ def generate_mac(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         "GrantTokens": GRANT_TOKENS,
         "DryRun": DRY_RUN,
     },
-    read_only=True,
 )
 def verify_mac(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """VerifyMac: KMSInvalidMacException unless the MAC is valid (constant time)."""
@@ -243,7 +239,6 @@ def verify_mac(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         "DryRun": DRY_RUN,
         "Recipient": RECIPIENT,
     },
-    read_only=True,
 )
 def derive_shared_secret(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """DeriveSharedSecret: the raw ECDH secret of the key and a peer public key."""
@@ -295,14 +290,14 @@ def _data_key_pair(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@operation("GenerateDataKeyPair", {**_DATA_KEY_PAIR_SHAPE, "Recipient": RECIPIENT}, read_only=True)
+@operation("GenerateDataKeyPair", {**_DATA_KEY_PAIR_SHAPE, "Recipient": RECIPIENT})
 def generate_data_key_pair(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GenerateDataKeyPair: a key pair, the private key also under a symmetric key."""
     refuse_recipient(req)
     return _data_key_pair(call, req)
 
 
-@operation("GenerateDataKeyPairWithoutPlaintext", _DATA_KEY_PAIR_SHAPE, read_only=True)
+@operation("GenerateDataKeyPairWithoutPlaintext", _DATA_KEY_PAIR_SHAPE)
 def generate_data_key_pair_without_plaintext(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GenerateDataKeyPairWithoutPlaintext: the public key and the encrypted private key."""
     out = _data_key_pair(call, req)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from kmscore import context as ec
 from kmscore.errors import InvalidCiphertextException, KMSError, ValidationException
-from kmscore.keys import KeyRecord
+from kmscore.model import context as ec
+from kmscore.model.key import KeyRecord
+from kmscore.model.validation import Blob, Boolean, Integer, List
 from kmscore.operations.common import (
     CONTEXT,
     DATA_KEY_SPEC,
@@ -25,8 +26,7 @@ from kmscore.operations.common import (
 from kmscore.operations.crypto import conditions, decryption_key, encryption_key, generate_data_keys
 from kmscore.operations.registry import operation
 from kmscore.service import Call
-from kmscore.symmetric import known_version
-from kmscore.validation import Blob, Boolean, Integer, List
+from kmscore.service.symmetric import known_version
 
 MAX_BATCH: Final = 10_000
 
@@ -43,7 +43,6 @@ MAX_BATCH: Final = 10_000
         "GrantTokens": GRANT_TOKENS,
         "DryRun": DRY_RUN,
     },
-    read_only=True,
 )
 def generate_data_keys_op(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GenerateDataKeys: ``Count`` data keys under one KMS key and context.
@@ -82,7 +81,6 @@ def generate_data_keys_op(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         "GrantTokens": GRANT_TOKENS,
         "DryRun": DRY_RUN,
     },
-    read_only=True,
 )
 def decrypt_many(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """DecryptMany: many blobs in one call; each item succeeds or fails alone.

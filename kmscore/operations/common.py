@@ -13,8 +13,8 @@ from kmscore.errors import (
     UnsupportedOperationException,
     ValidationException,
 )
-from kmscore.keys import KeyRecord
-from kmscore.validation import Blob, Boolean, Integer, List, Map, String, Structure
+from kmscore.model.key import KeyRecord
+from kmscore.model.validation import Blob, Boolean, Integer, List, Map, String, Structure
 
 KEY_ID: Final = String(required=True, min_len=1, max_len=2048)
 OPTIONAL_KEY_ID: Final = String(min_len=1, max_len=2048)

@@ -13,8 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from kmscore import context as ec
-from kmscore.asymmetric import rsa_decrypt, rsa_encrypt
+from kmscore.crypto.asymmetric import rsa_decrypt, rsa_encrypt
 from kmscore.errors import (
     CustomKeyStoreNotFoundException,
     IncorrectKeyException,
@@ -22,9 +21,11 @@ from kmscore.errors import (
     NotFoundException,
     ValidationException,
 )
-from kmscore.keys import KeyRecord
-from kmscore.keyspecs import check_algorithm
-from kmscore.keystate import check_state
+from kmscore.model import context as ec
+from kmscore.model.key import KeyRecord
+from kmscore.model.keyspecs import check_algorithm
+from kmscore.model.keystate import check_state
+from kmscore.model.validation import Blob, String
 from kmscore.operations.common import (
     CIPHERTEXT,
     CONTEXT,
@@ -44,8 +45,7 @@ from kmscore.operations.common import (
 )
 from kmscore.operations.registry import operation
 from kmscore.service import Call, KeyService
-from kmscore.symmetric import blob_key_id, current_version, open_blob, seal
-from kmscore.validation import Blob, String
+from kmscore.service.symmetric import blob_key_id, current_version, open_blob, seal
 
 SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"
 ENCRYPT_DECRYPT = "ENCRYPT_DECRYPT"
@@ -177,7 +177,6 @@ def _rsa_decrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         "EncryptionAlgorithm": ENCRYPTION_ALGORITHM,
         "DryRun": DRY_RUN,
     },
-    read_only=True,
 )
 def encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """Encrypt: up to 4096 bytes under a symmetric key, or RSAES-OAEP with an RSA key."""
@@ -209,7 +208,6 @@ def encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         "DryRun": DRY_RUN,
         "DryRunModifiers": DRY_RUN_MODIFIERS,
     },
-    read_only=True,
 )
 def decrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """Decrypt: a blob made by Encrypt or GenerateDataKey; KeyId is optional."""
@@ -247,7 +245,6 @@ def decrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         "DryRun": DRY_RUN,
         "DryRunModifiers": DRY_RUN_MODIFIERS,
     },
-    read_only=True,
 )
 def re_encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ReEncrypt: decrypt under one key and context, encrypt under another."""
@@ -386,7 +383,7 @@ def _data_key(call: Call, req: dict[str, Any]) -> tuple[KeyRecord, bytes, bytes,
     return key, plaintext, ciphertext, kv.material_id
 
 
-@operation("GenerateDataKey", {**_DATA_KEY_SHAPE, "Recipient": RECIPIENT}, read_only=True)
+@operation("GenerateDataKey", {**_DATA_KEY_SHAPE, "Recipient": RECIPIENT})
 def generate_data_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GenerateDataKey: a random data key, in plaintext and under the KMS key."""
     refuse_recipient(req)
@@ -399,7 +396,7 @@ def generate_data_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@operation("GenerateDataKeyWithoutPlaintext", _DATA_KEY_SHAPE, read_only=True)
+@operation("GenerateDataKeyWithoutPlaintext", _DATA_KEY_SHAPE)
 def generate_data_key_without_plaintext(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GenerateDataKeyWithoutPlaintext: only the encrypted data key."""
     key, _, ciphertext, material_id = _data_key(call, req)
@@ -413,7 +410,6 @@ def generate_data_key_without_plaintext(call: Call, req: dict[str, Any]) -> dict
         "CustomKeyStoreId": String(min_len=1, max_len=64),
         "Recipient": RECIPIENT,
     },
-    read_only=True,
 )
 def generate_random(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GenerateRandom: 1-1024 random bytes from the OS CSPRNG."""

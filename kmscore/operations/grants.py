@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from kmscore.authorization import GRANT_CONSTRAINTS, UNMAPPED
 from kmscore.errors import (
     AccessDeniedException,
     InvalidGrantIdException,
@@ -13,7 +12,7 @@ from kmscore.errors import (
     NotFoundException,
     ValidationException,
 )
-from kmscore.grants import (
+from kmscore.model.grant import (
     CONSTRAINT_OPERATIONS,
     GRANT_OPERATIONS,
     Grant,
@@ -21,7 +20,8 @@ from kmscore.grants import (
     new_grant_token,
     operations_for_key,
 )
-from kmscore.keystate import check_state
+from kmscore.model.keystate import check_state
+from kmscore.model.validation import List, String, Structure
 from kmscore.operations.common import (
     CONTEXT,
     DRY_RUN,
@@ -36,7 +36,7 @@ from kmscore.operations.common import (
 )
 from kmscore.operations.registry import operation
 from kmscore.service import Call
-from kmscore.validation import List, String, Structure
+from kmscore.service.authorization import GRANT_CONSTRAINTS, UNMAPPED
 
 PRINCIPAL: Final = String(min_len=1, max_len=256, pattern=r"^[\w+=,.@:/-]+$")
 REQUIRED_PRINCIPAL: Final = String(
@@ -152,7 +152,6 @@ def create_grant(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         "GrantId": GRANT_ID,
         "GranteePrincipal": PRINCIPAL,
     },
-    read_only=True,
 )
 def list_grants(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ListGrants: a key's grants, optionally one grant or one grantee's, paged."""
@@ -178,7 +177,6 @@ def list_grants(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 @operation(
     "ListRetirableGrants",
     {"Limit": LIMIT, "Marker": MARKER, "RetiringPrincipal": REQUIRED_PRINCIPAL},
-    read_only=True,
 )
 def list_retirable_grants(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ListRetirableGrants: grants naming a principal as their retiring principal."""

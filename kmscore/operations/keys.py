@@ -9,22 +9,22 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Final
 
-from kmscore.arn import new_key_id
-from kmscore.asymmetric import generate_private_key
+from kmscore.crypto.asymmetric import generate_private_key
 from kmscore.errors import (
     CustomKeyStoreNotFoundException,
     UnsupportedOperationException,
     ValidationException,
 )
-from kmscore.keys import KeyRecord
-from kmscore.keyspecs import algorithms_for, require_supported
-from kmscore.keystate import KeyState, check_state, require_transition
-from kmscore.material import new_material
+from kmscore.model.arn import new_key_id
+from kmscore.model.key import KeyRecord
+from kmscore.model.keyspecs import algorithms_for, require_supported
+from kmscore.model.keystate import KeyState, check_state, require_transition
+from kmscore.model.validation import Boolean, Integer, String
 from kmscore.operations.common import GRANT_TOKENS, KEY_ID, LIMIT, MARKER, page_args, page_result
 from kmscore.operations.registry import operation
 from kmscore.operations.tags import TAG_LIST, check_new_tags, request_tag_conditions
 from kmscore.service import Call
-from kmscore.validation import Boolean, Integer, String
+from kmscore.service.rotation import new_material
 
 KEY_USAGES: Final = ("SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT")
 KEY_SPECS: Final = (
@@ -152,7 +152,7 @@ def create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     return {"KeyMetadata": key.metadata(material.material_id)}
 
 
-@operation("DescribeKey", {"KeyId": KEY_ID, "GrantTokens": GRANT_TOKENS}, read_only=True)
+@operation("DescribeKey", {"KeyId": KEY_ID, "GrantTokens": GRANT_TOKENS})
 def describe_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """DescribeKey: the key's metadata, in any state (aliases accepted)."""
     key = call.resolve(req["KeyId"])
@@ -162,7 +162,7 @@ def describe_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     return {"KeyMetadata": key.metadata(material_id)}
 
 
-@operation("ListKeys", {"Limit": LIMIT, "Marker": MARKER}, read_only=True)
+@operation("ListKeys", {"Limit": LIMIT, "Marker": MARKER})
 def list_keys(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ListKeys: key ids and ARNs, paged."""
     svc = call.service

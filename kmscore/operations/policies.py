@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from kmscore.errors import MalformedPolicyDocumentException, NotFoundException
-from kmscore.keys import KeyRecord
-from kmscore.keystate import KeyState, check_state
+from kmscore.model.key import KeyRecord
+from kmscore.model.keystate import KeyState, check_state
+from kmscore.model.validation import Boolean, String
 from kmscore.operations.common import KEY_ID, LIMIT, MARKER, page_args, page_result
 from kmscore.operations.registry import operation
 from kmscore.policy import PolicyKind, parse_policy, would_lock_out
 from kmscore.service import Call
-from kmscore.validation import Boolean, String
 
 if TYPE_CHECKING:
     from kmscore.policy import PolicyDocument
@@ -62,7 +62,7 @@ def _policy_name(req: dict[str, Any]) -> None:
         raise NotFoundException(f"Policy {name} does not exist; keys have only 'default'.")
 
 
-@operation("GetKeyPolicy", {"KeyId": KEY_ID, "PolicyName": POLICY_NAME}, read_only=True)
+@operation("GetKeyPolicy", {"KeyId": KEY_ID, "PolicyName": POLICY_NAME})
 def get_key_policy(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GetKeyPolicy: the key's policy document."""
     svc = call.service
@@ -102,7 +102,7 @@ def put_key_policy(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-@operation("ListKeyPolicies", {"KeyId": KEY_ID, "Limit": LIMIT, "Marker": MARKER}, read_only=True)
+@operation("ListKeyPolicies", {"KeyId": KEY_ID, "Limit": LIMIT, "Marker": MARKER})
 def list_key_policies(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ListKeyPolicies: always the one name ``default``."""
     key = call.resolve(req["KeyId"], allow_alias=False)

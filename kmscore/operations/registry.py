@@ -8,8 +8,6 @@ outcome to the auditor, allowed or denied.
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +18,10 @@ from kmscore.errors import (
     KMSInternalException,
     UnknownOperationException,
 )
-from kmscore.material import run_maintenance
-from kmscore.service import Call, Caller, KeyService
-from kmscore.validation import Shape, validate
+from kmscore.model.validation import Shape, validate
+from kmscore.service import Call, Caller, KeyService, new_request_id
+from kmscore.service.maintenance import run_maintenance
+from kmscore.wire.operations import OPERATION_FACTS, OperationFacts
 
 __all__ = ["OPERATIONS", "Handler", "Operation", "dispatch", "operation"]
 
@@ -35,50 +34,57 @@ Prepare = Callable[[Call, dict[str, Any]], dict[str, Any]]
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """An operation: its AWS name, request shape and handler."""
+    """An operation: its AWS name, request shape, handler and facts.
+
+    Attributes:
+        name: The AWS operation name.
+        shape: The request shape the dispatcher validates against.
+        handler: The handler.
+        facts: What the static table in :mod:`kmscore.wire.operations` knows
+            of it (read-only, inline, batch).
+        prepare: Slow work to do before the store transaction, if any.
+    """
 
     name: str
     shape: Shape
     handler: Handler
-    read_only: bool
+    facts: OperationFacts
     prepare: Prepare | None = None
+
+    @property
+    def read_only(self) -> bool:
+        """The operation changes nothing in the store."""
+        return self.facts.read_only
 
 
 OPERATIONS: dict[str, Operation] = {}
 
-# Request ids are UUID-shaped: a random per-process prefix and a counter, so
-# each id is unique without the ~1.5 us of uuid4 on every call.
-_ID_PREFIX = os.urandom(10).hex()
-_ID_PREFIX = f"{_ID_PREFIX[:8]}-{_ID_PREFIX[8:12]}-{_ID_PREFIX[12:16]}-{_ID_PREFIX[16:20]}-"
-_ID_COUNTER = itertools.count(1)
-
-
-def new_request_id() -> str:
-    """A fresh request id, shaped like a UUID."""
-    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
-
 
 def operation(
-    name: str, shape: Shape, *, read_only: bool = False, prepare: Prepare | None = None
+    name: str, shape: Shape, *, prepare: Prepare | None = None
 ) -> Callable[[Handler], Handler]:
     """Register a handler under its AWS operation name.
 
     Args:
-        name: The AWS operation name.
+        name: The operation name; one the table of
+            :mod:`kmscore.wire.operations` lists as served.
         shape: The request shape.
-        read_only: The operation changes nothing in the store.
         prepare: For a mutating operation, slow work to do before the store
             transaction opens (the transaction holds the store's lock, which
             every other caller in the process needs).
 
     Raises:
-        ValueError: the name is registered already.
+        ValueError: the name is registered already, or the table does not
+            list it as served.
     """
+    facts = OPERATION_FACTS.get(name)
+    if facts is None or not facts.served:
+        raise ValueError(f"operation {name} is not a served operation of kmscore.wire.operations")
 
     def register(handler: Handler) -> Handler:
         if name in OPERATIONS:
             raise ValueError(f"operation {name} is registered twice")
-        OPERATIONS[name] = Operation(name, shape, handler, read_only, prepare)
+        OPERATIONS[name] = Operation(name, shape, handler, facts, prepare)
         return handler
 
     return register

@@ -5,7 +5,7 @@ and ListKeyRotations.
 
 Rotation appends a key material version; the old versions keep decrypting.
 Automatic rotation happens when its date passes, checked at start-up and
-periodically (:func:`kmscore.material.run_maintenance`).
+periodically (:func:`kmscore.service.maintenance.run_maintenance`).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from kmscore.errors import (
     LimitExceededException,
     UnsupportedOperationException,
 )
-from kmscore.keys import KeyRecord
-from kmscore.keystate import check_state
-from kmscore.material import ON_DEMAND, rotate
+from kmscore.model.key import KeyRecord
+from kmscore.model.keystate import check_state
+from kmscore.model.validation import Integer, String
 from kmscore.operations.common import KEY_ID, LIMIT, MARKER, page_args, page_result
 from kmscore.operations.registry import operation
 from kmscore.service import Call
-from kmscore.validation import Integer, String
+from kmscore.service.rotation import ON_DEMAND, rotate
 
 DEFAULT_PERIOD: Final = 365
 MIN_PERIOD: Final = 90
@@ -82,7 +82,7 @@ def disable_key_rotation(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-@operation("GetKeyRotationStatus", {"KeyId": KEY_ID}, read_only=True)
+@operation("GetKeyRotationStatus", {"KeyId": KEY_ID})
 def get_key_rotation_status(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GetKeyRotationStatus."""
     key = _rotatable(call, req["KeyId"])
@@ -119,7 +119,6 @@ def rotate_key_on_demand(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         "Limit": LIMIT,
         "Marker": MARKER,
     },
-    read_only=True,
 )
 def list_key_rotations(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ListKeyRotations: completed rotations, oldest first, paged.

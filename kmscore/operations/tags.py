@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any, Final
 
 from kmscore.errors import TagException
-from kmscore.keystate import check_state
+from kmscore.model.keystate import check_state
+from kmscore.model.validation import List, String, Structure
 from kmscore.operations.common import KEY_ID, LIMIT, MARKER, page_args, page_result
 from kmscore.operations.registry import operation
 from kmscore.service import Call
-from kmscore.validation import List, String, Structure
 
 #: AWS allows 50 tags per KMS key.
 MAX_TAGS: Final = 50
@@ -84,7 +84,7 @@ def untag_resource(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-@operation("ListResourceTags", {"KeyId": KEY_ID, "Limit": LIMIT, "Marker": MARKER}, read_only=True)
+@operation("ListResourceTags", {"KeyId": KEY_ID, "Limit": LIMIT, "Marker": MARKER})
 def list_resource_tags(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ListResourceTags: a key's tags in tag key order, paged."""
     svc = call.service

@@ -6,7 +6,7 @@ The contract every implementation keeps:
 - **Durable on return.** When a method that changes state returns, the change
   survives a crash of the process or the machine (``kill -9``, power loss).
 - **Encrypted material only.** The store receives key material already wrapped
-  under the root key (:mod:`kmscore.rootkey`) and never sees plaintext keys.
+  under the root key (:mod:`kmscore.crypto.rootkey`) and never sees plaintext keys.
 - **Optimistic updates.** :meth:`KeyStore.update_key` succeeds only if the
   stored revision equals the given record's, and stores the revision plus one;
   otherwise it raises :class:`~kmscore.errors.ConflictException` and changes
@@ -33,9 +33,9 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from kmscore.grants import Grant
-from kmscore.keys import AliasRecord, KeyMaterialRecord, KeyRecord
-from kmscore.principals import AccessKey, Principal
+from kmscore.model.grant import Grant
+from kmscore.model.key import AliasRecord, KeyMaterialRecord, KeyRecord
+from kmscore.model.principal import AccessKey, Principal
 
 __all__ = ["KeyStore"]
 

@@ -27,8 +27,8 @@ from kmscore.errors import (
     NotFoundException,
 )
 from kmscore.fsutil import create_private_file, ensure_private_dir, fsync_dir
-from kmscore.keys import AliasRecord, KeyMaterialRecord, KeyRecord, from_epoch, to_epoch
-from kmscore.keystate import KeyState
+from kmscore.model.key import AliasRecord, KeyMaterialRecord, KeyRecord, from_epoch, to_epoch
+from kmscore.model.keystate import KeyState
 from kmscore.store.migrations import MIGRATIONS
 from kmscore.store.sqlite_access import AccessTables
 

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from kmscore.errors import AlreadyExistsException, NotFoundException
-from kmscore.grants import Grant
-from kmscore.keys import from_epoch, to_epoch
-from kmscore.principals import AccessKey, Principal
+from kmscore.model.grant import Grant
+from kmscore.model.key import from_epoch, to_epoch
+from kmscore.model.principal import AccessKey, Principal
 
 __all__ = ["AccessTables"]
 

@@ -1,0 +1,1 @@
+"""Cryptography beside the AES-GCM engine: the root key and asymmetric keys."""

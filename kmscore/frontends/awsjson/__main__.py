@@ -1,0 +1,143 @@
+"""``python -m kmscore.frontends.awsjson``: the HTTP endpoint alone, for tests and benchmarks.
+
+    python -m kmscore.frontends.awsjson --data-dir D --listen 127.0.0.1:4599 [--workers N]
+
+Opens the data dir (``$KMS_PASSPHRASE`` for a passphrase-protected one), with
+its audit trail, prints ``AWS_ENDPOINT_URL_KMS=http://HOST:PORT`` once every
+worker listens, and serves until SIGINT or SIGTERM. ``--workers N`` runs N
+processes on the same port (``SO_REUSEPORT``: the kernel spreads connections
+over them), each with its own view of the one data dir. ``kms serve --http``
+is the way to run it beside the Unix-socket daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from kmscore.service import default_data_dir, open_service
+
+from .server import start_http_server
+
+_READY = "ready"
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kmscore.frontends.awsjson",
+        description="Serve the AWS KMS JSON API (SigV4) for one data dir.",
+    )
+    parser.add_argument("--data-dir", type=Path, default=None, help="default: $KMS_DATA_DIR")
+    parser.add_argument(
+        "--listen", type=_address, default=("127.0.0.1", 4599), help="HOST:PORT (port 0: any)"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default=os.environ.get("KMSCORE_EVENT_LOOP") or "auto",
+        help="event loop: uvloop when installed (auto), or asyncio's own; "
+        "default $KMSCORE_EVENT_LOOP",
+    )
+    # Internal: a worker started by the first process, on its port.
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+async def _serve(args: argparse.Namespace, host: str, port: int, spawn: int) -> int:
+    data_dir = args.data_dir or default_data_dir()
+    service = open_service(
+        data_dir, passphrase=os.environ.get("KMS_PASSPHRASE") or None, audit=True
+    )
+    children: list[subprocess.Popen[str]] = []
+    try:
+        server = await start_http_server(service, host, port, reuse_port=args.workers > 1)
+        try:
+            for _ in range(spawn):
+                children.append(_spawn(args, host, server.port))
+            for child in children:
+                assert child.stdout is not None
+                line = await asyncio.to_thread(child.stdout.readline)
+                if line.strip() != _READY:
+                    print(f"a worker failed to start (exit {child.poll()})", file=sys.stderr)
+                    return 1
+            print(_READY if args.worker else server.env_line, flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            await stop.wait()
+        finally:
+            for child in children:
+                with contextlib.suppress(ProcessLookupError):
+                    child.terminate()
+            await server.close()
+            for child in children:
+                await asyncio.to_thread(child.wait)
+    finally:
+        service.close()
+    return 0
+
+
+def _spawn(args: argparse.Namespace, host: str, port: int) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "kmscore.frontends.awsjson", "--worker"]
+    argv += ["--listen", f"[{host}]:{port}", "--workers", str(args.workers), "--loop", args.loop]
+    if args.data_dir is not None:
+        argv += ["--data-dir", str(args.data_dir)]
+    # Our own interpreter and module with our own arguments; no shell.
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)  # noqa: S603
+
+
+def _reserve(host: str, port: int) -> socket.socket:
+    """Bind (not listen) the port with SO_REUSEPORT, so port 0 becomes one fixed port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _run(coro_args: tuple[argparse.Namespace, str, int, int], loop_kind: str) -> int:
+    if loop_kind != "asyncio":
+        try:
+            import uvloop  # type: ignore[import-not-found, unused-ignore]
+        except ImportError:
+            if loop_kind == "uvloop":
+                raise SystemExit("--loop uvloop: uvloop is not installed") from None
+        else:
+            return int(uvloop.run(_serve(*coro_args)))
+    return asyncio.run(_serve(*coro_args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the endpoint until SIGINT or SIGTERM; the exit status."""
+    args = _parser().parse_args(argv)
+    host, port = args.listen
+    if args.workers < 1:
+        raise SystemExit("--workers must be at least 1")
+    if args.worker or args.workers == 1:
+        return _run((args, host, port, 0), args.loop)
+    reserved = _reserve(host, port)
+    try:
+        port = reserved.getsockname()[1]
+        return _run((args, host, port, args.workers - 1), args.loop)
+    finally:
+        reserved.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

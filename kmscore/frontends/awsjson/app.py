@@ -1,0 +1,240 @@
+"""The request handler: one HTTP request in, one KMS operation, one answer out.
+
+The checks run in the order AWS runs them, so a request that is wrong in
+several ways gets the error AWS would give first:
+
+1. ``POST`` with a JSON content type, else 404 ``UnknownOperationException``;
+2. the body parses as a JSON object, else ``SerializationException``;
+3. ``X-Amz-Target`` names a KMS operation, else ``UnknownOperationException``;
+4. the SigV4 signature (:mod:`.sigv4`);
+5. the operation is one this service has, else ``UnsupportedOperationException``;
+6. member types (:mod:`.wire`), then the operation itself: validation,
+   authorization and auditing in :func:`kmscore.operations.dispatch`.
+
+Every answer carries ``x-amzn-RequestId``; for a call that reached the
+operation it is the request id of its audit record.
+
+Read-only operations (the data-key hot path among them) run inline on the
+event loop: they take a few microseconds and never wait on the store's write
+lock. Operations that change the store run in a small thread pool, so a
+commit's fsync never stalls the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final
+
+from aiohttp import web
+from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
+
+from kmscore.errors import (
+    KMSError,
+    KMSInternalException,
+    SerializationException,
+    UnknownOperationException,
+    UnsupportedOperationException,
+    ValidationException,
+)
+from kmscore.model.principal import Principal
+from kmscore.operations import OPERATIONS, dispatch
+from kmscore.service import Caller, KeyService, new_request_id
+from kmscore.service.refusals import RefusalRecorder, recorder_for
+from kmscore.wire.operations import AWS_OPERATIONS
+
+from .sigv4 import SigV4Verifier
+from .wire import (
+    CONTENT_TYPE,
+    decode_request,
+    encode_error,
+    encode_response,
+    operation_name,
+    parse_body,
+    wire_error,
+)
+
+__all__ = ["MAX_BODY_BYTES", "KMSHandler"]
+
+logger = logging.getLogger("kmscore.frontends.awsjson")
+
+#: The largest request body read. AWS KMS requests are small (a 32 KB key
+#: policy is the largest member); batch extensions of many blobs fit too.
+MAX_BODY_BYTES: Final = 8 * 1024 * 1024
+_JSON_TYPES: Final = frozenset({CONTENT_TYPE, "application/json"})
+_USER_AGENT_MAX: Final = 1024
+_CALLER_CACHE_MAX: Final = 4096
+# An access key id as the Authorization header's Credential names it; only
+# one of this shape goes into a refusal's record.
+_ACCESS_KEY_ID: Final = re.compile(r"Credential=([A-Z0-9]{16,128})/")
+_TOO_LARGE: Final = "RequestEntityTooLargeException"
+
+
+class KMSHandler:
+    """Serves the AWS KMS JSON protocol for one key service.
+
+    Call an instance with an aiohttp request (it is the handler of an
+    ``aiohttp.web.Server``).
+    """
+
+    def __init__(
+        self,
+        service: KeyService,
+        *,
+        secure_transport: bool = False,
+        executor: ThreadPoolExecutor | None = None,
+        verifier: SigV4Verifier[Principal] | None = None,
+        refusals: RefusalRecorder | None = None,
+    ) -> None:
+        """Serve ``service``.
+
+        Args:
+            service: The key service the operations run on.
+            secure_transport: Whether requests arrive over TLS
+                (``aws:SecureTransport`` in policy conditions).
+            executor: Runs the operations that change the store; a pool of
+                four threads by default (closed by :meth:`close`).
+            verifier: Checks signatures; one for the service's Region and
+                its principals' access keys by default.
+            refusals: Records the requests answered before reaching an
+                operation; the service's shared recorder by default.
+        """
+        self.service = service
+        self.secure_transport = secure_transport
+        self._own_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(4, thread_name_prefix="kms-http")
+        self.verifier: SigV4Verifier[Principal] = verifier or SigV4Verifier(
+            service.region, lambda key_id: service.principals.by_access_key(key_id)
+        )
+        self.refusals = refusals or recorder_for(service)
+        self._callers: dict[tuple[str, str, str, str, str], Caller] = {}
+        self._headers: dict[str, str] = {"Content-Type": CONTENT_TYPE}
+
+    def close(self) -> None:
+        """Stop the thread pool (if this handler made it) once its calls finish."""
+        if self._own_executor:
+            self._executor.shutdown(wait=True)
+
+    def _caller(self, principal: Principal, access_key_id: str, request: web.BaseRequest) -> Caller:
+        source = request.remote or "unknown"
+        agent = request.headers.get("User-Agent", "")[:_USER_AGENT_MAX]
+        key = (principal.arn, principal.principal_id, access_key_id, source, agent)
+        caller = self._callers.get(key)
+        if caller is None:
+            caller = self.service.principals.caller(
+                principal,
+                source=source,
+                user_agent=agent,
+                access_key_id=access_key_id,
+                secure_transport=self.secure_transport,
+            )
+            if len(self._callers) >= _CALLER_CACHE_MAX:
+                self._callers.clear()
+            self._callers[key] = caller
+        return caller
+
+    def refused_caller(self, request: web.BaseRequest) -> Caller:
+        """Who sent a request that was refused before its signature was trusted.
+
+        CloudTrail's ``Unknown`` identity, with the access key id the request
+        claims when it has one (an id, never a secret or a signature).
+        """
+        found = _ACCESS_KEY_ID.search(request.headers.get("Authorization", ""))
+        return self.refused_caller_from(
+            request.remote or "unknown",
+            request.headers.get("User-Agent", "")[:_USER_AGENT_MAX],
+            found.group(1) if found else None,
+        )
+
+    def refused_caller_from(
+        self, source: str, user_agent: str = "", access_key_id: str | None = None
+    ) -> Caller:
+        """The ``Unknown`` caller from ``source`` (see :meth:`refused_caller`)."""
+        return Caller(
+            arn="",
+            account="",
+            principal_id="",
+            kind="Unknown",
+            access_key_id=access_key_id,
+            source=source,
+            user_agent=user_agent,
+            secure_transport=self.secure_transport,
+        )
+
+    def _refused(self, request: web.BaseRequest, caller: Caller | None, error: KMSError) -> None:
+        name = request.headers.get("X-Amz-Target", "").removeprefix("TrentService.")
+        if name not in OPERATIONS and name not in AWS_OPERATIONS:
+            name = "Unknown"
+        self.refusals.refuse(caller or self.refused_caller(request), name, error)
+
+    def _answer(self, status: int, body: bytes, request_id: str) -> web.Response:
+        headers = dict(self._headers)
+        headers["x-amzn-RequestId"] = request_id
+        return web.Response(status=status, body=body, headers=headers)
+
+    def _error(self, error: KMSError, request_id: str) -> web.Response:
+        status, code = wire_error(error)
+        return self._answer(status, encode_error(code, error.message), request_id)
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Answer one request (never raises; unexpected failures answer 500)."""
+        request_id = new_request_id()
+        try:
+            response = await self._handle(request, request_id)
+        except KMSError as exc:
+            return self._error(exc, request_id)
+        except HTTPRequestEntityTooLarge:
+            message = f"The request body is larger than {MAX_BODY_BYTES} bytes."
+            too_large = ValidationException(message)
+            self._refused(request, None, too_large)
+            return self._answer(413, encode_error(_TOO_LARGE, message), request_id)
+        except Exception:
+            # Only the target and request id: never other headers or bodies.
+            target = request.headers.get("X-Amz-Target", "?")[:80]
+            logger.exception("internal error in %r (request %s)", target, request_id)
+            return self._error(KMSInternalException(), request_id)
+        return self._answer(200, encode_response(response), request_id)
+
+    async def _handle(self, request: web.BaseRequest, request_id: str) -> dict[str, Any]:
+        headers = request.headers
+        caller: Caller | None = None
+        # Everything answered before the operation runs is recorded here, as a
+        # refusal; the dispatcher records everything after.
+        try:
+            body = await request.read()
+            if request.method != "POST" or (
+                body
+                and headers.get("Content-Type", "").partition(";")[0].strip() not in _JSON_TYPES
+            ):
+                raise _NotFound()
+            data = parse_body(body) if body else None
+            name = operation_name(headers.get("X-Amz-Target"))
+            if name not in OPERATIONS and name not in AWS_OPERATIONS:
+                raise UnknownOperationException()
+            principal, access_key_id = self.verifier.verify(
+                request.method, request.raw_path, headers, body
+            )
+            caller = self._caller(principal, access_key_id, request)
+            if data is None:
+                raise SerializationException("The request has no body; send a JSON object.")
+            op = OPERATIONS.get(name)
+            if op is None:
+                raise UnsupportedOperationException(f"{name} is not supported by this service.")
+            req = decode_request(op.shape, data)
+        except KMSError as exc:
+            self._refused(request, caller, exc)
+            raise
+        if op.read_only:
+            return dispatch(self.service, name, req, caller, request_id=request_id)
+        loop = asyncio.get_running_loop()
+        call = functools.partial(dispatch, self.service, name, req, caller, request_id=request_id)
+        return await loop.run_in_executor(self._executor, call)
+
+
+class _NotFound(UnknownOperationException):
+    """Not a KMS request at all (wrong method or content type): 404, as AWS."""
+
+    http_status = 404

@@ -1,0 +1,158 @@
+"""``kms serve``: the daemon on a Unix socket, and optionally the AWS HTTP endpoint."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .main import data_dir_option, resolve_data_dir
+
+__all__ = ["register"]
+
+_MODES = {"owner": 0o600, "group": 0o660, "everyone": 0o666}
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise click.BadParameter(f"{value!r} is not HOST:PORT", param_hint="--http")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@click.command()
+@data_dir_option
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to listen [<data-dir>/kms.sock].",
+)
+@click.option(
+    "--socket-mode",
+    type=click.Choice(sorted(_MODES)),
+    default="owner",
+    show_default=True,
+    help="Who may connect to a socket outside the data dir; callers are still "
+    "identified by uid, and an unmapped uid is denied.",
+)
+@click.option("--http", "http", default=None, metavar="HOST:PORT", help="Also serve AWS KMS HTTP.")
+@click.option(
+    "--passphrase-env", default=None, metavar="VAR", help="Root key passphrase from this variable."
+)
+@click.option(
+    "--audit-witness",
+    default=None,
+    metavar="SOCKET",
+    help="Have audit checkpoints signed by the witness on SOCKET (kept for every later open).",
+)
+@click.option(
+    "--audit-export",
+    default=None,
+    metavar="SINK",
+    help="Copy each checkpoint to file:<path> or syslog as it is made (kept likewise).",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=4096,
+    show_default=True,
+    help="Clients served at once, on the socket and on HTTP each; one more is refused.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="Seconds before a connection with nothing in flight is closed (0: never).",
+)
+@click.option(
+    "--refusal-burst",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Refused requests recorded one by one per source, error and window; "
+    "the rest are counted in one summary record.",
+)
+@click.option(
+    "--refusal-window",
+    type=click.FloatRange(min=0.001),
+    default=60.0,
+    show_default=True,
+    help="Seconds of one refusal window.",
+)
+def serve(
+    data_dir: Path | None,
+    socket_path: Path | None,
+    socket_mode: str,
+    http: str | None,
+    passphrase_env: str | None,
+    audit_witness: str | None,
+    audit_export: str | None,
+    max_connections: int,
+    idle_timeout: float,
+    refusal_burst: int,
+    refusal_window: float,
+) -> None:
+    """Run the KMS daemon until SIGINT or SIGTERM (initializing the data dir if new)."""
+    from kmscore.service.refusals import RefusalLimits
+
+    from ..limits import ConnectionLimits
+    from ..rpc.server import run
+
+    # Read by KeyService when it opens the trail, which saves them for later opens.
+    if audit_witness:
+        os.environ["KMS_AUDIT_WITNESS"] = audit_witness
+    if audit_export:
+        os.environ["KMS_AUDIT_EXPORT"] = audit_export
+    limits = ConnectionLimits(max_connections, idle_timeout)
+
+    passphrase = os.environ.get(passphrase_env) if passphrase_env else None
+    if passphrase_env and not passphrase:
+        raise click.UsageError(f"${passphrase_env} is empty or not set")
+    hooks: list[Any] = []
+    if http is not None:
+        from ..awsjson.server import http_startup
+
+        host, port = _listen(http)
+
+        def on_http(server: Any) -> None:
+            click.echo(f"HTTP (AWS KMS JSON, SigV4) on {server.url}")
+            click.echo(server.env_line)
+
+        hooks.append(http_startup(host, port, on_ready=on_http, limits=limits))
+
+    def ready(info: dict[str, Any]) -> None:
+        lines = [
+            f"kmscore daemon (pid {info['pid']}) listening on {info['socket']}",
+            f"Data dir: {info['data_dir']}",
+        ]
+        if info.get("credentials"):
+            lines.append(f"Admin credentials: {info['credentials']}")
+        # One write (click.echo flushes each call): a script that waits for the
+        # "listening on" line gets the lines after it in the same read.
+        click.echo("\n".join(lines))
+        click.echo("Stop with Ctrl-C or SIGTERM.", err=True)
+        sys.stdout.flush()
+
+    status = run(
+        resolve_data_dir(data_dir),
+        socket_path,
+        _MODES[socket_mode],
+        ready=ready,
+        extra_startup=hooks,
+        passphrase=passphrase,
+        limits=limits,
+        refusal_limits=RefusalLimits(refusal_burst, refusal_window),
+        fd_connections=max_connections if http is not None else 0,
+    )
+    sys.exit(status)
+
+
+def register(group: click.Group) -> None:
+    """Add ``serve`` to the ``kms`` group."""
+    group.add_command(serve)

@@ -1,0 +1,138 @@
+"""KMS keys and their key material versions, as the service keeps them.
+
+A key has versions of key material: rotation appends a version, encryption
+uses the newest (``current_version``), decryption uses the version named in
+the blob. Versions are never deleted while the key exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kmscore.model.keyspecs import algorithms_for
+from kmscore.model.keystate import KeyState
+
+__all__ = [
+    "AliasRecord",
+    "KeyMaterialRecord",
+    "KeyRecord",
+    "from_epoch",
+    "to_epoch",
+    "utcnow",
+]
+
+#: Algorithms DescribeKey lists for a SYMMETRIC_DEFAULT key.
+SYMMETRIC_ALGORITHMS = ("SYMMETRIC_DEFAULT",)
+
+#: Key specs newer than the deprecated CustomerMasterKeySpec: AWS leaves that
+#: member out for them (its enum does not name them).
+_NO_CMK_SPEC = frozenset({"ML_DSA_44", "ML_DSA_65", "ML_DSA_87", "ECC_NIST_EDWARDS25519"})
+
+
+def algorithm_fields(key_spec: str, key_usage: str) -> dict[str, list[str]]:
+    """The algorithm lists of ``DescribeKey`` and ``GetPublicKey`` for a key."""
+    if key_spec == "SYMMETRIC_DEFAULT":
+        return {"EncryptionAlgorithms": list(SYMMETRIC_ALGORITHMS)}
+    return algorithms_for(key_spec, key_usage).describe_key_fields()
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def to_epoch(when: datetime) -> float:
+    """Seconds since the epoch, as the store and the wire keep times."""
+    return when.timestamp()
+
+
+def from_epoch(seconds: float) -> datetime:
+    """A timezone-aware UTC datetime from epoch seconds."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """The metadata of one KMS key. ``revision`` guards concurrent updates."""
+
+    key_id: str
+    arn: str
+    account: str
+    creation_date: datetime
+    description: str
+    key_usage: str
+    key_spec: str
+    origin: str
+    state: KeyState
+    current_version: int
+    multi_region: bool = False
+    deletion_date: datetime | None = None
+    pending_window_days: int | None = None
+    rotation_enabled: bool = False
+    rotation_period_days: int | None = None
+    next_rotation_date: datetime | None = None
+    on_demand_rotation_start: datetime | None = None
+    policy: str | None = None
+    revision: int = 0
+
+    def replace(self, **changes: Any) -> KeyRecord:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def metadata(self, current_material_id: str | None = None) -> dict[str, Any]:
+        """The ``KeyMetadata`` structure AWS returns for this key."""
+        md: dict[str, Any] = {
+            "AWSAccountId": self.account,
+            "KeyId": self.key_id,
+            "Arn": self.arn,
+            "CreationDate": self.creation_date,
+            "Enabled": self.state is KeyState.ENABLED,
+            "Description": self.description,
+            "KeyUsage": self.key_usage,
+            "KeyState": self.state.value,
+            "Origin": self.origin,
+            "KeyManager": "CUSTOMER",
+            "CustomerMasterKeySpec": self.key_spec,
+            "KeySpec": self.key_spec,
+            "MultiRegion": self.multi_region,
+        }
+        if self.key_spec in _NO_CMK_SPEC:
+            del md["CustomerMasterKeySpec"]
+        md.update(algorithm_fields(self.key_spec, self.key_usage))
+        if self.deletion_date is not None:
+            md["DeletionDate"] = self.deletion_date
+        if self.state is KeyState.PENDING_DELETION and self.pending_window_days is not None:
+            md["PendingDeletionWindowInDays"] = self.pending_window_days
+        if current_material_id is not None:
+            md["CurrentKeyMaterialId"] = current_material_id
+        return md
+
+
+@dataclass(frozen=True, slots=True)
+class KeyMaterialRecord:
+    """One version of a key's material, wrapped under the root key.
+
+    ``reserved`` counts the AES-GCM invocations reserved for this version so
+    far; it only grows, so a crash can never reuse a count.
+    """
+
+    key_id: str
+    version: int
+    wrapped: bytes
+    creation_date: datetime
+    material_id: str
+    rotation_type: str | None = None
+    reserved: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AliasRecord:
+    """An alias name and the key it points to."""
+
+    alias_name: str
+    key_id: str
+    creation_date: datetime
+    last_updated_date: datetime

@@ -1,0 +1,137 @@
+"""The key service: one data dir's keys, served to the operation handlers.
+
+:func:`open_service` is the composition root: it opens (or makes) a data dir,
+its store, root key, authorizer and audit trail, and hands back the
+:class:`KeyService` that the handlers in :mod:`kmscore.operations` act through.
+Frontends call :func:`kmscore.operations.dispatch` with it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from kmscore.model.caller import Caller
+from kmscore.model.key import utcnow
+from kmscore.service.auditor import TrailAuditor
+from kmscore.service.authorization import PolicyAuthorizer
+from kmscore.service.call import Auditor, Authorizer, Call, NullAuditor, new_request_id
+from kmscore.service.data_dir import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_REGION,
+    default_data_dir,
+    first_open_lock,
+    open_root_key,
+    open_settings,
+)
+from kmscore.service.key_service import CACHE_RECHECK_SECONDS, KeyService
+from kmscore.service.principals import init_admin
+from kmscore.service.versions import DEFAULT_BLOCK, DEFAULT_LIMIT
+from kmscore.store import KeyStore
+from kmscore.store.sqlite import SQLiteKeyStore
+
+__all__ = [
+    "CACHE_RECHECK_SECONDS",
+    "DEFAULT_ACCOUNT",
+    "DEFAULT_REGION",
+    "Auditor",
+    "Authorizer",
+    "Call",
+    "Caller",
+    "KeyService",
+    "default_data_dir",
+    "new_request_id",
+    "open_service",
+]
+
+
+def open_service(
+    data_dir: Path | str | None = None,
+    *,
+    region: str | None = None,
+    account: str | None = None,
+    passphrase: bytes | str | None = None,
+    store: KeyStore | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    authorizer: Authorizer | None = None,
+    auditor: Auditor | None = None,
+    audit: bool = True,
+    audit_witness: str | None = None,
+    audit_export: str | None = None,
+    invocation_block: int = DEFAULT_BLOCK,
+    invocation_limit: int = DEFAULT_LIMIT,
+    argon2_interactive: bool = False,
+) -> KeyService:
+    """Open a data dir, initializing it if it is new.
+
+    Args:
+        data_dir: The data dir; ``$KMS_DATA_DIR`` or ``~/.local/share/kmscore``.
+        region: Region of a new data dir (ignored, but checked, later).
+        account: Account id of a new data dir (likewise).
+        passphrase: Derive the root key from this passphrase (Argon2id)
+            instead of a root key file. Needed at every open of such a dir.
+        store: A store to use instead of SQLite in the data dir.
+        clock: Source of the current time (tests move it).
+        authorizer: Decides each call; key policies, identity policies and
+            grants (:class:`~kmscore.service.authorization.PolicyAuthorizer`)
+            by default.
+        auditor: Records each call; by default the data dir's audit trail
+            (:class:`~kmscore.service.auditor.TrailAuditor`).
+        audit: False to record nothing (for benchmarks and tools that must
+            not touch the trail).
+        audit_witness: Have checkpoints signed by the witness on this socket
+            from now on (kept in ``<data_dir>/audit.json``); default
+            ``$KMS_AUDIT_WITNESS``, then the saved choice.
+        audit_export: Copy checkpoints to this sink (``file:<path>``,
+            ``syslog``) from now on (kept likewise); default
+            ``$KMS_AUDIT_EXPORT``, then the saved choice.
+        invocation_block: AES-GCM invocations reserved per store write.
+        invocation_limit: Invocations per key version before rotation.
+        argon2_interactive: Cheaper Argon2id cost for a new passphrase dir.
+
+    Returns:
+        The service; close it with :meth:`KeyService.close`.
+
+    Raises:
+        RootKeyError: the root key is missing or does not match.
+        ValueError: a region or account that is not well formed, or one that
+            differs from the data dir's.
+    """
+    path = Path(data_dir) if data_dir is not None else default_data_dir()
+    key_store: KeyStore = store if store is not None else SQLiteKeyStore(path)
+    served_region, served_account = open_settings(key_store, region, account)
+    secret = passphrase.encode() if isinstance(passphrase, str) else passphrase
+    root_key = open_root_key(key_store, path, secret, interactive=argon2_interactive)
+    if auditor is None:
+        auditor = (
+            TrailAuditor(
+                path,
+                witness=audit_witness or os.environ.get("KMS_AUDIT_WITNESS") or None,
+                export=audit_export or os.environ.get("KMS_AUDIT_EXPORT") or None,
+            )
+            if audit
+            else NullAuditor()
+        )
+    service = KeyService(
+        path,
+        store=key_store,
+        root_key=root_key,
+        region=served_region,
+        account=served_account,
+        authorizer=authorizer or PolicyAuthorizer(),
+        auditor=auditor,
+        clock=clock,
+        invocation_block=invocation_block,
+        invocation_limit=invocation_limit,
+    )
+    if key_store.get_setting("initialized") is None:
+        # A new data dir (or one whose init was cut short): the admin user for
+        # whoever runs this, with kms:* and a credentials file. One process at
+        # a time, or two first opens both try to add the admin.
+        with first_open_lock(path):
+            if key_store.get_setting("initialized") is None:
+                init_admin(service, os.getuid())
+                key_store.init_settings({"initialized": b"1"})
+    return service

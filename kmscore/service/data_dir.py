@@ -1,0 +1,152 @@
+"""A data dir: where it is, what it serves, and its root key.
+
+A data dir holds one deployment: its store (SQLite by default), its root key
+file (or the Argon2id parameters of its passphrase), its credentials and its
+audit trail. Its region and account are fixed when it is made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+from kmscore.crypto.rootkey import ROOT_KEY_FILE, Argon2Params, RootKey, RootKeyError
+from kmscore.fsutil import default_data_dir
+from kmscore.store import KeyStore
+
+__all__ = [
+    "DEFAULT_ACCOUNT",
+    "DEFAULT_REGION",
+    "default_data_dir",
+    "first_open_lock",
+    "open_root_key",
+    "open_settings",
+]
+
+DEFAULT_REGION: Final = "us-east-1"
+DEFAULT_ACCOUNT: Final = "111122223333"
+_REGION_RE: Final = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_ACCOUNT_RE: Final = re.compile(r"^\d{12}$")
+
+
+@contextlib.contextmanager
+def first_open_lock(data_dir: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the data dir (released when it closes).
+
+    Only the first opens of a data dir take it, to make its root key and
+    admin exactly once when several processes open it at the same moment.
+    """
+    fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def open_settings(store: KeyStore, region: str | None, account: str | None) -> tuple[str, str]:
+    """The region and account a data dir serves, recorded at its first open.
+
+    Args:
+        store: The data dir's store.
+        region: The region asked for, or None for whatever the dir serves
+            (us-east-1 for a new one).
+        account: Likewise for the account (111122223333).
+
+    Returns:
+        The stored region and account.
+
+    Raises:
+        ValueError: a region or account that is not well formed, or one that
+            differs from the data dir's.
+    """
+    for value, pattern, what in (
+        (region, _REGION_RE, "region"),
+        (account, _ACCOUNT_RE, "account"),
+    ):
+        if value is not None and not pattern.match(value):
+            raise ValueError(f"{value!r} is not a valid {what}")
+    store.init_settings(
+        {
+            "region": (region or DEFAULT_REGION).encode(),
+            "account": (account or DEFAULT_ACCOUNT).encode(),
+        }
+    )
+    stored_region = (store.get_setting("region") or b"").decode()
+    stored_account = (store.get_setting("account") or b"").decode()
+    if region is not None and region != stored_region:
+        raise ValueError(f"this data dir serves region {stored_region}, not {region}")
+    if account is not None and account != stored_account:
+        raise ValueError(f"this data dir serves account {stored_account}, not {account}")
+    return stored_region, stored_account
+
+
+def _init_root_key(
+    store: KeyStore, data_dir: Path, passphrase: bytes | None, interactive: bool
+) -> None:
+    # A new data dir: make the root key, then record how to find it.
+    if passphrase is not None:
+        params = Argon2Params.new(interactive=interactive)
+        root = RootKey.from_passphrase(passphrase, params)
+        settings = {
+            "root_key_mode": b"passphrase",
+            "argon2_salt": params.salt,
+            "argon2_ops": str(params.opslimit).encode(),
+            "argon2_mem": str(params.memlimit).encode(),
+        }
+    else:
+        path = data_dir / ROOT_KEY_FILE
+        root = RootKey.load_file(path) if path.exists() else RootKey.create_file(path)
+        settings = {"root_key_mode": b"file"}
+    settings["root_key_check"] = root.check_value()
+    store.init_settings(settings)
+
+
+def open_root_key(
+    store: KeyStore, data_dir: Path, passphrase: bytes | None, *, interactive: bool = False
+) -> RootKey:
+    """Load a data dir's root key, making it at the first open.
+
+    Args:
+        store: The data dir's store (it keeps the key's mode and check value).
+        data_dir: The data dir (the root key file lives there).
+        passphrase: The passphrase of a passphrase-protected dir, or of a new
+            dir that is to be one.
+        interactive: Cheaper Argon2id cost for a new passphrase dir.
+
+    Raises:
+        RootKeyError: the root key is missing or does not match, or a
+            passphrase is given to a key-file dir (or missing for a
+            passphrase dir).
+    """
+    mode = store.get_setting("root_key_mode")
+    if mode is None:
+        # Processes opening a new data dir at the same moment take turns,
+        # so one makes the root key file and the others load it whole.
+        with first_open_lock(data_dir):
+            if store.get_setting("root_key_mode") is None:
+                _init_root_key(store, data_dir, passphrase, interactive)
+        mode = store.get_setting("root_key_mode")
+    if mode == b"passphrase":
+        if passphrase is None:
+            raise RootKeyError(f"The data dir {data_dir} is protected by a passphrase; give it.")
+        params = Argon2Params(
+            salt=store.get_setting("argon2_salt") or b"",
+            opslimit=int(store.get_setting("argon2_ops") or b"0"),
+            memlimit=int(store.get_setting("argon2_mem") or b"0"),
+        )
+        root = RootKey.from_passphrase(passphrase, params)
+    else:
+        if passphrase is not None:
+            raise RootKeyError(f"The data dir {data_dir} uses a root key file, not a passphrase.")
+        root = RootKey.load_file(data_dir / ROOT_KEY_FILE)
+    check = store.get_setting("root_key_check")
+    if check is None:
+        raise RootKeyError("The data dir has no root key check value; it is damaged.")
+    root.verify_check_value(check)
+    return root

@@ -1,0 +1,41 @@
+"""Periodic housekeeping of a data dir.
+
+Deletes keys whose deletion window has ended and rotates keys whose automatic
+rotation date has passed. :func:`kmscore.operations.dispatch` runs it when it
+is due (every minute); the daemon runs it on a timer as well.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kmscore.model.keystate import KeyState
+from kmscore.service.rotation import AUTOMATIC, rotate
+
+if TYPE_CHECKING:
+    from kmscore.service.key_service import KeyService
+
+__all__ = ["run_maintenance"]
+
+
+def run_maintenance(service: KeyService) -> None:
+    """Delete keys past their deletion date; rotate keys past their rotation date."""
+    now = service.clock()
+    after: str | None = None
+    while True:
+        page = service.store.list_keys(after, 500)
+        if not page:
+            break
+        for key in page:
+            if key.state is KeyState.PENDING_DELETION:
+                if key.deletion_date is not None and key.deletion_date <= now:
+                    service.delete_expired(key)
+            elif (
+                key.state is KeyState.ENABLED
+                and key.rotation_enabled
+                and key.next_rotation_date is not None
+                and key.next_rotation_date <= now
+            ):
+                rotate(service, key, AUTOMATIC)
+        after = page[-1].key_id
+    service.mark_maintained()

@@ -1,0 +1,99 @@
+"""Making key material versions and rotating keys.
+
+Rotation appends a material version and points the key at it; older versions
+stay to decrypt what they encrypted.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+from kmscore.crypto.asymmetric import generate_private_key
+from kmscore.errors import ConflictException, NotFoundException
+from kmscore.model.key import KeyMaterialRecord, KeyRecord
+
+if TYPE_CHECKING:
+    from kmscore.service.key_service import KeyService
+
+__all__ = ["AUTOMATIC", "ON_DEMAND", "new_material", "rotate"]
+
+AUTOMATIC: Final = "AUTOMATIC"
+ON_DEMAND: Final = "ON_DEMAND"
+_MATERIAL_LENGTH: Final = 32
+
+
+def new_material(
+    service: KeyService,
+    key_id: str,
+    version: int,
+    now: datetime,
+    rotation_type: str | None = None,
+    key_spec: str = "SYMMETRIC_DEFAULT",
+    raw: bytes | None = None,
+) -> KeyMaterialRecord:
+    """Fresh material for one version, wrapped under the root key.
+
+    Random AES-256 material for SYMMETRIC_DEFAULT; for other key specs what
+    :func:`kmscore.crypto.asymmetric.generate_private_key` makes (PKCS#8 DER private
+    keys, raw HMAC keys). RSA_4096 can take a second, so a caller inside a
+    store transaction passes ``raw``, made beforehand with that function.
+    """
+    if raw is None:
+        if key_spec == "SYMMETRIC_DEFAULT":
+            raw = os.urandom(_MATERIAL_LENGTH)
+        else:
+            raw = generate_private_key(key_spec)
+    wrapped = service.root_key.wrap(raw, service.key_arn(key_id), version)
+    del raw
+    return KeyMaterialRecord(
+        key_id=key_id,
+        version=version,
+        wrapped=wrapped,
+        creation_date=now,
+        material_id=os.urandom(32).hex(),
+        rotation_type=rotation_type,
+    )
+
+
+def rotate(
+    service: KeyService, key: KeyRecord, rotation_type: str, *, after_version: int | None = None
+) -> KeyRecord:
+    """Add a material version to ``key`` and make it current.
+
+    Args:
+        service: The key service.
+        key: The key (any recent revision).
+        rotation_type: ``AUTOMATIC`` or ``ON_DEMAND``.
+        after_version: Rotate only if the current version is still this one
+            (so processes racing to retire an exhausted version rotate once).
+
+    Returns:
+        The stored key.
+
+    Raises:
+        NotFoundException: the key was deleted meanwhile.
+    """
+    for _ in range(20):
+        if after_version is not None and key.current_version > after_version:
+            return key
+        now = service.clock()
+        version = key.current_version + 1
+        material = new_material(
+            service, key.key_id, version, now, rotation_type, key_spec=key.key_spec
+        )
+        changes: dict[str, object] = {"current_version": version}
+        if rotation_type == AUTOMATIC and key.rotation_enabled and key.rotation_period_days:
+            changes["next_rotation_date"] = now + timedelta(days=key.rotation_period_days)
+        try:
+            stored = service.store.add_material(key.replace(**changes), material)
+        except ConflictException:
+            fresh = service.store.get_key(key.key_id)
+            if fresh is None:
+                raise NotFoundException(f"Key '{key.arn}' does not exist") from None
+            key = fresh
+            continue
+        service.forget(key.key_id)
+        return stored
+    raise ConflictException(f"Key {key.arn} is being rotated concurrently; retry.")

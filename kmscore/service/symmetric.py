@@ -1,0 +1,103 @@
+"""Sealing and opening symmetric ciphertext blobs under KMS keys.
+
+The operation handlers decide *whether* (state, usage, authorization); this
+module does the work: pick the key's current version, count the invocation,
+rotate first if the version is exhausted, and call the engine with the blob
+header and canonical encryption context as AAD.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from kmscore.errors import InvalidCiphertextException, KMSInternalException
+from kmscore.model import blob
+from kmscore.model.key import KeyRecord
+from kmscore.service.rotation import AUTOMATIC, rotate
+from kmscore.service.versions import KeyVersion
+
+if TYPE_CHECKING:
+    from kmscore.service.key_service import KeyService
+
+__all__ = ["blob_key_id", "current_version", "known_version", "open_blob", "seal"]
+
+
+#: Rotations one call may wait through before it gives up.
+_ROTATION_ATTEMPTS: Final = 8
+
+
+def current_version(svc: KeyService, key: KeyRecord, count: int) -> tuple[KeyRecord, KeyVersion]:
+    """The version to encrypt ``count`` items under, counted before use.
+
+    Rotates the key first when its current version has reached the AES-GCM
+    invocation limit.
+
+    Raises:
+        KMSInternalException: even fresh versions refuse the count.
+    """
+    for _ in range(_ROTATION_ATTEMPTS):
+        version = key.current_version
+        if svc.keyring.reserve(key, version, count):
+            return key, svc.keyring.load(key, version)
+        # Other threads or processes may use up the version this rotation
+        # (theirs or ours) makes before this call reserves from it: try again.
+        key = rotate(svc, key, AUTOMATIC, after_version=version)
+    raise KMSInternalException(f"{key.arn} cannot encrypt {count} items under one version.")
+
+
+def seal(
+    svc: KeyService, key: KeyRecord, plaintext: bytes, context: bytes
+) -> tuple[bytes, KeyVersion]:
+    """Encrypt under the key's current version; return the blob and version."""
+    key, kv = current_version(svc, key, 1)
+    return kv.aead.encrypt(plaintext, kv.header + context, kv.header), kv
+
+
+def blob_key_id(svc: KeyService, data: bytes) -> tuple[str, int]:
+    """The key id and material version a blob names.
+
+    Raises:
+        InvalidCiphertextException: the blob is malformed.
+    """
+    if len(data) < blob.MIN_LENGTH:
+        raise InvalidCiphertextException()
+    kv = svc.keyring.lookup_header(data[: blob.HEADER_LENGTH])
+    if kv is not None:
+        return kv.key_id, kv.version
+    parsed = blob.parse(data)
+    return parsed.key_id, parsed.material_version
+
+
+def known_version(svc: KeyService, key: KeyRecord, version: int) -> KeyRecord:
+    """The key, checked to have material ``version``.
+
+    A version past the cached record's current one may have been made by
+    another process that rotated the key since this one cached it, so the
+    store is asked before the blob is refused.
+
+    Raises:
+        InvalidCiphertextException: the key has no such version.
+    """
+    if 1 <= version <= key.current_version:
+        return key
+    if version > key.current_version:
+        fresh = svc.store.get_key(key.key_id)
+        if fresh is not None and version <= fresh.current_version:
+            svc.forget(key.key_id)
+            return fresh
+    raise InvalidCiphertextException()
+
+
+def open_blob(
+    svc: KeyService, key: KeyRecord, version: int, data: bytes, context: bytes
+) -> tuple[bytes, KeyVersion]:
+    """Decrypt a blob made under ``key``'s material ``version``.
+
+    Raises:
+        InvalidCiphertextException: the version does not exist, or the blob
+            does not authenticate with this context.
+    """
+    key = known_version(svc, key, version)
+    kv = svc.keyring.load(key, version)
+    header = data[: blob.HEADER_LENGTH]
+    return kv.aead.decrypt(data, header + context, blob.HEADER_LENGTH), kv
