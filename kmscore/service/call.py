@@ -1,8 +1,8 @@
 """One operation in progress, and the hooks that decide and record it.
 
 A :class:`Call` is made by :func:`kmscore.operations.dispatch` for every
-request. Handlers resolve keys through it (:meth:`Call.key` also applies the
-operation's key-state rule) and authorize through it; the auditor records it.
+request. Handlers resolve keys and authorize through it; the auditor records
+it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The key service: configuration, key resolution, caches, and hooks.
+"""The key service: key resolution, caches, and the hooks every call goes through.
 
 A :class:`KeyService` owns one data dir: its store, root key and keyring. The
 operation handlers (:mod:`kmscore.operations`) act through it; frontends call
