@@ -198,7 +198,11 @@ def sanitize(session: nox.Session) -> None:
             "python",
             "-P",
             "-c",
-            "import importlib.util as u; print(u.find_spec('kmscore.engine._engine').origin)",
+            # The extension's file, found without importing kmscore.engine (which
+            # would load the ASan-linked library before its runtime is preloaded).
+            "import importlib.util as u, pathlib; "
+            "d = pathlib.Path(u.find_spec('kmscore').origin).parent / 'engine'; "
+            "print(next(d.glob('_engine.*.so')))",
             silent=True,
         )
         so = str(origin).strip().splitlines()[-1]
