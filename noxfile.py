@@ -2,8 +2,8 @@
 
     nox -s tests               build the native engine, run every test in tests/
     nox -s tests_purepython    the same with KMSCORE_PUREPYTHON=1 (the twin engine)
-    nox -s lint                ruff check and ruff format --check
-    nox -s typecheck           mypy (strict) on kmscore
+    nox -s lint                ruff check, ruff format --check, tools/check_layers.py
+    nox -s typecheck           mypy (strict) on kmscore and tools
     nox -s sanitize            C tests and engine tests under ASan/UBSan, in a copy
     nox -s bench               bench/bench_engine.py
 
@@ -120,11 +120,12 @@ def tests_purepython(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff lint and format check."""
+    """Ruff lint and format check, and the layer check (imports go one way, no circles)."""
     session.install(_dev_requirement("ruff"))
     paths = [p for p in LINT_PATHS if (ROOT / p).exists()]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
+    session.run("python", str(ROOT / "tools" / "check_layers.py"))
 
 
 @nox.session
@@ -134,7 +135,7 @@ def typecheck(session: nox.Session) -> None:
     session.install(
         _dev_requirement("mypy"), *PYPROJECT["project"]["dependencies"], *optional["fast"]
     )
-    session.run("mypy", "kmscore")
+    session.run("mypy", "kmscore", "tools")
 
 
 def _gcc_runtime(session: nox.Session, gcc: str, name: str) -> str:

@@ -132,6 +132,6 @@ def open_service(
         # a time, or two first opens both try to add the admin.
         with first_open_lock(path):
             if key_store.get_setting("initialized") is None:
-                init_admin(service, os.getuid())
+                init_admin(service.principals, path, os.getuid())
                 key_store.init_settings({"initialized": b"1"})
     return service

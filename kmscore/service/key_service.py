@@ -88,7 +88,7 @@ class KeyService:
         #: Moves on every policy, grant or principal change; empties the
         #: authorization caches.
         self.access_epoch = 0
-        self.principals = Principals(self)
+        self.principals = Principals(store, root_key, account, clock, self.access_changed)
 
     # --- naming ----------------------------------------------------------------
 

@@ -29,7 +29,11 @@ from kmscore.model.principal import (
 from kmscore.policy import PolicyKind, parse_policy
 
 if TYPE_CHECKING:
-    from kmscore.service.key_service import KeyService
+    from collections.abc import Callable
+    from datetime import datetime
+
+    from kmscore.crypto.rootkey import RootKey
+    from kmscore.store import KeyStore
 
 __all__ = [
     "ACCESS_KEY_AAD",
@@ -56,9 +60,28 @@ def admin_policy() -> str:
 class Principals:
     """The users of one data dir: lookups (cached) and administration."""
 
-    def __init__(self, service: KeyService) -> None:
-        """Serve the principals of ``service``'s store."""
-        self._svc = service
+    def __init__(
+        self,
+        store: KeyStore,
+        root_key: RootKey,
+        account: str,
+        clock: Callable[[], datetime],
+        access_changed: Callable[[], None],
+    ) -> None:
+        """Serve the principals of ``store``.
+
+        Args:
+            store: The store the users live in.
+            root_key: Wraps and unwraps their secret access keys.
+            account: The account their ARNs name.
+            clock: Source of the current time.
+            access_changed: Called after every change (empties the access caches).
+        """
+        self._store = store
+        self._root_key = root_key
+        self._account = account
+        self._clock = clock
+        self._access_changed = access_changed
         self._by_uid: dict[int, Principal | None] = {}
         self._by_arn: dict[str, Principal | None] = {}
         self._secrets: dict[str, tuple[Principal, bytes]] = {}
@@ -74,13 +97,13 @@ class Principals:
     def by_uid(self, uid: int) -> Principal | None:
         """The user mapped to a Unix uid, or None."""
         if uid not in self._by_uid:
-            self._by_uid[uid] = self._svc.store.get_principal_by_uid(uid)
+            self._by_uid[uid] = self._store.get_principal_by_uid(uid)
         return self._by_uid[uid]
 
     def by_arn(self, arn: str) -> Principal | None:
         """A user by ARN, or None."""
         if arn not in self._by_arn:
-            self._by_arn[arn] = self._svc.store.get_principal_by_arn(arn)
+            self._by_arn[arn] = self._store.get_principal_by_arn(arn)
         return self._by_arn[arn]
 
     def by_access_key(self, access_key_id: str) -> tuple[Principal, bytes] | None:
@@ -88,13 +111,13 @@ class Principals:
         hit = self._secrets.get(access_key_id)
         if hit is not None:
             return hit
-        stored = self._svc.store.get_access_key(access_key_id)
+        stored = self._store.get_access_key(access_key_id)
         if stored is None:
             return None
-        principal = self._svc.store.get_principal(stored.principal_name)
+        principal = self._store.get_principal(stored.principal_name)
         if principal is None:
             return None
-        secret = self._svc.root_key.unwrap_secret(
+        secret = self._root_key.unwrap_secret(
             stored.wrapped_secret, ACCESS_KEY_AAD + access_key_id.encode()
         )
         self._secrets[access_key_id] = (principal, secret)
@@ -128,15 +151,16 @@ class Principals:
         if policy is not None:
             parse_policy(policy, kind=PolicyKind.IDENTITY)
         checked = check_principal_tags(tags or {})
-        svc = self._svc
-        now = svc.clock()
+        now = self._clock()
         principal = Principal(
-            name, user_arn(svc.account, name), new_principal_id(), uid, policy, now, checked
+            name, user_arn(self._account, name), new_principal_id(), uid, policy, now, checked
         )
         access_key_id, secret = new_access_key_id(), new_secret_access_key()
-        wrapped = svc.root_key.wrap_secret(secret.encode(), ACCESS_KEY_AAD + access_key_id.encode())
-        svc.store.create_principal(principal, AccessKey(access_key_id, name, wrapped, now))
-        svc.access_changed()
+        wrapped = self._root_key.wrap_secret(
+            secret.encode(), ACCESS_KEY_AAD + access_key_id.encode()
+        )
+        self._store.create_principal(principal, AccessKey(access_key_id, name, wrapped, now))
+        self._access_changed()
         return principal, access_key_id, secret
 
     def remove(self, name: str) -> None:
@@ -145,8 +169,8 @@ class Principals:
         Raises:
             NotFoundException: no such user.
         """
-        self._svc.store.delete_principal(name)
-        self._svc.access_changed()
+        self._store.delete_principal(name)
+        self._access_changed()
 
     def set_policy(self, name: str, policy: str | None) -> None:
         """Replace a user's identity policy.
@@ -157,8 +181,8 @@ class Principals:
         """
         if policy is not None:
             parse_policy(policy, kind=PolicyKind.IDENTITY)
-        self._svc.store.set_identity_policy(name, policy)
-        self._svc.access_changed()
+        self._store.set_identity_policy(name, policy)
+        self._access_changed()
 
     def set_tags(self, name: str, tags: Mapping[str, str]) -> None:
         """Replace a user's tags; policies see them at once (ABAC).
@@ -167,12 +191,12 @@ class Principals:
             TagException: bad tags (see :func:`check_principal_tags`).
             NotFoundException: no such user.
         """
-        self._svc.store.set_principal_tags(name, check_principal_tags(tags))
-        self._svc.access_changed()
+        self._store.set_principal_tags(name, check_principal_tags(tags))
+        self._access_changed()
 
     def list(self) -> list[Principal]:
         """All users, by name."""
-        return self._svc.store.list_principals()
+        return self._store.list_principals()
 
     def caller(
         self,
@@ -186,7 +210,7 @@ class Principals:
         """The :class:`~kmscore.service.Caller` for a user."""
         return Caller(
             arn=principal.arn,
-            account=self._svc.account,
+            account=self._account,
             principal_id=principal.principal_id,
             kind="IAMUser",
             access_key_id=access_key_id,
@@ -217,7 +241,7 @@ def write_credentials(path: Path, access_key_id: str, secret: str) -> None:
     write_private_file(path, text.encode())
 
 
-def init_admin(service: KeyService, uid: int) -> tuple[Principal, str] | None:
+def init_admin(principals: Principals, data_dir: Path, uid: int) -> tuple[Principal, str] | None:
     """Make the admin user for ``uid`` (identity policy ``kms:*``), once.
 
     Writes its access key to ``<data-dir>/credentials``. Does nothing when
@@ -226,12 +250,12 @@ def init_admin(service: KeyService, uid: int) -> tuple[Principal, str] | None:
     Returns:
         The admin and the credentials file path, or None if it existed.
     """
-    if service.store.get_principal_by_uid(uid) is not None:
+    if principals.by_uid(uid) is not None:
         return None
-    principal, access_key_id, secret = service.principals.add(
+    principal, access_key_id, secret = principals.add(
         unix_user_name(uid), uid=uid, policy=admin_policy()
     )
-    path = service.data_dir / CREDENTIALS_FILE
+    path = data_dir / CREDENTIALS_FILE
     if path.exists():
         path.unlink()
     write_credentials(path, access_key_id, secret)

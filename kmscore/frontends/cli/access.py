@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .keys import _all_pages, _table, key_command, parse_pairs, show
+from ._common import all_pages, key_command, parse_pairs, show, table
 from .session import kms_client
 
 __all__ = ["register"]
@@ -108,13 +108,13 @@ def grant_create(
 def grant_list(data_dir: Path | None, socket_path: Path | None, as_json: bool, key: str) -> None:
     """List KEY's grants."""
     with kms_client(data_dir, socket_path) as kms:
-        grants = _all_pages(kms.list_grants, "Grants", KeyId=key, Limit=1000)
+        grants = all_pages(kms.list_grants, "Grants", KeyId=key, Limit=1000)
     if as_json:
         echo = {"Grants": grants, "Truncated": False}
         show(echo, True)
     else:
         rows = [{**g, "Operations": ",".join(g["Operations"])} for g in grants]
-        _table(["GrantId", "Name", "GranteePrincipal", "Operations"], rows)
+        table(["GrantId", "Name", "GranteePrincipal", "Operations"], rows)
 
 
 @grant.command("revoke")

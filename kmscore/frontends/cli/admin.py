@@ -12,12 +12,12 @@ from kmscore.model.principal import user_arn
 from kmscore.service import KeyService, open_service
 from kmscore.service.principals import CREDENTIALS_FILE
 
-from .keys import parse_pairs
-from .main import (
+from ._common import (
     data_dir_option,
     echo_json,
     existing_data_dir,
     kms_errors,
+    parse_pairs,
     print_table,
     resolve_data_dir,
 )

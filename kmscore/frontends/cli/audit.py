@@ -17,7 +17,7 @@ from kmscore.audit.usage import usage as compute_usage
 from kmscore.model.key import utcnow
 from kmscore.service import open_service
 
-from .main import (
+from ._common import (
     data_dir_option,
     echo_json,
     existing_data_dir,

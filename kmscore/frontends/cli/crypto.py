@@ -10,7 +10,7 @@ from typing import Any, BinaryIO
 
 import click
 
-from .keys import key_command, parse_pairs, show
+from ._common import key_command, parse_pairs, show
 from .session import kms_client
 
 __all__ = ["register"]

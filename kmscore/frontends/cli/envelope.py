@@ -22,8 +22,7 @@ import click
 from kmscore import envelope as E
 from kmscore.envelope.api import atomic_output
 
-from .keys import key_command, parse_pairs
-from .main import echo_json
+from ._common import echo_json, key_command, parse_pairs
 from .session import kms_client
 
 __all__ = ["register"]

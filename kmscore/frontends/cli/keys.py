@@ -2,84 +2,21 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from rich.table import Table
 
-from .main import data_dir_option, echo_json, kms_errors, print_table
-from .session import kms_client, socket_option
+from ._common import all_pages, echo_json, key_command, parse_pairs, show, table
+from .session import kms_client
 
-__all__ = ["key_command", "parse_pairs", "register", "show"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def key_command(fn: F) -> F:
-    """The options every command that talks to the KMS takes, and its error handling."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
-
-    wrapped: Any = kms_errors(wrapper)
-    wrapped = click.option("--json", "as_json", is_flag=True, help="Print the AWS response.")(
-        wrapped
-    )
-    wrapped = socket_option(wrapped)
-    return data_dir_option(wrapped)  # type: ignore[no-any-return]
-
-
-def parse_pairs(pairs: Iterable[str], what: str = "--context") -> dict[str, str]:
-    """``k=v`` arguments as a dict.
-
-    Raises:
-        click.BadParameter: an argument without ``=``.
-    """
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=what)
-        out[key] = value
-    return out
-
-
-def show(response: dict[str, Any], as_json: bool, rows: Iterable[tuple[str, Any]] = ()) -> None:
-    """Print a response: AWS JSON with ``--json``, else the given rows (or the JSON)."""
-    rows = list(rows)
-    if as_json or not rows:
-        echo_json(response)
-        return
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        click.echo(f"{name + ':':{width + 2}}{'' if value is None else value}")
+__all__ = ["register"]
 
 
 def _metadata_rows(md: dict[str, Any]) -> list[tuple[str, Any]]:
     names = ("KeyId", "Arn", "KeyState", "Description", "KeySpec", "KeyUsage", "Origin",
              "CreationDate", "DeletionDate", "MultiRegion")  # fmt: skip
     return [(n, md.get(n)) for n in names if n in md]
-
-
-def _table(columns: list[str], items: Iterable[dict[str, Any]]) -> None:
-    table = Table(*columns)
-    for item in items:
-        table.add_row(*("" if item.get(c) is None else str(item.get(c)) for c in columns))
-    print_table(table)
-
-
-def _all_pages(call: Callable[..., dict[str, Any]], name: str, **request: Any) -> list[Any]:
-    items: list[Any] = []
-    while True:
-        page = call(**request)
-        items += page[name]
-        if not page.get("Truncated"):
-            return items
-        request["Marker"] = page["NextMarker"]
 
 
 # --- keys ------------------------------------------------------------------------
@@ -138,11 +75,11 @@ def list_keys(
         if limit is not None:
             response = kms.list_keys(Limit=limit)
         else:
-            response = {"Keys": _all_pages(kms.list_keys, "Keys", Limit=1000), "Truncated": False}
+            response = {"Keys": all_pages(kms.list_keys, "Keys", Limit=1000), "Truncated": False}
     if as_json:
         echo_json(response)
     else:
-        _table(["KeyId", "KeyArn"], response["Keys"])
+        table(["KeyId", "KeyArn"], response["Keys"])
 
 
 @click.command("describe-key")
@@ -236,11 +173,11 @@ def alias_list(
     if key is not None:
         request["KeyId"] = key
     with kms_client(data_dir, socket_path) as kms:
-        aliases = _all_pages(kms.list_aliases, "Aliases", **request)
+        aliases = all_pages(kms.list_aliases, "Aliases", **request)
     if as_json:
         echo_json({"Aliases": aliases, "Truncated": False})
     else:
-        _table(["AliasName", "TargetKeyId", "AliasArn"], aliases)
+        table(["AliasName", "TargetKeyId", "AliasArn"], aliases)
 
 
 @alias.command("delete")
@@ -278,11 +215,11 @@ def tag(
             )
         if remove:
             kms.untag_resource(KeyId=key, TagKeys=list(remove))
-        listed = _all_pages(kms.list_resource_tags, "Tags", KeyId=key, Limit=1000)
+        listed = all_pages(kms.list_resource_tags, "Tags", KeyId=key, Limit=1000)
     if as_json:
         echo_json({"Tags": listed, "Truncated": False})
     else:
-        _table(["TagKey", "TagValue"], listed)
+        table(["TagKey", "TagValue"], listed)
 
 
 # --- rotation ----------------------------------------------------------------------
@@ -320,11 +257,11 @@ def rotation_enable(
 def rotation_list(data_dir: Path | None, socket_path: Path | None, as_json: bool, key: str) -> None:
     """List KEY's completed rotations."""
     with kms_client(data_dir, socket_path) as kms:
-        rotations = _all_pages(kms.list_key_rotations, "Rotations", KeyId=key, Limit=1000)
+        rotations = all_pages(kms.list_key_rotations, "Rotations", KeyId=key, Limit=1000)
     if as_json:
         echo_json({"Rotations": rotations, "Truncated": False})
     else:
-        _table(["RotationDate", "RotationType", "KeyMaterialState", "KeyMaterialId"], rotations)
+        table(["RotationDate", "RotationType", "KeyMaterialState", "KeyMaterialId"], rotations)
 
 
 def register(group: click.Group) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .main import data_dir_option, resolve_data_dir
+from ._common import data_dir_option, resolve_data_dir
 
 __all__ = ["register"]
 

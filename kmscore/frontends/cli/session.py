@@ -8,13 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import click
-
 from kmscore.client import LocalKMS
 from kmscore.client.remote import connect
 from kmscore.wire.rpc import SOCKET_FILE
 
-from .main import existing_data_dir
+from ._common import existing_data_dir
 
 __all__ = ["SOCKET_FILE", "kms_client"]
 
@@ -54,13 +52,4 @@ def kms_client(data_dir: Path | None, socket_path: Path | None = None) -> Iterat
         yield local
 
 
-def socket_option(fn: Any) -> Any:
-    """The ``--socket`` option of key commands (the daemon's socket)."""
-    return click.option(
-        "--socket",
-        "socket_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="The daemon's socket [default: <data-dir>/kms.sock]; without a daemon the data "
-        "dir is opened directly.",
-    )(fn)
+# END

@@ -13,7 +13,7 @@ import click
 
 from kmscore.audit.witness import WITNESS_PUB_FILE, Witness
 
-from .main import echo_json, kms_errors
+from ._common import echo_json, kms_errors
 
 __all__ = ["register"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast
 
 import msgpack  # type: ignore[import-untyped]
 
@@ -43,11 +43,18 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
-    from .server import Daemon
+    from collections.abc import Callable
+
+    from kmscore.service import KeyService
+    from kmscore.service.refusals import RefusalRecorder
+
+    from ..limits import ConnectionLimits
 
 __all__ = ["USER_AGENT", "RpcConnection"]
 
 log = logging.getLogger("kmscore.rpc")
+
+T = TypeVar("T")
 
 #: CloudTrail's ``userAgent`` for calls through the socket.
 USER_AGENT: Final = "kmscore-rpc"
@@ -68,6 +75,29 @@ def _new_unpacker() -> Any:
 
 # The unpacker's buffer: one partial frame plus one read of the socket.
 _BUFFER_BYTES: Final = MAX_REQUEST_BYTES + (1 << 20)
+
+
+class Daemon(Protocol):
+    """What a connection needs of the daemon that accepted it (``server.Daemon``).
+
+    An interface rather than an import, so the daemon imports its connections and
+    not the other way round.
+    """
+
+    service: KeyService
+    limits: ConnectionLimits
+    refusals: RefusalRecorder
+    loop: asyncio.AbstractEventLoop
+    connections: set[RpcConnection]
+    stopping: bool
+
+    def pack(self, message: Any) -> bytes:
+        """Encode one response."""
+        ...
+
+    def run_in_worker(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run ``fn(*args)`` in a worker thread."""
+        ...
 
 
 class RpcConnection(asyncio.Protocol):
