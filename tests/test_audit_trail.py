@@ -198,10 +198,18 @@ def test_mismatched_public_key_is_refused(tmp_path: Path) -> None:
         small(tmp_path)
 
 
-def test_open_audit_dir_is_refused(tmp_path: Path) -> None:
+def test_open_audit_dir_is_tightened(tmp_path: Path) -> None:
     small(tmp_path).close()
     os.chmod(tmp_path / "audit", 0o755)
-    with pytest.raises(KMSInternalException, match="mode"):
+    small(tmp_path).close()
+    assert stat.S_IMODE(os.stat(tmp_path / "audit").st_mode) == 0o700
+
+
+def test_open_segment_file_is_refused(tmp_path: Path) -> None:
+    small(tmp_path).close()
+    (segment,) = (tmp_path / "audit").glob("segment-*")
+    os.chmod(segment, 0o644)
+    with pytest.raises(KMSInternalException, match="open to others"):
         small(tmp_path)
 
 
@@ -700,7 +708,7 @@ def test_interrupted_write_is_rolled_back(
 def test_failed_rotation_keeps_writing_to_the_full_segment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kmscore.audit import _format
+    from kmscore import fsutil
 
     trail = small(tmp_path, max_segment_bytes=1)
     trail.append(event())
@@ -708,7 +716,7 @@ def test_failed_rotation_keeps_writing_to_the_full_segment(
     def no_new_files(*_: object, **__: object) -> int:
         raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
 
-    monkeypatch.setattr(_format, "create_file", no_new_files)
+    monkeypatch.setattr(fsutil, "create_private_file", no_new_files)
     for _ in range(3):
         trail.append(event())
     monkeypatch.undo()

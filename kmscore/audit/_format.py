@@ -29,13 +29,11 @@ member except ``signature``.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import json.encoder
 import os
 import re
-import stat
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,8 +65,6 @@ CHECKPOINT_FIELDS: Final = frozenset(
     }
 )
 
-FILE_MODE: Final = 0o600
-DIR_MODE: Final = 0o700
 _READ_CHUNK: Final = 1 << 20
 _FIRST_READ: Final = 4096
 
@@ -198,119 +194,3 @@ def read_line_ending_at(fd: int, end: int) -> bytes:
         pos -= size
         step = min(step * 4, _READ_CHUNK)
     return b"".join(reversed(chunks))
-
-
-def create_file(path: Path, flags: int = os.O_WRONLY | os.O_APPEND) -> int:
-    """Create a new 0600 file; never opens an existing file or follows a symlink.
-
-    Raises:
-        FileExistsError: If the path exists.
-        OSError: On any other failure.
-    """
-    fd = os.open(path, flags | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
-    try:
-        os.fchmod(fd, FILE_MODE)  # the umask may have removed owner bits
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def write_new_file(path: Path, data: bytes) -> bool:
-    """Create ``path`` (0600, never through a symlink) holding ``data``, fsynced.
-
-    Returns:
-        False if it already existed (it is left as it was).
-
-    Raises:
-        OSError: It could not be created or written whole.
-    """
-    try:
-        fd = create_file(path, os.O_WRONLY)
-    except FileExistsError:
-        return False
-    try:
-        if os.write(fd, data) != len(data):
-            raise OSError(f"short write to {path}")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return True
-
-
-def replace_file(path: Path, data: bytes) -> None:
-    """Replace ``path`` by a 0600 file holding ``data``, atomically and durably.
-
-    Written to a temporary file beside it, fsynced, renamed over it, and the
-    directory fsynced: a crash leaves the old file or the new one, whole.
-
-    Raises:
-        OSError: It could not be written or renamed.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.unlink()
-    except FileNotFoundError:
-        pass
-    if not write_new_file(tmp, data):
-        raise OSError(f"{tmp} appeared while being replaced")
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def open_existing(path: Path, flags: int) -> int:
-    """Open an existing regular file owned by us with no group or other access.
-
-    Raises:
-        OSError: If it cannot be opened, is not a regular file, or its owner or
-            mode is unsafe (``EPERM``).
-    """
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EPERM, "not a regular file", str(path))
-        if info.st_uid != os.geteuid() or info.st_mode & 0o077:
-            raise OSError(
-                errno.EPERM, f"unsafe owner or mode {stat.S_IMODE(info.st_mode):04o}", str(path)
-            )
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a directory entry change durable.
-
-    Raises:
-        OSError: If the directory cannot be opened or synced.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def ensure_dir(path: Path) -> None:
-    """Create a 0700 directory, or check that the existing one is safe.
-
-    Raises:
-        OSError: If it cannot be created, is a symlink or not a directory, or
-            is not ours or open to group or others (``EPERM``).
-    """
-    try:
-        os.mkdir(path, DIR_MODE)
-    except FileExistsError:
-        pass
-    else:
-        os.chmod(path, DIR_MODE)
-        fsync_dir(path.parent)
-    info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode):
-        raise OSError(errno.ENOTDIR, "not a directory (or a symlink)", str(path))
-    if info.st_uid != os.geteuid() or info.st_mode & 0o077:
-        raise OSError(
-            errno.EPERM, f"unsafe owner or mode {stat.S_IMODE(info.st_mode):04o}", str(path)
-        )

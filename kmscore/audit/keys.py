@@ -21,6 +21,7 @@ from typing import Final
 
 from nacl.signing import SigningKey, VerifyKey
 
+from kmscore import fsutil
 from kmscore.audit import _format as fmt
 from kmscore.errors import KMSInternalException
 
@@ -91,21 +92,23 @@ def load_or_create_signing_key(data_dir: str | os.PathLike[str]) -> SigningKey:
     pub_path = data / fmt.PUBLIC_KEY_FILE
     try:
         candidate = SigningKey.generate()
-        if fmt.write_new_file(key_path, candidate.encode().hex().encode("ascii") + b"\n"):
+        try:
+            fsutil.write_private_file(key_path, candidate.encode().hex().encode("ascii") + b"\n")
             key = candidate
-        else:
-            fd = fmt.open_existing(key_path, os.O_RDONLY)
+        except FileExistsError:
+            fd = fsutil.open_private_file(key_path, os.O_RDONLY)
             try:
                 key = SigningKey(_read_hex(key_path, fd))
             finally:
                 os.close(fd)
         public = key.verify_key.encode()
-        if not fmt.write_new_file(pub_path, public.hex().encode("ascii") + b"\n"):
+        try:
+            fsutil.write_private_file(pub_path, public.hex().encode("ascii") + b"\n")
+        except FileExistsError:
             if load_public_key(data).encode() != public:
                 raise KMSInternalException(
                     f"{pub_path} does not match {key_path}: one of them was replaced"
-                )
-        fmt.fsync_dir(data)
+                ) from None
     except OSError as exc:
         raise KMSInternalException(f"cannot load or create the audit signing key: {exc}") from exc
     return key

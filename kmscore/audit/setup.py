@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from nacl.signing import VerifyKey
 
+from kmscore import fsutil
 from kmscore.audit import _format as fmt
 from kmscore.audit.export import CheckpointExport, parse_export
 from kmscore.audit.trail import AuditTrail
@@ -37,7 +38,7 @@ def audit_config(data_dir: Path) -> dict[str, Any]:
     """
     path = data_dir / AUDIT_CONFIG_FILE
     try:
-        fd = fmt.open_existing(path, os.O_RDONLY)
+        fd = fsutil.open_private_file(path, os.O_RDONLY)
     except FileNotFoundError:
         return {}
     except OSError as exc:
@@ -55,7 +56,7 @@ def audit_config(data_dir: Path) -> dict[str, Any]:
 
 def _save(data_dir: Path, config: dict[str, Any]) -> None:
     text = json.dumps(config, indent=1, sort_keys=True).encode() + b"\n"
-    fmt.replace_file(data_dir / AUDIT_CONFIG_FILE, text)
+    fsutil.replace_private_file(data_dir / AUDIT_CONFIG_FILE, text)
 
 
 def open_service_trail(
@@ -83,7 +84,10 @@ def open_service_trail(
             than the pinned one, the sink cannot be opened, or the trail cannot.
     """
     data = Path(data_dir)
-    data.mkdir(mode=fmt.DIR_MODE, parents=True, exist_ok=True)
+    try:
+        fsutil.ensure_private_dir(data)
+    except OSError as exc:
+        raise KMSInternalException(f"cannot create the data directory: {exc}") from exc
     config = audit_config(data)
     changed = False
     if witness is not None and (config.get("witness") or {}).get("socket") != witness:

@@ -96,6 +96,7 @@ from typing import Any, Final, Literal, NamedTuple, Self
 
 from nacl.signing import SigningKey
 
+from kmscore import fsutil
 from kmscore.audit import _format as fmt
 from kmscore.audit.event import AuditEvent, scrub_event
 from kmscore.audit.export import CheckpointExport
@@ -133,6 +134,7 @@ _CLOSED: Final = "the audit trail is closed"
 _FORKED: Final = "the audit trail was opened before fork(); open it again in the child process"
 
 _log = logging.getLogger(__name__)
+_APPEND: Final = os.O_WRONLY | os.O_APPEND
 _sha256 = hashlib.sha256
 _hexlify = binascii.hexlify
 _allocate_lock = threading.Lock
@@ -313,7 +315,7 @@ class AuditTrail:
         self._stop = threading.Event()
         self._wake = threading.Event()
         try:
-            fmt.ensure_dir(self._dir)
+            fsutil.ensure_private_dir(self._dir)
             self._open_files()
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
@@ -381,8 +383,8 @@ class AuditTrail:
 
         data = Path(data_dir)
         try:
-            data.mkdir(mode=fmt.DIR_MODE, parents=True, exist_ok=True)
-            fmt.ensure_dir(data / fmt.AUDIT_DIR)
+            fsutil.ensure_private_dir(data)
+            fsutil.ensure_private_dir(data / fmt.AUDIT_DIR)
         except OSError as exc:
             raise KMSInternalException(f"cannot create the audit directory: {exc}") from exc
         key: SigningKey | CheckpointSigner = signer or load_or_create_signing_key(data)
@@ -777,14 +779,14 @@ class AuditTrail:
         try:
             self._write_checkpoint()
             self._fsync_segment()  # closing it: all of it durable
-            fd = fmt.create_file(self._dir / name)
+            fd = fsutil.create_private_file(self._dir / name, _APPEND)
         except OSError as exc:
             if self._broken is not None:
                 raise
             _log.warning("audit segment %s stays open past its size limit: %s", self._seg_name, exc)
             return
         try:
-            fmt.fsync_dir(self._dir)
+            fsutil.fsync_dir(self._dir)
         except OSError as exc:
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -967,7 +969,7 @@ class AuditTrail:
         self._fsync_segment()
         if self._head_segment != self._seg_name:
             try:
-                fd = fmt.open_existing(self._dir / self._head_segment, os.O_RDONLY)
+                fd = fsutil.open_private_file(self._dir / self._head_segment, os.O_RDONLY)
                 try:
                     os.fsync(fd)
                 finally:
@@ -1193,9 +1195,9 @@ class AuditTrail:
             self._use_segment(segments[-1][1])
         else:
             name = fmt.segment_name(self._next_seq)
-            fd = fmt.create_file(self._dir / name)
+            fd = fsutil.create_private_file(self._dir / name, _APPEND)
             try:
-                fmt.fsync_dir(self._dir)
+                fsutil.fsync_dir(self._dir)
             except BaseException:
                 os.close(fd)
                 raise
@@ -1210,7 +1212,7 @@ class AuditTrail:
             if info.st_ino == os.stat(path, follow_symlinks=False).st_ino:
                 self._seg_size = info.st_size
                 return
-        fd = fmt.open_existing(path, os.O_WRONLY | os.O_APPEND)
+        fd = fsutil.open_private_file(path, os.O_WRONLY | os.O_APPEND)
         try:
             size = os.fstat(fd).st_size
         except BaseException:
@@ -1242,12 +1244,12 @@ class AuditTrail:
         ):
             flags = os.O_RDWR if attr == "_lock_fd" else os.O_RDWR | os.O_APPEND
             try:
-                fd = fmt.create_file(path, flags)
+                fd = fsutil.create_private_file(path, flags)
             except FileExistsError:
-                fd = fmt.open_existing(path, flags)
+                fd = fsutil.open_private_file(path, flags)
             else:
                 try:
-                    fmt.fsync_dir(self._dir)
+                    fsutil.fsync_dir(self._dir)
                 except BaseException:
                     os.close(fd)
                     raise
@@ -1326,7 +1328,7 @@ class AuditTrail:
             else:
                 raise _Damaged(f"{name}: damaged line at offset {offset}")
         if torn_at is not None:
-            fd = fmt.open_existing(path, os.O_WRONLY)
+            fd = fsutil.open_private_file(path, os.O_WRONLY)
             try:
                 self._truncate(fd, torn_at, name)
             finally:

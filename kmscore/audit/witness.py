@@ -33,6 +33,7 @@ Requests: ``{"op": "public_key"}`` and ``{"op": "sign", "checkpoint": {...},
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -48,6 +49,7 @@ import msgpack  # type: ignore[import-untyped]
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
+from kmscore import fsutil
 from kmscore.audit import _format as fmt
 
 __all__ = [
@@ -282,11 +284,14 @@ class Witness:
         """Open a witness directory made by :meth:`init`.
 
         Raises:
-            OSError: It is missing, unsafe (not 0700/0600, not ours) or damaged.
+            OSError: It is missing, not ours, its files are open to others
+                (see :mod:`kmscore.fsutil`) or damaged.
         """
         self.dir = Path(directory)
-        fmt.ensure_dir(self.dir)
-        fd = fmt.open_existing(self.dir / WITNESS_KEY_FILE, os.O_RDONLY)
+        if not self.dir.is_dir():
+            raise FileNotFoundError(errno.ENOENT, "no witness directory", str(self.dir))
+        fsutil.ensure_private_dir(self.dir)
+        fd = fsutil.open_private_file(self.dir / WITNESS_KEY_FILE, os.O_RDONLY)
         try:
             seed = bytes.fromhex(os.read(fd, 256).decode("ascii").strip())
         finally:
@@ -295,7 +300,7 @@ class Witness:
         self._lock = threading.Lock()
         self.state: dict[str, Any] | None = None
         try:
-            fd = fmt.open_existing(self.dir / WITNESS_STATE_FILE, os.O_RDONLY)
+            fd = fsutil.open_private_file(self.dir / WITNESS_STATE_FILE, os.O_RDONLY)
         except FileNotFoundError:
             return
         try:
@@ -316,15 +321,11 @@ class Witness:
             OSError: The directory cannot be made safely.
         """
         path = Path(directory)
-        path.mkdir(mode=fmt.DIR_MODE, parents=True, exist_ok=True)
-        fmt.ensure_dir(path)
+        fsutil.ensure_private_dir(path)
         key = SigningKey.generate()
-        if not fmt.write_new_file(path / WITNESS_KEY_FILE, key.encode().hex().encode() + b"\n"):
-            raise FileExistsError(f"{path / WITNESS_KEY_FILE} exists")
+        fsutil.write_private_file(path / WITNESS_KEY_FILE, key.encode().hex().encode() + b"\n")
         public = key.verify_key.encode().hex().encode() + b"\n"
-        if not fmt.write_new_file(path / WITNESS_PUB_FILE, public):
-            raise FileExistsError(f"{path / WITNESS_PUB_FILE} exists")
-        fmt.fsync_dir(path)
+        fsutil.write_private_file(path / WITNESS_PUB_FILE, public)
         return cls(path)
 
     @property
@@ -438,5 +439,5 @@ class Witness:
 
     def _persist(self, state: dict[str, Any]) -> None:
         """Make the new head durable before its signature leaves (tmp, fsync, rename)."""
-        fmt.replace_file(self.dir / WITNESS_STATE_FILE, fmt.canonical(state) + b"\n")
+        fsutil.replace_private_file(self.dir / WITNESS_STATE_FILE, fmt.canonical(state) + b"\n")
         self.state = state

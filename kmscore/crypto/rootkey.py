@@ -14,14 +14,13 @@ later as garbage.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from kmscore import engine
 from kmscore.errors import InvalidCiphertextException, KMSInternalException
-from kmscore.fsutil import write_private_file
+from kmscore.fsutil import UnsafeFileError, open_private_file, write_private_file
 
 __all__ = ["ROOT_KEY_FILE", "Argon2Params", "RootKey", "RootKeyError"]
 
@@ -98,24 +97,16 @@ class RootKey:
                 readable by others, or not 32 bytes.
         """
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = open_private_file(path)
         except FileNotFoundError:
             raise RootKeyError(f"The root key file {path} does not exist.") from None
+        except UnsafeFileError as exc:
+            raise RootKeyError(f"The root key file {path} {exc.reason}.") from None
         except OSError as exc:
             raise RootKeyError(
                 f"The root key file {path} cannot be opened: {exc.strerror}."
             ) from None
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise RootKeyError(f"The root key file {path} is not a regular file.")
-            if st.st_uid != os.geteuid():
-                raise RootKeyError(f"The root key file {path} belongs to another user.")
-            if stat.S_IMODE(st.st_mode) & 0o077:
-                raise RootKeyError(
-                    f"The root key file {path} is readable by others "
-                    f"(mode {stat.S_IMODE(st.st_mode):04o}); it must be 0600."
-                )
             data = os.read(fd, engine.KEY_LENGTH + 1)
         finally:
             os.close(fd)
