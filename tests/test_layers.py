@@ -123,3 +123,39 @@ def test_a_folder_outside_the_layer_table_is_named(tmp_path: Path) -> None:
     assert _checker().problems(package) == [
         "kmscore.extras: the layer 'extras' is not in tools/check_layers.py's LAYERS"
     ]
+
+
+# --- one home per rule ---------------------------------------------------------------
+
+
+def _attribute_calls(path: Path, attribute: str) -> list[int]:
+    """Lines of ``path`` that call a method on an object's ``attribute`` (``x.aead.seal``)."""
+    import ast
+
+    tree = ast.parse(path.read_text(), str(path))
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Attribute)
+        and node.func.value.attr == attribute
+    ]
+
+
+def test_only_the_symmetric_module_seals_or_opens_blobs() -> None:
+    # The blob AAD rule (kmscore.model.blob.aad) holds only if no handler or
+    # frontend calls a key version's engine itself.
+    package = Path(__file__).resolve().parent.parent / "kmscore"
+    callers = {
+        str(path.relative_to(package)): lines
+        for path in package.rglob("*.py")
+        if (lines := _attribute_calls(path, "aead"))
+    }
+    assert set(callers) == {"service/symmetric.py"}, callers
+
+
+def test_the_guard_above_sees_an_engine_call(tmp_path: Path) -> None:
+    source = tmp_path / "handler.py"
+    source.write_text("def f(kv, aad):\n    return kv.aead.encrypt(b'x', aad, kv.header)\n")
+    assert _attribute_calls(source, "aead") == [2]

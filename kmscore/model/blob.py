@@ -22,7 +22,7 @@ from typing import Final
 from kmscore.errors import InvalidCiphertextException
 from kmscore.model.arn import is_multi_region_id, key_id_from_bytes, key_id_to_bytes
 
-__all__ = ["HEADER_LENGTH", "MIN_LENGTH", "ParsedBlob", "header", "parse"]
+__all__ = ["HEADER_LENGTH", "MIN_LENGTH", "ParsedBlob", "aad", "header", "parse"]
 
 MAGIC: Final = 0xC5
 VERSION: Final = 1
@@ -39,6 +39,20 @@ def header(key_id: str, material_version: int) -> bytes:
     """The 22-byte header of a blob made under ``key_id``'s material version."""
     flag = _MRK_FLAG if is_multi_region_id(key_id) else 0
     return _HEADER.pack(MAGIC, VERSION | flag, key_id_to_bytes(key_id), material_version)
+
+
+def aad(blob_header: bytes, context: bytes) -> bytes:
+    """The AES-GCM AAD of a blob: its header, then the canonical context.
+
+    This is the one place the rule is written: every seal and open of a blob
+    (:mod:`kmscore.service.symmetric`) takes its AAD from here.
+
+    Args:
+        blob_header: The blob's 22-byte header (:func:`header`).
+        context: The canonical encryption context
+            (:func:`kmscore.model.context.prepare`), ``b""`` for none.
+    """
+    return blob_header + context
 
 
 @dataclass(frozen=True, slots=True)

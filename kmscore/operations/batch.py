@@ -23,10 +23,10 @@ from kmscore.operations.common import (
     data_key_length,
     dry_run,
 )
-from kmscore.operations.crypto import conditions, decryption_key, encryption_key, generate_data_keys
+from kmscore.operations.crypto import conditions, decryption_key, encryption_key
 from kmscore.operations.registry import operation
 from kmscore.service import Call
-from kmscore.service.symmetric import known_version
+from kmscore.service.symmetric import generate_data_keys, known_version, open_blobs
 
 MAX_BATCH: Final = 10_000
 
@@ -62,8 +62,12 @@ def generate_data_keys_op(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     action = "kms:GenerateDataKeyWithoutPlaintext" if without else "kms:GenerateDataKey"
     call.authorize(key, action=action, conditions=conditions(context), context_key=aad)
     dry_run(req)
-    keys, blobs, material_id = generate_data_keys(call.service, key, req["Count"], length, aad)
-    out: dict[str, Any] = {"KeyId": key.arn, "KeyMaterialId": material_id, "CiphertextBlobs": blobs}
+    keys, blobs, kv = generate_data_keys(call.service, key, req["Count"], length, aad)
+    out: dict[str, Any] = {
+        "KeyId": key.arn,
+        "KeyMaterialId": kv.material_id,
+        "CiphertextBlobs": blobs,
+    }
     if not req.get("WithoutPlaintext"):
         out["Plaintexts"] = keys
     return out
@@ -135,11 +139,7 @@ def decrypt_many(call: Call, req: dict[str, Any]) -> dict[str, Any]:
                 results[i] = {"Error": exc.to_dict()}
             continue
         kv = svc.keyring.load(key, version)
-        hdr = kv.header
-        opened = kv.aead.open_many(
-            [memoryview(blobs[i])[len(hdr) :] for i in indexes],
-            [hdr + prepared[i][1] for i in indexes],
-        )
+        opened = open_blobs(kv, [blobs[i] for i in indexes], [prepared[i][1] for i in indexes])
         for i, plaintext in zip(indexes, opened, strict=True):
             if plaintext is None:
                 results[i] = {"Error": InvalidCiphertextException().to_dict()}

@@ -44,8 +44,8 @@ from kmscore.operations.common import (
     require_symmetric_encryption,
 )
 from kmscore.operations.registry import operation
-from kmscore.service import Call, KeyService
-from kmscore.service.symmetric import blob_key_id, current_version, open_blob, seal
+from kmscore.service import Call, symmetric
+from kmscore.service.symmetric import blob_key_id, open_blob, seal
 
 SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"
 ENCRYPT_DECRYPT = "ENCRYPT_DECRYPT"
@@ -353,15 +353,6 @@ def _re_encrypt_rsa(call: Call, req: dict[str, Any], rsa_source: bool) -> dict[s
     }
 
 
-def generate_data_keys(
-    svc: KeyService, key: KeyRecord, count: int, length: int, aad: bytes
-) -> tuple[list[bytes], list[bytes], str]:
-    """``count`` data keys and their blobs, counted and made in one engine call."""
-    key, kv = current_version(svc, key, count)
-    keys, blobs = kv.aead.generate_data_key_blobs(count, length, kv.header + aad, kv.header)
-    return keys, blobs, kv.material_id
-
-
 _DATA_KEY_SHAPE = {
     "KeyId": KEY_ID,
     "EncryptionContext": CONTEXT,
@@ -378,8 +369,7 @@ def _data_key(call: Call, req: dict[str, Any]) -> tuple[KeyRecord, bytes, bytes,
     context, aad = ec.prepare(req.get("EncryptionContext"))
     call.authorize(key, conditions=conditions(context), context_key=aad)
     dry_run(req)
-    key, kv = current_version(call.service, key, 1)
-    plaintext, ciphertext = kv.aead.generate_data_key(length, kv.header + aad, kv.header)
+    plaintext, ciphertext, kv = symmetric.generate_data_key(call.service, key, length, aad)
     return key, plaintext, ciphertext, kv.material_id
 
 

@@ -2,12 +2,14 @@
 
 The operation handlers decide *whether* (state, usage, authorization); this
 module does the work: pick the key's current version, count the invocation,
-rotate first if the version is exhausted, and call the engine with the blob
-header and canonical encryption context as AAD.
+rotate first if the version is exhausted, and call the engine with the AAD of
+:func:`kmscore.model.blob.aad`. It is the only module that seals or opens a
+blob; handlers call it rather than the engine.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 from kmscore.errors import InvalidCiphertextException, KMSInternalException
@@ -19,7 +21,16 @@ from kmscore.service.versions import KeyVersion
 if TYPE_CHECKING:
     from kmscore.service.key_service import KeyService
 
-__all__ = ["blob_key_id", "current_version", "known_version", "open_blob", "seal"]
+__all__ = [
+    "blob_key_id",
+    "current_version",
+    "generate_data_key",
+    "generate_data_keys",
+    "known_version",
+    "open_blob",
+    "open_blobs",
+    "seal",
+]
 
 
 #: Rotations one call may wait through before it gives up.
@@ -50,7 +61,37 @@ def seal(
 ) -> tuple[bytes, KeyVersion]:
     """Encrypt under the key's current version; return the blob and version."""
     key, kv = current_version(svc, key, 1)
-    return kv.aead.encrypt(plaintext, kv.header + context, kv.header), kv
+    return kv.aead.encrypt(plaintext, blob.aad(kv.header, context), kv.header), kv
+
+
+def generate_data_key(
+    svc: KeyService, key: KeyRecord, length: int, context: bytes
+) -> tuple[bytes, bytes, KeyVersion]:
+    """A random data key of ``length`` bytes and its blob under the current version.
+
+    Raises:
+        KMSInternalException: even fresh versions refuse the count.
+    """
+    key, kv = current_version(svc, key, 1)
+    plaintext, ciphertext = kv.aead.generate_data_key(
+        length, blob.aad(kv.header, context), kv.header
+    )
+    return plaintext, ciphertext, kv
+
+
+def generate_data_keys(
+    svc: KeyService, key: KeyRecord, count: int, length: int, context: bytes
+) -> tuple[list[bytes], list[bytes], KeyVersion]:
+    """``count`` data keys and their blobs, counted and made in one engine call.
+
+    Raises:
+        KMSInternalException: even fresh versions refuse the count.
+    """
+    key, kv = current_version(svc, key, count)
+    keys, blobs = kv.aead.generate_data_key_blobs(
+        count, length, blob.aad(kv.header, context), kv.header
+    )
+    return keys, blobs, kv
 
 
 def blob_key_id(svc: KeyService, data: bytes) -> tuple[str, int]:
@@ -100,4 +141,20 @@ def open_blob(
     key = known_version(svc, key, version)
     kv = svc.keyring.load(key, version)
     header = data[: blob.HEADER_LENGTH]
-    return kv.aead.decrypt(data, header + context, blob.HEADER_LENGTH), kv
+    return kv.aead.decrypt(data, blob.aad(header, context), blob.HEADER_LENGTH), kv
+
+
+def open_blobs(
+    kv: KeyVersion, data: Sequence[bytes], contexts: Sequence[bytes]
+) -> list[bytes | None]:
+    """Open blobs that all name ``kv``'s key and version, in one engine call.
+
+    Returns:
+        Each plaintext, or None where the blob does not authenticate with
+        its context.
+    """
+    header = kv.header
+    return kv.aead.open_many(
+        [memoryview(item)[len(header) :] for item in data],
+        [blob.aad(header, context) for context in contexts],
+    )
