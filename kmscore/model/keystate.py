@@ -1,18 +1,28 @@
 """Key states: one enum, one transition table, one guard.
 
-Every operation passes through :func:`check_state` before it touches key
-material, so a disabled key can never encrypt because some code path forgot a
-flag. The tables follow AWS KMS's "Key states of AWS KMS keys" reference.
+Every operation that acts on a key has a :class:`StateRule`, and handlers
+get their keys through one call that applies it (``Call.key``), so a disabled
+key can never encrypt because some code path forgot a flag. The tables follow
+AWS KMS's "Key states of AWS KMS keys" reference.
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import Final
 
 from kmscore.errors import DisabledException, KMSInvalidStateException
 
-__all__ = ["KeyState", "can_transition", "check_state", "require_transition"]
+__all__ = [
+    "STATE_RULES",
+    "KeyState",
+    "StateRule",
+    "can_transition",
+    "check_state",
+    "require_transition",
+    "state_rule",
+]
 
 
 class KeyState(enum.StrEnum):
@@ -120,8 +130,69 @@ def require_transition(key_arn: str, current: KeyState, target: KeyState) -> Non
         )
 
 
+@dataclass(frozen=True, slots=True)
+class StateRule:
+    """The key states in which one operation may act on a key.
+
+    Attributes:
+        operation: The AWS operation name.
+        allowed: The states it acts in.
+        disabled_means_disabled: A disabled key answers
+            :class:`~kmscore.errors.DisabledException` (the operations that use
+            key material, and rotation changes), not
+            :class:`~kmscore.errors.KMSInvalidStateException`.
+    """
+
+    operation: str
+    allowed: frozenset[KeyState]
+    disabled_means_disabled: bool
+
+    def check(self, key_arn: str, state: KeyState) -> None:
+        """Refuse a key whose state this operation may not act in.
+
+        Raises:
+            DisabledException: The key is disabled and the operation needs it
+                enabled.
+            KMSInvalidStateException: The key's state does not allow the
+                operation.
+        """
+        if state in self.allowed:
+            return
+        if state is S.DISABLED and self.disabled_means_disabled:
+            raise DisabledException(f"{key_arn} is disabled.")
+        if state is S.PENDING_DELETION:
+            raise KMSInvalidStateException(f"{key_arn} is pending deletion.")
+        if state is S.PENDING_IMPORT:
+            raise KMSInvalidStateException(f"{key_arn} is pending import.")
+        raise KMSInvalidStateException(
+            f"{key_arn} is {state.value}, so {self.operation} is not allowed."
+        )
+
+
+#: Every operation that acts on a key, and its rule.
+STATE_RULES: Final[dict[str, StateRule]] = {
+    **{
+        name: StateRule(name, frozenset({S.ENABLED}), disabled_means_disabled=True)
+        for name in sorted(_CRYPTO)
+    },
+    **{
+        name: StateRule(name, allowed, disabled_means_disabled=name in _DISABLED_MEANS_DISABLED)
+        for name, allowed in _ALLOWED.items()
+    },
+}
+
+
+def state_rule(operation: str) -> StateRule | None:
+    """The state rule of an operation that acts on a key; None for one that does not."""
+    return STATE_RULES.get(operation)
+
+
 def check_state(operation: str, key_arn: str, state: KeyState) -> None:
-    """The one guard every operation passes before it acts on a key.
+    """Check a key's state against ``operation``'s rule.
+
+    Handlers do not call this: they get their keys through
+    :meth:`kmscore.service.Call.key`, which applies the rule the dispatcher
+    gave the call. It stays for code that has no call.
 
     Args:
         operation: The AWS operation name, e.g. ``"Encrypt"``.
@@ -130,21 +201,10 @@ def check_state(operation: str, key_arn: str, state: KeyState) -> None:
 
     Raises:
         DisabledException: The key is disabled and the operation needs it enabled.
-        KMSInvalidStateException: The key's state does not allow the operation.
+        KMSInvalidStateException: The key's state does not allow the operation,
+            or the operation has no rule.
     """
-    if operation in _CRYPTO:
-        if state is S.ENABLED:
-            return
-    else:
-        allowed = _ALLOWED.get(operation)
-        if allowed is None:
-            raise KMSInvalidStateException(f"{operation} has no key state rule.")
-        if state in allowed:
-            return
-    if state is S.DISABLED and operation in _DISABLED_MEANS_DISABLED:
-        raise DisabledException(f"{key_arn} is disabled.")
-    if state is S.PENDING_DELETION:
-        raise KMSInvalidStateException(f"{key_arn} is pending deletion.")
-    if state is S.PENDING_IMPORT:
-        raise KMSInvalidStateException(f"{key_arn} is pending import.")
-    raise KMSInvalidStateException(f"{key_arn} is {state.value}, so {operation} is not allowed.")
+    rule = STATE_RULES.get(operation)
+    if rule is None:
+        raise KMSInvalidStateException(f"{operation} has no key state rule.")
+    rule.check(key_arn, state)

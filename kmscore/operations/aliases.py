@@ -12,7 +12,6 @@ from kmscore.errors import (
 )
 from kmscore.model.arn import validate_alias_name
 from kmscore.model.key import AliasRecord, KeyRecord
-from kmscore.model.keystate import check_state
 from kmscore.model.validation import String
 from kmscore.operations.common import KEY_ID, LIMIT, MARKER, OPTIONAL_KEY_ID, page_args, page_result
 from kmscore.operations.registry import operation
@@ -35,7 +34,7 @@ def create_alias(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     name = req["AliasName"]
     validate_alias_name(name)
     key = _target(call, req["TargetKeyId"])
-    check_state("CreateAlias", key.arn, key.state)
+    call.check_state(key)
     call.authorize(key)
     call.authorize(None, conditions={"kms:AliasName": name}, action="kms:CreateAlias")
     if (
@@ -59,7 +58,7 @@ def update_alias(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     if alias is None:
         raise NotFoundException(f"Alias {svc.alias_arn(name)} is not found.")
     key = _target(call, req["TargetKeyId"])
-    check_state("UpdateAlias", key.arn, key.state)
+    call.check_state(key)
     old = svc.get_key(alias.key_id)
     if old is not None and (old.key_spec, old.key_usage) != (key.key_spec, key.key_usage):
         raise ValidationException(
@@ -86,7 +85,7 @@ def delete_alias(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         raise NotFoundException(f"Alias {svc.alias_arn(name)} is not found.")
     key = svc.get_key(alias.key_id)
     if key is not None:
-        check_state("DeleteAlias", key.arn, key.state)
+        call.check_state(key)
     call.authorize(key)
     svc.store.delete_alias(name)
     svc.forget_alias(name)

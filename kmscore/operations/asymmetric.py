@@ -26,7 +26,6 @@ from kmscore.errors import (
 from kmscore.model import context as ec
 from kmscore.model.key import KeyRecord, algorithm_fields
 from kmscore.model.keyspecs import check_algorithm, spec_info
-from kmscore.model.keystate import check_state
 from kmscore.model.validation import Blob, String
 from kmscore.operations.common import (
     CONTEXT,
@@ -83,8 +82,7 @@ def _usage_key(call: Call, ref: str, usage: str) -> KeyRecord:
     Raises:
         InvalidKeyUsageException: the key has another key usage.
     """
-    key = call.resolve(ref)
-    check_state(call.operation, key.arn, key.state)
+    key = call.key(ref)
     if key.key_usage != usage:
         raise InvalidKeyUsageException(
             f"{key.arn} key usage is {key.key_usage} and key spec is {key.key_spec}, "
@@ -159,8 +157,7 @@ def verify(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 @operation("GetPublicKey", {"KeyId": KEY_ID, "GrantTokens": GRANT_TOKENS})
 def get_public_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GetPublicKey: the DER SubjectPublicKeyInfo of an asymmetric key."""
-    key = call.resolve(req["KeyId"])
-    check_state("GetPublicKey", key.arn, key.state)
+    key = call.key(req["KeyId"])
     if not spec_info(key.key_spec).asymmetric:
         raise UnsupportedOperationException(
             f"{key.arn} is a {key.key_spec} key, which has no public key."

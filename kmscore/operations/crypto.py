@@ -24,7 +24,6 @@ from kmscore.errors import (
 from kmscore.model import context as ec
 from kmscore.model.key import KeyRecord
 from kmscore.model.keyspecs import check_algorithm
-from kmscore.model.keystate import check_state
 from kmscore.model.validation import Blob, String
 from kmscore.operations.common import (
     CIPHERTEXT,
@@ -58,8 +57,7 @@ def conditions(context: dict[str, str]) -> dict[str, Any]:
 
 def encryption_key(call: Call, ref: str, algorithm: str | None) -> KeyRecord:
     """Resolve a key for encryption and check its state and usage."""
-    key = call.resolve(ref)
-    check_state(call.operation, key.arn, key.state)
+    key = call.key(ref)
     require_symmetric_encryption(key, algorithm)
     return key
 
@@ -85,7 +83,7 @@ def decryption_key(
             raise IncorrectKeyException()
     if key is None:
         raise NotFoundException(f"Key '{svc.key_arn(key_id)}' does not exist")
-    check_state(call.operation, key.arn, key.state)
+    call.check_state(key)
     require_symmetric_encryption(key, algorithm)
     return key, version
 
@@ -113,7 +111,7 @@ def _rsa_checks(call: Call, key: KeyRecord, req: dict[str, Any]) -> str:
         InvalidKeyUsageException: no algorithm (SYMMETRIC_DEFAULT) or one the
             key spec does not allow.
     """
-    check_state(call.operation, key.arn, key.state)
+    call.check_state(key)
     algorithm = _rsa_algorithm(key, req, "EncryptionAlgorithm", "EncryptionContext")
     call.authorize(key, conditions={"kms:EncryptionAlgorithm": algorithm})
     return algorithm
@@ -183,7 +181,7 @@ def encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     key = call.resolve(req["KeyId"])
     if is_rsa_encryption(key):
         return _rsa_encrypt(call, key, req)
-    check_state(call.operation, key.arn, key.state)
+    call.check_state(key)
     require_symmetric_encryption(key, req.get("EncryptionAlgorithm"))
     context, aad = ec.prepare(req.get("EncryptionContext"))
     call.authorize(key, conditions=conditions(context), context_key=aad)
@@ -296,8 +294,7 @@ def _re_encrypt_rsa(call: Call, req: dict[str, Any], rsa_source: bool) -> dict[s
     version: int | None = None
     src_aad: bytes | None = None
     if rsa_source:
-        source = call.resolve(req["SourceKeyId"])
-        check_state(call.operation, source.arn, source.state)
+        source = call.key(req["SourceKeyId"])
         src_alg = _rsa_algorithm(
             source, req, "SourceEncryptionAlgorithm", "SourceEncryptionContext"
         )
@@ -308,8 +305,7 @@ def _re_encrypt_rsa(call: Call, req: dict[str, Any], rsa_source: bool) -> dict[s
         )
         src_ctx, src_aad = ec.prepare(req.get("SourceEncryptionContext"), "SourceEncryptionContext")
         src_alg, src_conditions = SYMMETRIC_DEFAULT, conditions(src_ctx)
-    dest = call.resolve(req["DestinationKeyId"])
-    check_state(call.operation, dest.arn, dest.state)
+    dest = call.key(req["DestinationKeyId"])
     dst_aad: bytes | None = None
     if is_rsa_encryption(dest):
         dst_alg = _rsa_algorithm(

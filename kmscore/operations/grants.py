@@ -20,7 +20,6 @@ from kmscore.model.grant import (
     new_grant_token,
     operations_for_key,
 )
-from kmscore.model.keystate import check_state
 from kmscore.model.validation import List, String, Structure
 from kmscore.operations.common import (
     CONTEXT,
@@ -79,8 +78,7 @@ def create_grant(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     existing grant's id and token, as AWS does.
     """
     svc = call.service
-    key = call.resolve(req["KeyId"], allow_alias=False)
-    check_state("CreateGrant", key.arn, key.state)
+    key = call.key(req["KeyId"], allow_alias=False)
     operations = tuple(dict.fromkeys(req["Operations"]))
     if not operations:
         raise ValidationException("Operations must name at least one operation.")
@@ -157,8 +155,7 @@ def list_grants(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ListGrants: a key's grants, optionally one grant or one grantee's, paged."""
     svc = call.service
     limit, after = page_args(req)
-    key = call.resolve(req["KeyId"], allow_alias=False)
-    check_state("ListGrants", key.arn, key.state)
+    key = call.key(req["KeyId"], allow_alias=False)
     call.authorize(key)
     grants = [
         g
@@ -230,7 +227,7 @@ def retire_grant(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     key_record = svc.get_key(grant.key_id)
     if key_record is None:
         raise NotFoundException(f"Key '{svc.key_arn(grant.key_id)}' does not exist")
-    check_state("RetireGrant", key_record.arn, key_record.state)
+    call.check_state(key_record)
     call.resources.append(key_record.arn)
     if not _may_retire(call, grant):
         call.authorized = True  # decided here: the grant's parties only
@@ -248,8 +245,7 @@ def retire_grant(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 def revoke_grant(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """RevokeGrant: delete a grant, with kms:RevokeGrant permission on the key."""
     svc = call.service
-    key = call.resolve(req["KeyId"], allow_alias=False)
-    check_state("RevokeGrant", key.arn, key.state)
+    key = call.key(req["KeyId"], allow_alias=False)
     call.authorize(key)
     grant = svc.store.get_grant(req["GrantId"])
     if grant is None or grant.key_id != key.key_id:

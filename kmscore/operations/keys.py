@@ -18,7 +18,7 @@ from kmscore.errors import (
 from kmscore.model.arn import new_key_id
 from kmscore.model.key import KeyRecord
 from kmscore.model.keyspecs import algorithms_for, require_supported
-from kmscore.model.keystate import KeyState, check_state, require_transition
+from kmscore.model.keystate import KeyState, require_transition
 from kmscore.model.validation import Boolean, Integer, String
 from kmscore.operations.common import GRANT_TOKENS, KEY_ID, LIMIT, MARKER, page_args, page_result
 from kmscore.operations.registry import operation
@@ -155,8 +155,7 @@ def create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 @operation("DescribeKey", {"KeyId": KEY_ID, "GrantTokens": GRANT_TOKENS})
 def describe_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """DescribeKey: the key's metadata, in any state (aliases accepted)."""
-    key = call.resolve(req["KeyId"])
-    check_state("DescribeKey", key.arn, key.state)
+    key = call.key(req["KeyId"])
     call.authorize(key)
     material_id = call.service.keyring.material_id(key, key.current_version)
     return {"KeyMetadata": key.metadata(material_id)}
@@ -191,12 +190,11 @@ def list_keys(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 
 def _set_state(call: Call, key_ref: str, target: KeyState) -> None:
     svc = call.service
-    key = call.resolve(key_ref, allow_alias=False)
-    check_state(call.operation, key.arn, key.state)
+    key = call.key(key_ref, allow_alias=False)
     call.authorize(key)
 
     def change(k: KeyRecord) -> KeyRecord:
-        check_state(call.operation, k.arn, k.state)
+        call.check_state(k)
         require_transition(k.arn, k.state, target)
         return k.replace(state=target)
 
@@ -225,8 +223,7 @@ def disable_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 def update_key_description(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """UpdateKeyDescription."""
     svc = call.service
-    key = call.resolve(req["KeyId"], allow_alias=False)
-    check_state("UpdateKeyDescription", key.arn, key.state)
+    key = call.key(req["KeyId"], allow_alias=False)
     call.authorize(key)
     svc.update_key(key, lambda k: k.replace(description=req["Description"]))
     return {}
@@ -246,13 +243,12 @@ def schedule_key_deletion(call: Call, req: dict[str, Any]) -> dict[str, Any]:
             f"failed to satisfy constraint: Member must have value between {MIN_WINDOW} "
             f"and {MAX_WINDOW}"
         )
-    key = call.resolve(req["KeyId"], allow_alias=False)
-    check_state("ScheduleKeyDeletion", key.arn, key.state)
+    key = call.key(req["KeyId"], allow_alias=False)
     call.authorize(key, conditions={"kms:ScheduleKeyDeletionPendingWindowInDays": window})
     deletion = svc.clock() + timedelta(days=window)
 
     def change(k: KeyRecord) -> KeyRecord:
-        check_state("ScheduleKeyDeletion", k.arn, k.state)
+        call.check_state(k)
         require_transition(k.arn, k.state, KeyState.PENDING_DELETION)
         return k.replace(
             state=KeyState.PENDING_DELETION, deletion_date=deletion, pending_window_days=window
@@ -271,12 +267,11 @@ def schedule_key_deletion(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 def cancel_key_deletion(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """CancelKeyDeletion: back from PendingDeletion to Disabled."""
     svc = call.service
-    key = call.resolve(req["KeyId"], allow_alias=False)
-    check_state("CancelKeyDeletion", key.arn, key.state)
+    key = call.key(req["KeyId"], allow_alias=False)
     call.authorize(key)
 
     def change(k: KeyRecord) -> KeyRecord:
-        check_state("CancelKeyDeletion", k.arn, k.state)
+        call.check_state(k)
         return k.replace(state=KeyState.DISABLED, deletion_date=None, pending_window_days=None)
 
     stored = svc.update_key(key, change)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from kmscore.errors import MalformedPolicyDocumentException, NotFoundException
 from kmscore.model.key import KeyRecord
-from kmscore.model.keystate import KeyState, check_state
+from kmscore.model.keystate import KeyState
 from kmscore.model.validation import Boolean, String
 from kmscore.operations.common import KEY_ID, LIMIT, MARKER, page_args, page_result
 from kmscore.operations.registry import operation
@@ -66,8 +66,7 @@ def _policy_name(req: dict[str, Any]) -> None:
 def get_key_policy(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GetKeyPolicy: the key's policy document."""
     svc = call.service
-    key = call.resolve(req["KeyId"], allow_alias=False)
-    check_state("GetKeyPolicy", key.arn, key.state)
+    key = call.key(req["KeyId"], allow_alias=False)
     call.authorize(key)
     _policy_name(req)
     return {"Policy": key.policy or svc.default_key_policy, "PolicyName": DEFAULT_POLICY_NAME}
@@ -85,8 +84,7 @@ def get_key_policy(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 def put_key_policy(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """PutKeyPolicy: replace the key's policy, refusing one that locks the caller out."""
     svc = call.service
-    key = call.resolve(req["KeyId"], allow_alias=False)
-    check_state("PutKeyPolicy", key.arn, key.state)
+    key = call.key(req["KeyId"], allow_alias=False)
     bypass = bool(req.get("BypassPolicyLockoutSafetyCheck"))
     call.authorize(key, conditions={"kms:BypassPolicyLockoutSafetyCheck": bypass})
     _policy_name(req)
@@ -94,7 +92,7 @@ def put_key_policy(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     checked_policy(call, text, key.arn, bypass)
 
     def change(k: KeyRecord) -> KeyRecord:
-        check_state("PutKeyPolicy", k.arn, k.state)
+        call.check_state(k)
         return k.replace(policy=text)
 
     svc.update_key(key, change)
@@ -105,8 +103,7 @@ def put_key_policy(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 @operation("ListKeyPolicies", {"KeyId": KEY_ID, "Limit": LIMIT, "Marker": MARKER})
 def list_key_policies(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ListKeyPolicies: always the one name ``default``."""
-    key = call.resolve(req["KeyId"], allow_alias=False)
-    check_state("ListKeyPolicies", key.arn, key.state)
+    key = call.key(req["KeyId"], allow_alias=False)
     limit, after = page_args(req)
     call.authorize(key)
     names = [] if after is not None else [DEFAULT_POLICY_NAME]

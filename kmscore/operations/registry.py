@@ -18,6 +18,7 @@ from kmscore.errors import (
     KMSInternalException,
     UnknownOperationException,
 )
+from kmscore.model.keystate import StateRule, state_rule
 from kmscore.model.validation import Shape, validate
 from kmscore.service import Call, Caller, KeyService, new_request_id
 from kmscore.service.maintenance import run_maintenance
@@ -42,6 +43,8 @@ class Operation:
         handler: The handler.
         facts: What the static table in :mod:`kmscore.wire.operations` knows
             of it (read-only, inline, batch).
+        states: The key states it may act in, for an operation that acts on
+            a key (:data:`kmscore.model.keystate.STATE_RULES`).
         prepare: Slow work to do before the store transaction, if any.
     """
 
@@ -49,6 +52,7 @@ class Operation:
     shape: Shape
     handler: Handler
     facts: OperationFacts
+    states: StateRule | None = None
     prepare: Prepare | None = None
 
     @property
@@ -84,7 +88,7 @@ def operation(
     def register(handler: Handler) -> Handler:
         if name in OPERATIONS:
             raise ValueError(f"operation {name} is registered twice")
-        OPERATIONS[name] = Operation(name, shape, handler, facts, prepare)
+        OPERATIONS[name] = Operation(name, shape, handler, facts, state_rule(name), prepare)
         return handler
 
     return register
@@ -140,6 +144,7 @@ def dispatch(
         service.auditor.record(call, {}, None, error)
         raise error
     call.read_only = op.read_only
+    call.states = op.states
     if service.maintenance_due():
         run_maintenance(service)
     recorded = False

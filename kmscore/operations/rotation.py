@@ -19,7 +19,6 @@ from kmscore.errors import (
     UnsupportedOperationException,
 )
 from kmscore.model.key import KeyRecord
-from kmscore.model.keystate import check_state
 from kmscore.model.validation import Integer, String
 from kmscore.operations.common import KEY_ID, LIMIT, MARKER, page_args, page_result
 from kmscore.operations.registry import operation
@@ -34,8 +33,7 @@ MAX_ON_DEMAND: Final = 25
 
 
 def _rotatable(call: Call, ref: str) -> KeyRecord:
-    key = call.resolve(ref, allow_alias=False)
-    check_state(call.operation, key.arn, key.state)
+    key = call.key(ref, allow_alias=False)
     if key.key_spec != "SYMMETRIC_DEFAULT" or key.origin != "AWS_KMS":
         raise UnsupportedOperationException(
             f"{key.arn} cannot be rotated: only symmetric keys with AWS_KMS origin rotate."
@@ -56,7 +54,7 @@ def enable_key_rotation(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     now = svc.clock()
 
     def change(k: KeyRecord) -> KeyRecord:
-        check_state("EnableKeyRotation", k.arn, k.state)
+        call.check_state(k)
         return k.replace(
             rotation_enabled=True,
             rotation_period_days=period,
@@ -75,7 +73,7 @@ def disable_key_rotation(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     call.authorize(key)
 
     def change(k: KeyRecord) -> KeyRecord:
-        check_state("DisableKeyRotation", k.arn, k.state)
+        call.check_state(k)
         return k.replace(rotation_enabled=False, next_rotation_date=None)
 
     svc.update_key(key, change)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Final
 
 from kmscore.errors import TagException
-from kmscore.model.keystate import check_state
 from kmscore.model.validation import List, String, Structure
 from kmscore.operations.common import KEY_ID, LIMIT, MARKER, page_args, page_result
 from kmscore.operations.registry import operation
@@ -57,8 +56,7 @@ def request_tag_conditions(tags: dict[str, str]) -> dict[str, Any]:
 def tag_resource(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """TagResource: add or overwrite tags."""
     svc = call.service
-    key = call.resolve(req["KeyId"], allow_alias=False)
-    check_state("TagResource", key.arn, key.state)
+    key = call.key(req["KeyId"], allow_alias=False)
     tags = check_new_tags(req["Tags"])
     call.authorize(key, conditions=request_tag_conditions(tags))
     svc.store.put_tags(key.key_id, tags, MAX_TAGS)
@@ -73,8 +71,7 @@ def tag_resource(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 def untag_resource(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """UntagResource: remove tags by key; absent keys are ignored."""
     svc = call.service
-    key = call.resolve(req["KeyId"], allow_alias=False)
-    check_state("UntagResource", key.arn, key.state)
+    key = call.key(req["KeyId"], allow_alias=False)
     for k in req["TagKeys"]:
         if k.lower().startswith("aws:"):
             raise TagException(f"Tag key {k!r} uses the reserved prefix 'aws:'.")
@@ -89,8 +86,7 @@ def list_resource_tags(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ListResourceTags: a key's tags in tag key order, paged."""
     svc = call.service
     limit, after = page_args(req)
-    key = call.resolve(req["KeyId"], allow_alias=False)
-    check_state("ListResourceTags", key.arn, key.state)
+    key = call.key(req["KeyId"], allow_alias=False)
     call.authorize(key)
     tags = [(k, v) for k, v in svc.store.list_tags(key.key_id) if after is None or k > after]
     items = [{"TagKey": k, "TagValue": v} for k, v in tags[: limit + 1]]

@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kmscore.errors import KMSError
+from kmscore.errors import KMSError, KMSInvalidStateException
 from kmscore.model.arn import parse_key_ref
 from kmscore.model.caller import Caller
 from kmscore.model.key import KeyRecord
+from kmscore.model.keystate import StateRule
 
 if TYPE_CHECKING:
     from kmscore.service.key_service import KeyService
@@ -57,6 +58,39 @@ class Call:
     #: CloudTrail's ``additionalEventData``, when the frontend has facts to
     #: add (the counts of a refusal summary, see :mod:`kmscore.service.refusals`).
     additional_event_data: Mapping[str, Any] | None = None
+    #: The key states this operation may act in (its
+    #: :class:`~kmscore.model.keystate.StateRule`); None for an operation that
+    #: acts on no key.
+    states: StateRule | None = None
+
+    def key(self, ref: str, *, allow_alias: bool = True) -> KeyRecord:
+        """The key ``ref`` names, checked to be in a state this operation may act in.
+
+        The one way a handler gets a key: :meth:`resolve`, then
+        :meth:`check_state`.
+
+        Raises:
+            NotFoundException: as :meth:`KeyService.resolve`.
+            DisabledException: the key is disabled and the operation needs it
+                enabled.
+            KMSInvalidStateException: the key's state does not allow the
+                operation.
+        """
+        key = self.resolve(ref, allow_alias=allow_alias)
+        self.check_state(key)
+        return key
+
+    def check_state(self, key: KeyRecord) -> None:
+        """Apply this operation's state rule to ``key`` (again, under a lock).
+
+        Raises:
+            DisabledException: as :meth:`key`.
+            KMSInvalidStateException: as :meth:`key`, or the operation has no
+                state rule.
+        """
+        if self.states is None:
+            raise KMSInvalidStateException(f"{self.operation} has no key state rule.")
+        self.states.check(key.arn, key.state)
 
     def resolve(self, ref: str, *, allow_alias: bool = True) -> KeyRecord:
         """Resolve a key reference (see :meth:`KeyService.resolve`) and note the key.
