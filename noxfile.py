@@ -130,12 +130,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Mypy, strict, on kmscore (the native engine through its .pyi)."""
+    """Mypy, strict, on kmscore (the native engine through its .pyi) and the typing tests."""
     optional = PYPROJECT["project"]["optional-dependencies"]
     session.install(
         _dev_requirement("mypy"), *PYPROJECT["project"]["dependencies"], *optional["fast"]
     )
     session.run("mypy", "kmscore", "tools")
+    # The clients' typing tests: each marked line must be an error.
+    session.run("mypy", "--strict", "--warn-unused-ignores", "tests/typing")
 
 
 def _gcc_runtime(session: nox.Session, gcc: str, name: str) -> str:

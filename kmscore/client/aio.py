@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import errno
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
+from kmscore.client._methods import AsyncKMSMethods
 from kmscore.client.remote import (
     DEFAULT_TIMEOUT,
     NOT_LISTENING,
@@ -25,7 +26,7 @@ from kmscore.client.remote import (
     unreachable,
 )
 from kmscore.errors import KMSError, KMSInternalException
-from kmscore.wire.operations import SERVED_OPERATIONS, is_retry_safe, method_name
+from kmscore.wire.operations import is_retry_safe
 from kmscore.wire.rpc import (
     MAX_MSGID,
     REFUSAL_MSGID,
@@ -119,7 +120,7 @@ class _AsyncConnection(asyncio.Protocol):
             self.transport.close()
 
 
-class AsyncRemoteKMS:
+class AsyncRemoteKMS(AsyncKMSMethods):
     """The asyncio flavour of :class:`RemoteKMS`: ``await kms.encrypt(...)``.
 
     One connection carries every call; concurrent calls are pipelined and
@@ -202,6 +203,9 @@ class AsyncRemoteKMS:
                 may have run but its answer was lost.
             TimeoutError: no answer within the timeout (the call may have run).
         """
+        return await self._invoke(operation, request)
+
+    async def _invoke(self, operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
         wait = 0.0 if self._conn is None else self._reconnect_wait
         for attempt in (1, 2):
             conn = await self._connection(wait)
@@ -262,9 +266,6 @@ class AsyncRemoteKMS:
     def __repr__(self) -> str:
         return f"AsyncRemoteKMS({self._path!r})"
 
-    def __getattr__(self, name: str) -> Any:
-        raise AttributeError(f"AsyncRemoteKMS has no operation {name!r}")
-
 
 async def connect_async(
     socket_path: Path | str | None = None,
@@ -283,17 +284,3 @@ async def connect_async(
         RemoteConnectionError: no daemon listens on the socket.
     """
     return await AsyncRemoteKMS(socket_path, data_dir=data_dir, timeout=timeout).connect()
-
-
-def _bind_async(operation: str) -> Callable[..., Awaitable[dict[str, Any]]]:
-    async def method(self: AsyncRemoteKMS, **request: Any) -> dict[str, Any]:
-        return await self.call(operation, **request)
-
-    method.__name__ = method_name(operation)
-    method.__qualname__ = f"AsyncRemoteKMS.{method.__name__}"
-    method.__doc__ = f"The {operation} operation (see the AWS KMS API reference)."
-    return method
-
-
-for _op in sorted(SERVED_OPERATIONS):
-    setattr(AsyncRemoteKMS, method_name(_op), _bind_async(_op))

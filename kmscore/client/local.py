@@ -11,23 +11,23 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from kmscore.operations import OPERATIONS, dispatch
+from kmscore.client._methods import KMSMethods
+from kmscore.operations import dispatch
 from kmscore.service import Caller, KeyService, open_service
 from kmscore.service.authorization import UNMAPPED
 from kmscore.service.maintenance import run_maintenance
-from kmscore.wire.operations import method_name
 
 __all__ = ["LocalKMS"]
 
 _USER_ARN = re.compile(r"^arn:aws:iam::(\d{12}):(root|user/[\w+=,.@/-]+)$")
 
 
-class LocalKMS:
+class LocalKMS(KMSMethods):
     """A KMS served in this process from a data dir.
 
     Every AWS KMS operation the service implements is a method named as in
@@ -115,6 +115,9 @@ class LocalKMS:
         """
         return dispatch(self._service, operation, request, self._caller)
 
+    def _invoke(self, operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        return dispatch(self._service, operation, request, self._caller)
+
     def run_maintenance(self) -> None:
         """Delete keys past their window and rotate keys that are due, now."""
         run_maintenance(self._service)
@@ -133,21 +136,3 @@ class LocalKMS:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for names not defined on the class: an unknown method.
-        raise AttributeError(f"LocalKMS has no operation {name!r}")
-
-
-def _bind(operation: str) -> Callable[..., dict[str, Any]]:
-    def method(self: LocalKMS, **request: Any) -> dict[str, Any]:
-        return dispatch(self._service, operation, request, self._caller)
-
-    method.__name__ = method_name(operation)
-    method.__qualname__ = f"LocalKMS.{method.__name__}"
-    method.__doc__ = f"The {operation} operation (see the AWS KMS API reference)."
-    return method
-
-
-for _op in OPERATIONS:
-    setattr(LocalKMS, method_name(_op), _bind(_op))

@@ -39,15 +39,16 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
 import msgpack  # type: ignore[import-untyped]
 
+from kmscore.client._methods import KMSMethods
 from kmscore.errors import KMSError, KMSInternalException
-from kmscore.wire.operations import SERVED_OPERATIONS, is_retry_safe, method_name
+from kmscore.wire.operations import is_retry_safe
 from kmscore.wire.rpc import (
     MAX_MSGID,
     REFUSAL_MSGID,
@@ -175,7 +176,7 @@ class _Connection:
         self._finalizer()
 
 
-class RemoteKMS:
+class RemoteKMS(KMSMethods):
     """A KMS served by the kmscore daemon over its Unix socket.
 
     Has every operation method of :class:`~kmscore.client.LocalKMS`
@@ -266,6 +267,9 @@ class RemoteKMS:
             TimeoutError: no answer within the timeout (the connection is
                 dropped; the call may have run).
         """
+        return self._invoke(operation, request)
+
+    def _invoke(self, operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
         conn = self._connection()
         for attempt in (1, 2):
             msgid = conn.next_msgid()
@@ -322,10 +326,6 @@ class RemoteKMS:
     def __repr__(self) -> str:
         return f"RemoteKMS({self._path!r})"
 
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for names not defined on the class: an unknown method.
-        raise AttributeError(f"RemoteKMS has no operation {name!r}")
-
 
 def connect(
     socket_path: Path | str | None = None,
@@ -345,17 +345,3 @@ def connect(
         RemoteConnectionError: no daemon listens on the socket.
     """
     return RemoteKMS(socket_path, data_dir=data_dir, timeout=timeout)
-
-
-def _bind(operation: str) -> Callable[..., dict[str, Any]]:
-    def method(self: RemoteKMS, **request: Any) -> dict[str, Any]:
-        return self.call(operation, **request)
-
-    method.__name__ = method_name(operation)
-    method.__qualname__ = f"RemoteKMS.{method.__name__}"
-    method.__doc__ = f"The {operation} operation (see the AWS KMS API reference)."
-    return method
-
-
-for _op in sorted(SERVED_OPERATIONS):
-    setattr(RemoteKMS, method_name(_op), _bind(_op))

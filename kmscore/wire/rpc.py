@@ -10,6 +10,7 @@ build and read frames here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -79,7 +80,7 @@ def new_unpacker() -> Any:
     )
 
 
-def encode_request(packer: Any, msgid: int, operation: str, request: dict[str, Any]) -> bytes:
+def encode_request(packer: Any, msgid: int, operation: str, request: Mapping[str, Any]) -> bytes:
     """One request frame: ``[0, msgid, operation, request]``.
 
     Raises:
