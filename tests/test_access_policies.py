@@ -520,6 +520,11 @@ def test_unmapped_caller_may_only_generate_random(admin: LocalKMS, key: str) -> 
         "DeriveSharedSecret": {"KeyId": agree, "KeyAgreementAlgorithm": "ECDH", "PublicKey": peer},
         "GenerateDataKeyPair": {"KeyId": key, "KeyPairSpec": "ECC_NIST_P256"},
         "GenerateDataKeyPairWithoutPlaintext": {"KeyId": key, "KeyPairSpec": "RSA_2048"},
+        "CreateUser": {"UserName": "intruder", "PolicyDocument": identity("kms:*")},
+        "DeleteUser": {"UserName": "intruder"},
+        "ListUsers": {},
+        "TagUser": {"UserName": "intruder", "Tags": [{"Key": "a", "Value": "b"}]},
+        "UntagUser": {"UserName": "intruder", "TagKeys": ["a"]},
     }
     assert set(requests) | {"GenerateRandom"} == set(OPERATIONS)
     for name, request in requests.items():
@@ -536,6 +541,7 @@ def test_unmapped_caller_may_only_generate_random(admin: LocalKMS, key: str) -> 
     assert [a["AliasName"] for a in admin.list_aliases(KeyId=key)["Aliases"]] == ["alias/shared"]
     assert len(admin.list_keys()["Keys"]) == 5
     assert admin.describe_key(KeyId=doomed)["KeyMetadata"]["KeyState"] == "PendingDeletion"
+    assert svc.store.get_principal("intruder") is None
 
 
 def test_identity_policy_resource_names_one_key(

@@ -346,6 +346,29 @@ def test_principal_remove(data_dir: Path, run: Runner) -> None:
     assert missing.stderr.startswith("NotFoundException:")
 
 
+def test_principal_changes_are_in_the_audit_trail(data_dir: Path, run: Runner) -> None:
+    added = run("principal", "add", "carol", "--json", "--data-dir", data_dir)
+    assert added.exit_code == 0, added.output
+    secret = json.loads(added.stdout)["SecretAccessKey"]
+    assert run("principal", "tag", "carol", "team=risk", "--data-dir", data_dir).exit_code == 0
+    assert run("principal", "remove", "carol", "--data-dir", data_dir).exit_code == 0
+    assert run("principal", "remove", "carol", "--data-dir", data_dir).exit_code != 0
+    found = run("audit", "query", "--json", "--data-dir", data_dir)
+    assert found.exit_code == 0, found.output
+    lines = [json.loads(line) for line in found.stdout.splitlines() if line.strip()]
+    events = [e for e in lines if e["eventSource"] == "iam.amazonaws.com"]
+    assert [(e["eventName"], e.get("errorCode")) for e in events] == [
+        ("CreateUser", None),
+        ("TagUser", None),
+        ("DeleteUser", None),
+        ("DeleteUser", "NotFoundException"),
+    ]
+    assert all(e["userIdentity"]["arn"] == f"arn:aws:iam::{ACCOUNT}:root" for e in events)
+    trail = "".join(p.read_text() for p in (data_dir / "audit").glob("segment-*.jsonl"))
+    assert secret not in trail
+    assert run("audit", "verify", "--data-dir", data_dir).exit_code == 0
+
+
 @pytest.mark.parametrize(
     "args",
     [

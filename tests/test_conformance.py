@@ -33,8 +33,12 @@ from kmscore.operations import OPERATIONS
 MODEL = botocore.session.get_session().get_service_model("kms")
 AWS_OPERATIONS = frozenset(MODEL.operation_names)
 
-#: kmscore's own operations: batch extensions under names AWS does not use.
-EXTENSIONS = frozenset({"GenerateDataKeys", "DecryptMany"})
+#: kmscore's own operations: batch extensions under names AWS KMS does not use, and
+#: user administration under IAM's operation names.
+BATCH_EXTENSIONS = frozenset({"GenerateDataKeys", "DecryptMany"})
+USER_OPERATIONS = frozenset({"CreateUser", "DeleteUser", "ListUsers", "TagUser", "UntagUser"})
+EXTENSIONS = BATCH_EXTENSIONS | USER_OPERATIONS
+IAM_MODEL = botocore.session.get_session().get_service_model("iam")
 
 _TYPES: dict[type[v.Member], str] = {
     v.String: "string",
@@ -140,6 +144,22 @@ IMPLEMENTED_AWS = sorted(set(OPERATIONS) & AWS_OPERATIONS)
 def test_every_operation_is_aws_or_a_named_extension() -> None:
     assert set(OPERATIONS) - AWS_OPERATIONS == EXTENSIONS
     assert len(IMPLEMENTED_AWS) >= 26
+
+
+def test_user_operations_are_iam_names_with_iam_members() -> None:
+    # kmscore's shapes add Uid and PolicyDocument to CreateUser; every member IAM
+    # also has is spelt as IAM spells it.
+    for name in USER_OPERATIONS:
+        assert name in IAM_MODEL.operation_names
+        iam_members = set(IAM_MODEL.operation_model(name).input_shape.members)
+        ours = set(OPERATIONS[name].shape)
+        assert ours & iam_members == iam_members - {
+            "Path",
+            "PermissionsBoundary",
+            "Marker",
+            "MaxItems",
+            "PathPrefix",
+        }, name
 
 
 def test_extensions_are_not_aws_names() -> None:

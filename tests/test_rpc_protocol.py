@@ -12,7 +12,7 @@ from kmscore.frontends.rpc.protocol import (
     parse_request,
 )
 from kmscore.operations import OPERATIONS
-from kmscore.wire.operations import AWS_OPERATIONS, OPERATION_FACTS
+from kmscore.wire.operations import AWS_OPERATIONS, IAM_EVENT_SOURCE, OPERATION_FACTS
 
 INLINE_OPERATIONS = {name for name, facts in OPERATION_FACTS.items() if facts.inline}
 
@@ -23,8 +23,10 @@ def test_aws_operation_names_are_botocores() -> None:
     assert set(model.operation_names) == AWS_OPERATIONS
 
 
-def test_only_the_batch_extensions_are_not_aws_operations() -> None:
-    assert set(OPERATIONS) - AWS_OPERATIONS == {"GenerateDataKeys", "DecryptMany"}
+def test_only_the_extensions_are_not_aws_operations() -> None:
+    users = {"CreateUser", "DeleteUser", "ListUsers", "TagUser", "UntagUser"}
+    assert set(OPERATIONS) - AWS_OPERATIONS == {"GenerateDataKeys", "DecryptMany"} | users
+    assert {n for n, f in OPERATION_FACTS.items() if f.event_source == IAM_EVENT_SOURCE} == users
 
 
 def test_inline_operations_are_read_only_data_plane() -> None:

@@ -178,6 +178,7 @@ _EVENT_SOURCE_JSON: Final = _json_string(EVENT_SOURCE)
 def _members(
     user_identity: Any,
     event_time: str,
+    event_source: str,
     event_name: str,
     region: str,
     source_ip: str,
@@ -202,7 +203,7 @@ def _members(
         "eventVersion": EVENT_VERSION,
         "userIdentity": user_identity,
         "eventTime": event_time,
-        "eventSource": EVENT_SOURCE,
+        "eventSource": event_source,
         "eventName": event_name,
         "awsRegion": region,
         "sourceIPAddress": source_ip,
@@ -241,6 +242,7 @@ def build_event(
     request_id: str | None = None,
     event_time: datetime | None = None,
     management_event: bool = True,
+    event_source: str = EVENT_SOURCE,
 ) -> AuditEvent:
     """Build one scrubbed CloudTrail-shaped event for a KMS call.
 
@@ -265,6 +267,8 @@ def build_event(
         request_id: The request id given to the caller; a new UUID if None.
         event_time: When the call happened; now if None.
         management_event: CloudTrail's ``managementEvent`` flag.
+        event_source: CloudTrail's ``eventSource``: ``kms.amazonaws.com``, or
+            ``iam.amazonaws.com`` for user administration.
 
     Returns:
         A JSON-ready dictionary with the CloudTrail KMS event fields, sealed
@@ -295,9 +299,13 @@ def build_event(
             or type(source_ip) is not str
             or type(user_agent) is not str
             or type(request_id) is not str
+            or type(event_source) is not str
         ):
             raise _Unusual
         escape = _escaped.get
+        source_json = (
+            _EVENT_SOURCE_JSON if event_source == EVENT_SOURCE else _escape_cached(event_source)
+        )
         user_identity, identity_json = _identity_part(identity)
         if event_time:
             when = format_time(event_time)
@@ -319,7 +327,7 @@ def build_event(
         text = (
             f"{_EVENT_HEAD}{identity_json},"
             f'"eventTime":{when_json},'
-            f'"eventSource":{_EVENT_SOURCE_JSON},'
+            f'"eventSource":{source_json},'
             f'"eventName":{escape(event_name) or _escape_cached(event_name)},'
             f'"awsRegion":{escape(region) or _escape_cached(region)},'
             f'"sourceIPAddress":{escape(source_ip) or _escape_cached(source_ip)},'
@@ -347,6 +355,7 @@ def build_event(
         members = _members(
             user_identity,
             when,
+            event_source,
             event_name,
             region,
             source_ip,
@@ -393,6 +402,7 @@ def build_event(
     general = _members(
         user_identity,
         format_time(event_time) if event_time else _now()[0],
+        event_source,
         event_name,
         region,
         source_ip,

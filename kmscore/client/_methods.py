@@ -158,6 +158,18 @@ class CreateKeyRequest(TypedDict, total=False):
     XksKeyId: str
 
 
+class CreateUserRequestTags(TypedDict, total=False):
+    Key: Required[str]
+    Value: Required[str]
+
+
+class CreateUserRequest(TypedDict, total=False):
+    UserName: Required[str]
+    Uid: int
+    PolicyDocument: str
+    Tags: Sequence[CreateUserRequestTags]
+
+
 class DecryptRequestRecipient(TypedDict, total=False):
     KeyEncryptionAlgorithm: KeyEncryptionAlgorithm
     AttestationDocument: Buffer
@@ -185,6 +197,10 @@ class DecryptManyRequest(TypedDict, total=False):
 
 class DeleteAliasRequest(TypedDict, total=False):
     AliasName: Required[str]
+
+
+class DeleteUserRequest(TypedDict, total=False):
+    UserName: Required[str]
 
 
 class DeriveSharedSecretRequestRecipient(TypedDict, total=False):
@@ -366,6 +382,10 @@ class ListRetirableGrantsRequest(TypedDict, total=False):
     RetiringPrincipal: Required[str]
 
 
+class ListUsersRequest(TypedDict, total=False):
+    pass
+
+
 class PutKeyPolicyRequest(TypedDict, total=False):
     KeyId: Required[str]
     PolicyName: str
@@ -427,8 +447,23 @@ class TagResourceRequest(TypedDict, total=False):
     Tags: Required[Sequence[TagResourceRequestTags]]
 
 
+class TagUserRequestTags(TypedDict, total=False):
+    Key: Required[str]
+    Value: Required[str]
+
+
+class TagUserRequest(TypedDict, total=False):
+    UserName: Required[str]
+    Tags: Required[Sequence[TagUserRequestTags]]
+
+
 class UntagResourceRequest(TypedDict, total=False):
     KeyId: Required[str]
+    TagKeys: Required[Sequence[str]]
+
+
+class UntagUserRequest(TypedDict, total=False):
+    UserName: Required[str]
     TagKeys: Required[Sequence[str]]
 
 
@@ -486,6 +521,10 @@ class KMSMethods:
         """CreateKey: a new key of any supported key spec, with fresh material."""
         return self._invoke("CreateKey", request)
 
+    def create_user(self, **request: Unpack[CreateUserRequest]) -> dict[str, Any]:
+        """CreateUser: a user with one access key; the secret is in this response only."""
+        return self._invoke("CreateUser", request)
+
     def decrypt(self, **request: Unpack[DecryptRequest]) -> dict[str, Any]:
         """Decrypt: a blob made by Encrypt or GenerateDataKey; KeyId is optional."""
         return self._invoke("Decrypt", request)
@@ -497,6 +536,10 @@ class KMSMethods:
     def delete_alias(self, **request: Unpack[DeleteAliasRequest]) -> dict[str, Any]:
         """DeleteAlias."""
         return self._invoke("DeleteAlias", request)
+
+    def delete_user(self, **request: Unpack[DeleteUserRequest]) -> dict[str, Any]:
+        """DeleteUser: remove a user and its access keys; it can no longer call."""
+        return self._invoke("DeleteUser", request)
 
     def derive_shared_secret(self, **request: Unpack[DeriveSharedSecretRequest]) -> dict[str, Any]:
         """DeriveSharedSecret: the raw ECDH secret of the key and a peer public key."""
@@ -604,6 +647,10 @@ class KMSMethods:
         """ListRetirableGrants: grants naming a principal as their retiring principal."""
         return self._invoke("ListRetirableGrants", request)
 
+    def list_users(self, **request: Unpack[ListUsersRequest]) -> dict[str, Any]:
+        """ListUsers: every user of this KMS, by name."""
+        return self._invoke("ListUsers", request)
+
     def put_key_policy(self, **request: Unpack[PutKeyPolicyRequest]) -> dict[str, Any]:
         """PutKeyPolicy: replace the key's policy, refusing one that locks the caller out."""
         return self._invoke("PutKeyPolicy", request)
@@ -638,9 +685,17 @@ class KMSMethods:
         """TagResource: add or overwrite tags."""
         return self._invoke("TagResource", request)
 
+    def tag_user(self, **request: Unpack[TagUserRequest]) -> dict[str, Any]:
+        """TagUser: add or overwrite tags of a user (keys case-insensitive); policies see them."""
+        return self._invoke("TagUser", request)
+
     def untag_resource(self, **request: Unpack[UntagResourceRequest]) -> dict[str, Any]:
         """UntagResource: remove tags by key; absent keys are ignored."""
         return self._invoke("UntagResource", request)
+
+    def untag_user(self, **request: Unpack[UntagUserRequest]) -> dict[str, Any]:
+        """UntagUser: remove tags of a user by key (case-insensitive); absent keys are ignored."""
+        return self._invoke("UntagUser", request)
 
     def update_alias(self, **request: Unpack[UpdateAliasRequest]) -> dict[str, Any]:
         """UpdateAlias: point an alias at another key of the same type and usage."""
@@ -688,6 +743,10 @@ class AsyncKMSMethods:
         """CreateKey: a new key of any supported key spec, with fresh material."""
         return await self._invoke("CreateKey", request)
 
+    async def create_user(self, **request: Unpack[CreateUserRequest]) -> dict[str, Any]:
+        """CreateUser: a user with one access key; the secret is in this response only."""
+        return await self._invoke("CreateUser", request)
+
     async def decrypt(self, **request: Unpack[DecryptRequest]) -> dict[str, Any]:
         """Decrypt: a blob made by Encrypt or GenerateDataKey; KeyId is optional."""
         return await self._invoke("Decrypt", request)
@@ -699,6 +758,10 @@ class AsyncKMSMethods:
     async def delete_alias(self, **request: Unpack[DeleteAliasRequest]) -> dict[str, Any]:
         """DeleteAlias."""
         return await self._invoke("DeleteAlias", request)
+
+    async def delete_user(self, **request: Unpack[DeleteUserRequest]) -> dict[str, Any]:
+        """DeleteUser: remove a user and its access keys; it can no longer call."""
+        return await self._invoke("DeleteUser", request)
 
     async def derive_shared_secret(
         self, **request: Unpack[DeriveSharedSecretRequest]
@@ -818,6 +881,10 @@ class AsyncKMSMethods:
         """ListRetirableGrants: grants naming a principal as their retiring principal."""
         return await self._invoke("ListRetirableGrants", request)
 
+    async def list_users(self, **request: Unpack[ListUsersRequest]) -> dict[str, Any]:
+        """ListUsers: every user of this KMS, by name."""
+        return await self._invoke("ListUsers", request)
+
     async def put_key_policy(self, **request: Unpack[PutKeyPolicyRequest]) -> dict[str, Any]:
         """PutKeyPolicy: replace the key's policy, refusing one that locks the caller out."""
         return await self._invoke("PutKeyPolicy", request)
@@ -854,9 +921,17 @@ class AsyncKMSMethods:
         """TagResource: add or overwrite tags."""
         return await self._invoke("TagResource", request)
 
+    async def tag_user(self, **request: Unpack[TagUserRequest]) -> dict[str, Any]:
+        """TagUser: add or overwrite tags of a user (keys case-insensitive); policies see them."""
+        return await self._invoke("TagUser", request)
+
     async def untag_resource(self, **request: Unpack[UntagResourceRequest]) -> dict[str, Any]:
         """UntagResource: remove tags by key; absent keys are ignored."""
         return await self._invoke("UntagResource", request)
+
+    async def untag_user(self, **request: Unpack[UntagUserRequest]) -> dict[str, Any]:
+        """UntagUser: remove tags of a user by key (case-insensitive); absent keys are ignored."""
+        return await self._invoke("UntagUser", request)
 
     async def update_alias(self, **request: Unpack[UpdateAliasRequest]) -> dict[str, Any]:
         """UpdateAlias: point an alias at another key of the same type and usage."""

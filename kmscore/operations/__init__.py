@@ -1,5 +1,7 @@
 """The KMS operations: one handler per operation, registered by AWS name.
 
+Also the user administration kmscore serves in IAM's words (:mod:`.users`).
+
 Importing this package registers every handler in
 :data:`~kmscore.operations.registry.OPERATIONS`; frontends call
 :func:`~kmscore.operations.registry.dispatch`.
@@ -15,6 +17,7 @@ from kmscore.operations import (
     policies,
     rotation,
     tags,
+    users,
 )
 from kmscore.operations.registry import OPERATIONS, Operation, dispatch, operation
 from kmscore.wire.operations import SERVED_OPERATIONS
@@ -39,4 +42,5 @@ __all__ = [
     "policies",
     "rotation",
     "tags",
+    "users",
 ]

@@ -20,8 +20,14 @@ from kmscore.audit.setup import open_service_trail
 from kmscore.errors import KMSError
 from kmscore.model.caller import Caller
 from kmscore.service.call import Call
+from kmscore.wire.operations import KMS_EVENT_SOURCE, OPERATION_FACTS
 
 __all__ = ["TrailAuditor"]
+
+
+def _event_source(operation: str) -> str:
+    facts = OPERATION_FACTS.get(operation)
+    return facts.event_source if facts is not None else KMS_EVENT_SOURCE
 
 
 class TrailAuditor:
@@ -93,6 +99,7 @@ class TrailAuditor:
             error_message=error.message if error is not None else None,
             request_id=call.request_id,
             additional_event_data=extra,
+            event_source=_event_source(call.operation),
         )
         self.trail.append(event)
 

@@ -1,7 +1,8 @@
 """Every operation name a client may send, with the facts frontends need.
 
 This is the one table of operation names: the whole AWS KMS API (botocore's
-``kms`` 2014-11-01 model) and kmscore's own batch extensions. It is static, so
+``kms`` 2014-11-01 model), kmscore's own batch extensions, and the user
+administration it serves in IAM's words. It is static, so
 a client learns an operation's facts without loading the server:
 
 - ``served``: kmscore implements it. An AWS operation it does not serve
@@ -13,6 +14,10 @@ a client learns an operation's facts without loading the server:
 - ``inline``: a data-plane call of a few microseconds, which the socket
   daemon runs on its event loop rather than in a worker thread.
 - ``batch_member``: the request member that counts a batch's items.
+- ``event_source``: the service its audit records name (CloudTrail's
+  ``eventSource``): ``kms.amazonaws.com``, or ``iam.amazonaws.com`` for the
+  user administration kmscore serves itself (``CreateUser``, ...), so a
+  trail consumer finds identity changes where it looks for IAM's.
 
 :mod:`kmscore.operations` registers one handler for each served name, and
 checks at import that the two agree.
@@ -27,12 +32,18 @@ from typing import Final
 
 __all__ = [
     "AWS_OPERATIONS",
+    "IAM_EVENT_SOURCE",
+    "KMS_EVENT_SOURCE",
     "OPERATION_FACTS",
     "SERVED_OPERATIONS",
     "OperationFacts",
     "is_retry_safe",
     "method_name",
 ]
+
+
+KMS_EVENT_SOURCE: Final = "kms.amazonaws.com"
+IAM_EVENT_SOURCE: Final = "iam.amazonaws.com"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +57,7 @@ class OperationFacts:
         read_only: It changes nothing in the store.
         inline: The socket daemon runs it on its event loop.
         batch_member: The member that counts a batch's items, for batches.
+        event_source: CloudTrail's ``eventSource`` of its audit records.
     """
 
     name: str
@@ -54,6 +66,7 @@ class OperationFacts:
     read_only: bool
     inline: bool = False
     batch_member: str | None = None
+    event_source: str = KMS_EVENT_SOURCE
 
 
 def _table(*rows: OperationFacts) -> Mapping[str, OperationFacts]:
@@ -64,6 +77,13 @@ def _aws(
     name: str, *, read_only: bool, served: bool = True, inline: bool = False
 ) -> OperationFacts:
     return OperationFacts(name, aws=True, served=served, read_only=read_only, inline=inline)
+
+
+def _iam(name: str, *, read_only: bool) -> OperationFacts:
+    """A user administration operation: IAM's name, served by kmscore itself."""
+    return OperationFacts(
+        name, aws=False, served=True, read_only=read_only, event_source=IAM_EVENT_SOURCE
+    )
 
 
 _READ, _WRITE = True, False
@@ -136,6 +156,12 @@ OPERATION_FACTS: Final[Mapping[str, OperationFacts]] = _table(
         inline=True,
         batch_member="Count",
     ),
+    # kmscore's user administration, in IAM's words (kms principal ... uses them).
+    _iam("CreateUser", read_only=_WRITE),
+    _iam("DeleteUser", read_only=_WRITE),
+    _iam("ListUsers", read_only=_READ),
+    _iam("TagUser", read_only=_WRITE),
+    _iam("UntagUser", read_only=_WRITE),
     OperationFacts(
         "DecryptMany",
         aws=False,

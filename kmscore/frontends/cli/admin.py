@@ -1,15 +1,22 @@
-"""``kms init`` and ``kms principal add|list|tag|untag|remove``."""
+"""``kms init`` and ``kms principal add|list|tag|untag|remove``.
+
+The principal commands run the user operations (CreateUser, ListUsers, TagUser,
+UntagUser, DeleteUser; :mod:`kmscore.operations.users`) through the dispatcher,
+so each is authorized and recorded in the audit trail like any other call.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
 
 from kmscore.model.principal import user_arn
-from kmscore.service import KeyService, open_service
+from kmscore.operations import dispatch
+from kmscore.service import Caller, KeyService, open_service
 from kmscore.service.principals import CREDENTIALS_FILE
 
 from ._common import (
@@ -84,6 +91,23 @@ def principal() -> None:
     """Users of the KMS: add, list, remove."""
 
 
+def _as_root(svc: KeyService, operation: str, **request: Any) -> dict[str, Any]:
+    """Run a user operation through the dispatcher as the account root.
+
+    Whoever can open the data dir holds its root key, so the CLI acts as the
+    account's root: authorized like any call, and recorded in the trail.
+    """
+    caller = Caller(
+        arn=f"arn:aws:iam::{svc.account}:root",
+        account=svc.account,
+        principal_id=svc.account,
+        kind="Root",
+        source=f"local:{os.getpid()}",
+        user_agent="kmscore-cli",
+    )
+    return dispatch(svc, operation, request, caller)
+
+
 @principal.command("add")
 @click.argument("name")
 @data_dir_option
@@ -113,22 +137,33 @@ def principal_add(
     as_json: bool,
 ) -> None:
     """Create user NAME with an access key (the secret is shown once)."""
-    policy = policy_file.read_text() if policy_file is not None else None
+    request: dict[str, Any] = {"UserName": name}
+    if uid is not None:
+        request["Uid"] = uid
+    if policy_file is not None:
+        request["PolicyDocument"] = policy_file.read_text()
     tag_map = parse_pairs(tags, "--tag")
+    if tag_map:
+        request["Tags"] = [{"Key": k, "Value": v} for k, v in tag_map.items()]
     svc = _open(data_dir)
     try:
-        user, access_key_id, secret = svc.principals.add(name, uid=uid, policy=policy, tags=tag_map)
+        created = _as_root(svc, "CreateUser", **request)
     finally:
         svc.close()
-    out = {"Arn": user.arn, "AccessKeyId": access_key_id, "SecretAccessKey": secret}
+    user, key = created["User"], created["AccessKey"]
+    out: dict[str, Any] = {
+        "Arn": user["Arn"],
+        "AccessKeyId": key["AccessKeyId"],
+        "SecretAccessKey": key["SecretAccessKey"],
+    }
     if uid is not None:
-        out["Uid"] = uid  # type: ignore[assignment]
+        out["Uid"] = uid
     if as_json:
         echo_json(out)
         return
-    click.echo(f"Arn:             {user.arn}")
-    click.echo(f"AccessKeyId:     {access_key_id}")
-    click.echo(f"SecretAccessKey: {secret}  (shown once)")
+    click.echo(f"Arn:             {out['Arn']}")
+    click.echo(f"AccessKeyId:     {out['AccessKeyId']}")
+    click.echo(f"SecretAccessKey: {out['SecretAccessKey']}  (shown once)")
 
 
 @principal.command("list")
@@ -139,20 +174,21 @@ def principal_list(data_dir: Path | None, as_json: bool) -> None:
     """List users."""
     svc = _open(data_dir)
     try:
-        rows = [
-            {
-                "Name": p.name,
-                "Arn": p.arn,
-                "Uid": p.uid,
-                "AccessKeyIds": svc.store.list_access_key_ids(p.name),
-                "HasIdentityPolicy": p.identity_policy is not None,
-                "Tags": dict(p.tags),
-                "CreationDate": p.creation_date,
-            }
-            for p in svc.principals.list()
-        ]
+        users = _as_root(svc, "ListUsers")["Users"]
     finally:
         svc.close()
+    rows = [
+        {
+            "Name": u["UserName"],
+            "Arn": u["Arn"],
+            "Uid": u["Uid"],
+            "AccessKeyIds": u["AccessKeyIds"],
+            "HasIdentityPolicy": u["HasIdentityPolicy"],
+            "Tags": {t["Key"]: t["Value"] for t in u["Tags"]},
+            "CreationDate": u["CreateDate"],
+        }
+        for u in users
+    ]
     if as_json:
         echo_json({"Principals": rows})
         return
@@ -162,9 +198,9 @@ def principal_list(data_dir: Path | None, as_json: bool) -> None:
             str(r["Name"]),
             str(r["Arn"]),
             "" if r["Uid"] is None else str(r["Uid"]),
-            ", ".join(r["AccessKeyIds"]),  # type: ignore[arg-type]
+            ", ".join(r["AccessKeyIds"]),
             "yes" if r["HasIdentityPolicy"] else "",
-            ", ".join(f"{k}={v}" for k, v in r["Tags"].items()),  # type: ignore[union-attr]
+            ", ".join(f"{k}={v}" for k, v in r["Tags"].items()),
         )
     print_table(table)
 
@@ -179,12 +215,9 @@ def principal_tag(name: str, tags: tuple[str, ...], data_dir: Path | None) -> No
     new = parse_pairs(tags, "KEY=VALUE")
     svc = _open(data_dir)
     try:
-        user = svc.store.get_principal(name)
-        if user is None:
-            raise click.ClickException(f"Principal {name} does not exist.")
-        folded = {k.lower() for k in new}
-        kept = {k: v for k, v in user.tags.items() if k.lower() not in folded}
-        svc.principals.set_tags(name, {**kept, **new})
+        _as_root(
+            svc, "TagUser", UserName=name, Tags=[{"Key": k, "Value": v} for k, v in new.items()]
+        )
     finally:
         svc.close()
 
@@ -196,15 +229,9 @@ def principal_tag(name: str, tags: tuple[str, ...], data_dir: Path | None) -> No
 @kms_errors
 def principal_untag(name: str, keys: tuple[str, ...], data_dir: Path | None) -> None:
     """Remove tags of user NAME by key (case-insensitive); absent keys are ignored."""
-    folded = {k.lower() for k in keys}
     svc = _open(data_dir)
     try:
-        user = svc.store.get_principal(name)
-        if user is None:
-            raise click.ClickException(f"Principal {name} does not exist.")
-        svc.principals.set_tags(
-            name, {k: v for k, v in user.tags.items() if k.lower() not in folded}
-        )
+        _as_root(svc, "UntagUser", UserName=name, TagKeys=list(keys))
     finally:
         svc.close()
 
@@ -217,7 +244,7 @@ def principal_remove(name: str, data_dir: Path | None) -> None:
     """Delete user NAME and its access keys."""
     svc = _open(data_dir)
     try:
-        svc.principals.remove(name)
+        _as_root(svc, "DeleteUser", UserName=name)
         click.echo(f"Removed {user_arn(svc.account, name)}")
     finally:
         svc.close()
