@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -19,14 +18,13 @@ from typing import Any, cast
 from kmscore.client._methods import AsyncKMSMethods
 from kmscore.client.remote import (
     DEFAULT_TIMEOUT,
-    NOT_LISTENING,
     RECONNECT_WAIT,
+    Reconnect,
     RemoteConnectionError,
+    check_resend,
     socket_path_for,
-    unreachable,
 )
 from kmscore.errors import KMSError, KMSInternalException
-from kmscore.wire.operations import is_retry_safe
 from kmscore.wire.rpc import (
     MAX_MSGID,
     REFUSAL_MSGID,
@@ -159,17 +157,13 @@ class AsyncRemoteKMS(AsyncKMSMethods):
 
     async def _open(self, wait: float) -> _AsyncConnection:
         loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + wait
-        delay = 0.01
+        reconnect = Reconnect(self._path, wait)
         while True:
             try:
                 _, conn = await loop.create_unix_connection(_AsyncConnection, self._path)
                 return conn
             except OSError as exc:
-                if exc.errno not in NOT_LISTENING or time.monotonic() + delay > deadline:
-                    raise unreachable(self._path, exc) from None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.2)
+                await asyncio.sleep(reconnect.delay_after(exc))
 
     async def _connection(self, wait: float) -> _AsyncConnection:
         conn = self._conn
@@ -237,10 +231,7 @@ class AsyncRemoteKMS(AsyncKMSMethods):
             except KMSError:
                 raise
             except OSError as exc:
-                if attempt == 2 or not is_retry_safe(operation):
-                    raise RemoteConnectionError(
-                        f"The connection broke during {operation}; it may have run: {exc}."
-                    ) from None
+                check_resend(operation, attempt, exc)
                 continue
             return decode_response(message, operation)
         raise AssertionError("unreachable")

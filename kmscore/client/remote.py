@@ -63,6 +63,7 @@ from kmscore.wire.rpc import (
 __all__ = [
     "DEFAULT_TIMEOUT",
     "RECONNECT_WAIT",
+    "Reconnect",
     "RemoteConnectionError",
     "RemoteKMS",
     "connect",
@@ -106,8 +107,51 @@ def connect_socket(path: str, timeout: float | None) -> socket.socket:
 
 
 def unreachable(path: str, exc: OSError) -> RemoteConnectionError:
+    """The error of a socket no daemon answers on."""
     reason = exc.strerror or str(exc)
     return RemoteConnectionError(f"No kmscore daemon answers on {path}: {reason}.")
+
+
+class Reconnect:
+    """The waits between attempts to reach a daemon that is restarting.
+
+    Shared by the thread and asyncio clients, which differ only in how they
+    sleep: 10 ms, doubling to 200 ms, until ``wait`` seconds have passed.
+    """
+
+    __slots__ = ("_deadline", "_delay", "_path")
+
+    def __init__(self, path: str, wait: float) -> None:
+        """Start the clock: attempts end ``wait`` seconds from now."""
+        self._path = path
+        self._deadline = time.monotonic() + wait
+        self._delay = 0.01
+
+    def delay_after(self, exc: OSError) -> float:
+        """Seconds to sleep before the next attempt after ``exc``.
+
+        Raises:
+            RemoteConnectionError: ``exc`` is not a daemon still starting (no
+                socket, nobody listening), or the time is up.
+        """
+        delay = self._delay
+        if exc.errno not in NOT_LISTENING or time.monotonic() + delay > self._deadline:
+            raise unreachable(self._path, exc) from None
+        self._delay = min(delay * 2, 0.2)
+        return delay
+
+
+def check_resend(operation: str, attempt: int, exc: OSError) -> None:
+    """Whether a call whose connection broke after sending may be sent again.
+
+    Raises:
+        RemoteConnectionError: it was the second attempt, or the operation
+            changes something (it may have run; see the module docstring).
+    """
+    if attempt == 2 or not is_retry_safe(operation):
+        raise RemoteConnectionError(
+            f"The connection broke during {operation}; it may have run: {exc}."
+        ) from None
 
 
 # --- the blocking client ---------------------------------------------------------
@@ -224,17 +268,13 @@ class RemoteKMS(KMSMethods):
         return self._path
 
     def _open(self, wait: float) -> _Connection:
-        deadline = time.monotonic() + wait
-        delay = 0.01
+        reconnect = Reconnect(self._path, wait)
         while True:
             try:
                 conn = _Connection(self._path, self._timeout)
                 break
             except OSError as exc:
-                if exc.errno not in NOT_LISTENING or time.monotonic() + delay > deadline:
-                    raise unreachable(self._path, exc) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.2)
+                time.sleep(reconnect.delay_after(exc))
         with self._lock:
             if self._closed:
                 conn.close()
@@ -293,10 +333,7 @@ class RemoteKMS(KMSMethods):
                 raise
             except OSError as exc:
                 self._drop(conn)
-                if attempt == 2 or not is_retry_safe(operation):
-                    raise RemoteConnectionError(
-                        f"The connection broke during {operation}; it may have run: {exc}."
-                    ) from None
+                check_resend(operation, attempt, exc)
                 conn = self._open(self._reconnect_wait)
                 continue
             return decode_response(message, operation)
