@@ -55,6 +55,8 @@ class Recorder:
             self.secrets.append(value)
         elif isinstance(value, str) and name in ("GrantToken", "GrantTokens"):
             self.tokens.append(value)
+        elif isinstance(value, str) and name == "SecretAccessKey":
+            self.secrets.append(value.encode())  # a new user's, from CreateUser
         elif isinstance(value, dict):
             for k, v in value.items():
                 self._collect(v, k)
@@ -170,6 +172,16 @@ def run_every_operation(kms: LocalKMS) -> Recorder:
     call("EnableKey", KeyId=key)
     call("ScheduleKeyDeletion", KeyId=other, PendingWindowInDays=7)
     call("CancelKeyDeletion", KeyId=other)
+    account = kms.service.account
+    root = Caller(
+        arn=f"arn:aws:iam::{account}:root", account=account, principal_id=account,
+        kind="Root", source="local:test", user_agent="test",
+    )  # fmt: skip
+    call("CreateUser", root, UserName="carol", Tags=[{"Key": "team", "Value": "a"}])
+    call("TagUser", root, UserName="carol", Tags=[{"Key": "team", "Value": "b"}])
+    call("UntagUser", root, UserName="carol", TagKeys=["team"])
+    call("ListUsers", root)
+    call("DeleteUser", root, UserName="carol")
     return call
 
 
