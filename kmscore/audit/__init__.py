@@ -20,6 +20,7 @@ from kmscore.audit.event import (
     scrub_parameters,
 )
 from kmscore.audit.keys import load_or_create_signing_key, load_public_key
+from kmscore.audit.sink import AuditSink
 from kmscore.audit.trail import (
     DEFAULT_CHECKPOINT_EVERY,
     DEFAULT_CHECKPOINT_INTERVAL,
@@ -37,6 +38,7 @@ __all__ = [
     "EVENT_VERSION",
     "SECRET_FIELDS",
     "AuditEvent",
+    "AuditSink",
     "AuditTrail",
     "Identity",
     "SyncMode",

@@ -17,6 +17,7 @@ from typing import Any
 
 from kmscore.audit import Identity, build_event
 from kmscore.audit.setup import open_service_trail
+from kmscore.audit.sink import AuditSink
 from kmscore.errors import KMSError
 from kmscore.model.caller import Caller
 from kmscore.service.call import Call
@@ -42,7 +43,7 @@ class TrailAuditor:
         Raises:
             KMSInternalException: the trail, its witness or its export cannot be opened.
         """
-        self.trail = open_service_trail(data_dir, **trail_options)
+        self.trail: AuditSink = open_service_trail(data_dir, **trail_options)
         self._identities: dict[Caller, Identity] = {}
 
     def _identity(self, caller: Caller) -> Identity:
