@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from service_helpers import expect, new_key, open_kms
 
 from kmscore.errors import DisabledException, KMSInvalidStateException
 from kmscore.model.keystate import STATE_RULES, KeyState, StateRule, state_rule
 from kmscore.operations.registry import OPERATIONS
-from tests.service_helpers import expect, new_key, open_kms
 
 KEY_REFS = {"KeyId", "SourceKeyId", "DestinationKeyId", "TargetKeyId"}
 

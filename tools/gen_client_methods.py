@@ -25,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "kmscore" / "client" / "_methods.py"
 
-sys.path.insert(0, str(ROOT))
+if __name__ == "__main__":  # run as a script from a checkout: import the tree's kmscore
+    sys.path.insert(0, str(ROOT))
 
 from kmscore.model.validation import (  # noqa: E402
     Blob,
