@@ -250,6 +250,64 @@ def test_workers_share_the_port_and_the_audit_trail(tmp_path: Path) -> None:
     assert len({r["requestID"].rsplit("-", 1)[0] for r in records}) == 2
 
 
+def _children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in path.read_text().split()} if path.exists() else set()
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_kms_serve_workers_share_one_trail(tmp_path: Path, workers: int) -> None:
+    data_dir = tmp_path / "kms"
+    argv = [sys.executable, "-c", "from kmscore.frontends.cli import main; main()"]
+    argv += ["serve", "--data-dir", str(data_dir), "--http", "127.0.0.1:0"]
+    argv += ["--workers", str(workers)]
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env()
+    )
+    assert process.stdout is not None
+    lines = [process.stdout.readline().strip() for _ in range(3)]
+    url_line = next((line for line in lines if line.startswith("AWS_ENDPOINT_URL_KMS=")), None)
+    assert url_line is not None, (lines, process.poll())
+    url = url_line.split("=", 1)[1]
+    acknowledged: list[str] = []
+    try:
+        started = _children(process.pid)
+        assert len(started) == workers - 1
+        kms = client_for(data_dir, url)
+        key = kms.create_key()["KeyMetadata"]["KeyId"]
+        for _ in range(10 * workers):
+            one_shot = client_for(data_dir, url)  # a new connection: spread by the kernel
+            made = one_shot.generate_data_key(KeyId=key, KeySpec="AES_256")
+            opened = one_shot.decrypt(CiphertextBlob=made["CiphertextBlob"])
+            assert opened["Plaintext"] == made["Plaintext"]
+            acknowledged += [
+                made["ResponseMetadata"]["RequestId"],
+                opened["ResponseMetadata"]["RequestId"],
+            ]
+    finally:
+        stop_server(process)  # SIGTERM drains every worker; exit status 0
+    assert all(not Path(f"/proc/{pid}").exists() for pid in started)
+    report = verify(data_dir)
+    records = audit_records(data_dir)
+    assert report.records == len(records)
+    seqs = [r["seq"] for r in records]
+    assert seqs == list(range(len(records)))  # one chain, no duplicate sequence number
+    ids = [r["requestID"] for r in records]
+    assert all(ids.count(request_id) == 1 for request_id in acknowledged)
+    # Request ids start with a per-process prefix: more than one worker answered.
+    served = {request_id.rsplit("-", 1)[0] for request_id in acknowledged}
+    assert len(served) >= 2
+
+
+def test_kms_serve_workers_needs_http(tmp_path: Path) -> None:
+    argv = [sys.executable, "-c", "from kmscore.frontends.cli import main; main()"]
+    argv += ["serve", "--data-dir", str(tmp_path / "kms"), "--workers", "2"]
+    done = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert done.returncode == 2
+    assert "--workers needs --http" in done.stderr
+    assert not (tmp_path / "kms").exists()
+
+
 def test_beside_the_socket_daemon_through_its_startup_hook(tmp_path: Path) -> None:
     # kms serve --http: the daemon's run() starts the endpoint on its own loop.
     data_dir = tmp_path / "kms"

@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from kmscore.service import default_data_dir, open_service
 
+from ..limits import ConnectionLimits
 from .server import start_http_server
-
-_READY = "ready"
+from .workers import READY, reserve_port, spawn_worker, stop_workers, wait_ready
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -53,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
         help="event loop: uvloop when installed (auto), or asyncio's own; "
         "default $KMSCORE_EVENT_LOOP",
     )
+    parser.add_argument("--max-connections", type=int, default=None, help="per worker")
+    parser.add_argument(
+        "--idle-timeout", type=float, default=None, help="seconds; 0: never (per worker)"
+    )
     # Internal: a worker started by the first process, on its port.
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -63,52 +65,45 @@ async def _serve(args: argparse.Namespace, host: str, port: int, spawn: int) -> 
     service = open_service(
         data_dir, passphrase=os.environ.get("KMS_PASSPHRASE") or None, audit=True
     )
+    limits = _limits(args)
     children: list[subprocess.Popen[str]] = []
     try:
-        server = await start_http_server(service, host, port, reuse_port=args.workers > 1)
+        server = await start_http_server(
+            service, host, port, reuse_port=args.workers > 1, limits=limits
+        )
         try:
             for _ in range(spawn):
-                children.append(_spawn(args, host, server.port))
-            for child in children:
-                assert child.stdout is not None
-                line = await asyncio.to_thread(child.stdout.readline)
-                if line.strip() != _READY:
-                    print(f"a worker failed to start (exit {child.poll()})", file=sys.stderr)
-                    return 1
-            print(_READY if args.worker else server.env_line, flush=True)
+                child = spawn_worker(
+                    args.data_dir, host, server.port, args.workers, loop=args.loop, limits=limits
+                )
+                children.append(child)
+            try:
+                await wait_ready(children)
+            except RuntimeError as exc:
+                print(exc, file=sys.stderr)
+                return 1
+            print(READY if args.worker else server.env_line, flush=True)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop.set)
             await stop.wait()
         finally:
-            for child in children:
-                with contextlib.suppress(ProcessLookupError):
-                    child.terminate()
+            await stop_workers(children)
             await server.close()
-            for child in children:
-                await asyncio.to_thread(child.wait)
     finally:
         service.close()
     return 0
 
 
-def _spawn(args: argparse.Namespace, host: str, port: int) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "kmscore.frontends.awsjson", "--worker"]
-    argv += ["--listen", f"[{host}]:{port}", "--workers", str(args.workers), "--loop", args.loop]
-    if args.data_dir is not None:
-        argv += ["--data-dir", str(args.data_dir)]
-    # Our own interpreter and module with our own arguments; no shell.
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)  # noqa: S603
-
-
-def _reserve(host: str, port: int) -> socket.socket:
-    """Bind (not listen) the port with SO_REUSEPORT, so port 0 becomes one fixed port."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    return sock
+def _limits(args: argparse.Namespace) -> ConnectionLimits | None:
+    if args.max_connections is None and args.idle_timeout is None:
+        return None
+    defaults = ConnectionLimits()
+    return ConnectionLimits(
+        args.max_connections if args.max_connections is not None else defaults.max_connections,
+        args.idle_timeout if args.idle_timeout is not None else defaults.idle_timeout,
+    )
 
 
 def _run(coro_args: tuple[argparse.Namespace, str, int, int], loop_kind: str) -> int:
@@ -131,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--workers must be at least 1")
     if args.worker or args.workers == 1:
         return _run((args, host, port, 0), args.loop)
-    reserved = _reserve(host, port)
+    reserved = reserve_port(host, port)
     try:
         port = reserved.getsockname()[1]
         return _run((args, host, port, args.workers - 1), args.loop)

@@ -42,6 +42,14 @@ def _listen(value: str) -> tuple[str, int]:
 )
 @click.option("--http", "http", default=None, metavar="HOST:PORT", help="Also serve AWS KMS HTTP.")
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="HTTP worker processes on the --http port (SO_REUSEPORT), this one included; "
+    "each opens the data dir and writes the one audit trail.",
+)
+@click.option(
     "--passphrase-env", default=None, metavar="VAR", help="Root key passphrase from this variable."
 )
 @click.option(
@@ -90,6 +98,7 @@ def serve(
     socket_path: Path | None,
     socket_mode: str,
     http: str | None,
+    workers: int,
     passphrase_env: str | None,
     audit_witness: str | None,
     audit_export: str | None,
@@ -114,17 +123,35 @@ def serve(
     passphrase = os.environ.get(passphrase_env) if passphrase_env else None
     if passphrase_env and not passphrase:
         raise click.UsageError(f"${passphrase_env} is empty or not set")
+    if workers > 1 and http is None:
+        raise click.UsageError("--workers needs --http")
     hooks: list[Any] = []
     if http is not None:
-        from ..awsjson.server import http_startup
-
         host, port = _listen(http)
 
         def on_http(server: Any) -> None:
-            click.echo(f"HTTP (AWS KMS JSON, SigV4) on {server.url}")
+            where = f" ({workers} worker processes)" if workers > 1 else ""
+            click.echo(f"HTTP (AWS KMS JSON, SigV4) on {server.url}{where}")
             click.echo(server.env_line)
 
-        hooks.append(http_startup(host, port, on_ready=on_http, limits=limits))
+        if workers == 1:
+            from ..awsjson.server import http_startup
+
+            hooks.append(http_startup(host, port, on_ready=on_http, limits=limits))
+        else:
+            from ..awsjson.workers import workers_startup
+
+            hooks.append(
+                workers_startup(
+                    host,
+                    port,
+                    workers,
+                    data_dir=resolve_data_dir(data_dir),
+                    on_ready=on_http,
+                    limits=limits,
+                    passphrase=passphrase,
+                )
+            )
 
     def ready(info: dict[str, Any]) -> None:
         lines = [
