@@ -42,6 +42,7 @@ __all__ = [
     "fsync_dir",
     "open_private_file",
     "replace_private_file",
+    "write_all",
     "write_private_file",
 ]
 
@@ -169,11 +170,29 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` (one ``write`` in the common case).
+
+    Raises:
+        OSError: A write failed; part of ``data`` may be written.
+    """
+    written = os.write(fd, data)
+    if written == len(data):
+        return
+    view = memoryview(data)[written:]
     while view:
-        n = os.write(fd, view)
-        view = view[n:]
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` 0600 holding ``data``, the file fsynced (not its entry)."""
+    fd = create_private_file(path)
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_private_file(path: Path, data: bytes) -> None:
@@ -183,12 +202,7 @@ def write_private_file(path: Path, data: bytes) -> None:
         FileExistsError: The file already exists (it is left as it was).
         OSError: It cannot be created or written whole.
     """
-    fd = create_private_file(path)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _write_new(path, data)
     fsync_dir(path.parent)
 
 
@@ -206,11 +220,6 @@ def replace_private_file(path: Path, data: bytes) -> None:
         tmp.unlink()
     except FileNotFoundError:
         pass
-    fd = create_private_file(tmp)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _write_new(tmp, data)
     os.replace(tmp, path)
     fsync_dir(path.parent)

@@ -18,9 +18,10 @@ from typing import Any, NamedTuple
 
 from kmscore import fsutil
 from kmscore.audit import _format as fmt
-from kmscore.audit._segments import APPEND, Damaged, SegmentFiles, write_all
+from kmscore.audit._segments import APPEND, Damaged, SegmentFiles
 from kmscore.audit.export import CheckpointExport
 from kmscore.audit.witness import MAX_LINES, CheckpointSigner, WitnessError, checkpoint_times
+from kmscore.fsutil import write_all
 
 __all__ = ["Checkpoints", "SealView"]
 

@@ -22,9 +22,10 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from kmscore.audit._checkpoints import Checkpoints, SealView
-from kmscore.audit._segments import Damaged, write_all
+from kmscore.audit._segments import Damaged
 from kmscore.audit.witness import WitnessError
 from kmscore.errors import KMSInternalException
+from kmscore.fsutil import write_all
 
 __all__ = ["CLOSED", "GroupCommit", "Record", "Slot", "as_internal", "flusher", "timer"]
 

@@ -18,7 +18,7 @@ from typing import Final
 from kmscore import fsutil
 from kmscore.audit import _format as fmt
 
-__all__ = ["APPEND", "Damaged", "SegmentFiles", "write_all"]
+__all__ = ["APPEND", "Damaged", "SegmentFiles"]
 
 _log = logging.getLogger("kmscore.audit.trail")
 APPEND: Final = os.O_WRONLY | os.O_APPEND
@@ -26,21 +26,6 @@ APPEND: Final = os.O_WRONLY | os.O_APPEND
 
 class Damaged(Exception):
     """The trail on disk is not what a crash can leave; opening must stop."""
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """Write all of ``data`` (one ``write`` in the common case).
-
-    Raises:
-        OSError: A write failed; part of ``data`` may be written.
-    """
-    written = os.write(fd, data)
-    if written == len(data):
-        return
-    view = memoryview(data)[written:]
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def _parses_as_object(line: bytes) -> bool:

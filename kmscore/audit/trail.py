@@ -334,8 +334,7 @@ class AuditTrail(GroupCommit):
 
         data = Path(data_dir)
         try:
-            fsutil.ensure_private_dir(data)
-            fsutil.ensure_private_dir(data / fmt.AUDIT_DIR)
+            fsutil.ensure_private_dir(data)  # the constructor makes audit/ inside it
         except OSError as exc:
             raise KMSInternalException(f"cannot create the audit directory: {exc}") from exc
         key: SigningKey | CheckpointSigner = signer or load_or_create_signing_key(data)

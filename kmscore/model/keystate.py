@@ -19,7 +19,6 @@ __all__ = [
     "KeyState",
     "StateRule",
     "can_transition",
-    "check_state",
     "require_transition",
     "state_rule",
 ]
@@ -185,26 +184,3 @@ STATE_RULES: Final[dict[str, StateRule]] = {
 def state_rule(operation: str) -> StateRule | None:
     """The state rule of an operation that acts on a key; None for one that does not."""
     return STATE_RULES.get(operation)
-
-
-def check_state(operation: str, key_arn: str, state: KeyState) -> None:
-    """Check a key's state against ``operation``'s rule.
-
-    Handlers do not call this: they get their keys through
-    :meth:`kmscore.service.Call.key`, which applies the rule the dispatcher
-    gave the call. It stays for code that has no call.
-
-    Args:
-        operation: The AWS operation name, e.g. ``"Encrypt"``.
-        key_arn: The key's ARN, used in the message.
-        state: The key's current state.
-
-    Raises:
-        DisabledException: The key is disabled and the operation needs it enabled.
-        KMSInvalidStateException: The key's state does not allow the operation,
-            or the operation has no rule.
-    """
-    rule = STATE_RULES.get(operation)
-    if rule is None:
-        raise KMSInvalidStateException(f"{operation} has no key state rule.")
-    rule.check(key_arn, state)

@@ -37,10 +37,14 @@ USER_TAGS: Final = List(item=USER_TAG, max_len=50)
 
 
 def _tags(tags: list[dict[str, str]]) -> dict[str, str]:
-    """A request's tag list as a dict; a key given twice is refused."""
+    """A request's tag list as a dict; a key given twice is refused.
+
+    The other rules (case-folded repeats, the ``aws:`` prefix, the limits) are
+    ``check_principal_tags``'s, applied by the principals.
+    """
     out: dict[str, str] = {}
     for tag in tags:
-        if tag["Key"].lower() in {k.lower() for k in out}:
+        if tag["Key"] in out:
             raise TagException(f"Tag key {tag['Key']!r} appears more than once.")
         out[tag["Key"]] = tag["Value"]
     return out

@@ -124,11 +124,6 @@ class HttpWorkers:
         """The line to print for clients: ``AWS_ENDPOINT_URL_KMS=<url>``."""
         return self.server.env_line
 
-    @property
-    def pids(self) -> list[int]:
-        """The worker processes' ids (this process not included)."""
-        return [child.pid for child in self.children]
-
     async def close(self) -> None:
         """Stop accepting here, drain every worker, then the requests here."""
         await stop_workers(self.children)
