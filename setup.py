@@ -24,7 +24,15 @@ setup(
                 extra_compile_args=_extra_compile,
                 extra_link_args=_extra_link,
                 define_macros=[("OPENSSL_API_COMPAT", "30000"), ("OPENSSL_NO_DEPRECATED", None)],
-            )
+            ),
+            Extension(
+                "kmscore.engine._journal",
+                sources=["kmscore/engine/_journal.pyx"],
+                libraries=["crypto"],
+                extra_compile_args=_extra_compile,
+                extra_link_args=_extra_link,
+                define_macros=[("OPENSSL_API_COMPAT", "30000"), ("OPENSSL_NO_DEPRECATED", None)],
+            ),
         ],
         compiler_directives={"language_level": "3"},
     ),

@@ -32,6 +32,8 @@ merely not recorded.
 
 from __future__ import annotations
 
+import re
+
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -173,6 +175,7 @@ _EVENT_HEAD: Final = (
     f',"eventVersion":{_json_string(EVENT_VERSION)},"userIdentity":'  # then the identity
 )
 _EVENT_SOURCE_JSON: Final = _json_string(EVENT_SOURCE)
+_EVENT_ID_SHAPE: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _members(
@@ -243,6 +246,7 @@ def build_event(
     event_time: datetime | None = None,
     management_event: bool = True,
     event_source: str = EVENT_SOURCE,
+    event_id: str | None = None,
 ) -> AuditEvent:
     """Build one scrubbed CloudTrail-shaped event for a KMS call.
 
@@ -269,6 +273,8 @@ def build_event(
         management_event: CloudTrail's ``managementEvent`` flag.
         event_source: CloudTrail's ``eventSource``: ``kms.amazonaws.com``, or
             ``iam.amazonaws.com`` for user administration.
+        event_id: CloudTrail's ``eventID``; a new UUID if None (a journaled
+            call's names its journal entry, see :mod:`kmscore.audit.journal`).
 
     Returns:
         A JSON-ready dictionary with the CloudTrail KMS event fields, sealed
@@ -286,7 +292,10 @@ def build_event(
         digits = _random_hex.pop()
     except IndexError:
         digits = _more_random_hex()
-    event_id = _uuid4(digits)
+    if event_id is None:
+        event_id = _uuid4(digits)
+    elif type(event_id) is not str or not _EVENT_ID_SHAPE.fullmatch(event_id):
+        raise ValueError("event_id must be a UUID string")
     if request_id is None:
         request_id = _uuid4(digits[32:])
     # The fast path: the common argument types, the event and its JSON at once.

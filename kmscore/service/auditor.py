@@ -13,22 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from time import time_ns as _now_ns
 from typing import Any
 
-from kmscore.audit import Identity, build_event
+from kmscore.audit.journal import DEFAULT_JOURNAL_BYTES
+from kmscore.audit.journaled import JournaledTrail
 from kmscore.audit.setup import open_service_trail
 from kmscore.audit.sink import AuditSink
 from kmscore.errors import KMSError
-from kmscore.model.caller import Caller
 from kmscore.service.call import Call
-from kmscore.wire.operations import KMS_EVENT_SOURCE, OPERATION_FACTS
 
 __all__ = ["TrailAuditor"]
-
-
-def _event_source(operation: str) -> str:
-    facts = OPERATION_FACTS.get(operation)
-    return facts.event_source if facts is not None else KMS_EVENT_SOURCE
 
 
 class TrailAuditor:
@@ -43,25 +38,18 @@ class TrailAuditor:
         Raises:
             KMSInternalException: the trail, its witness or its export cannot be opened.
         """
-        self.trail: AuditSink = open_service_trail(data_dir, **trail_options)
-        self._identities: dict[Caller, Identity] = {}
-
-    def _identity(self, caller: Caller) -> Identity:
-        identity = self._identities.get(caller)
-        if identity is None:
-            name = caller.arn.rsplit("/", 1)[-1] if caller.kind == "IAMUser" else None
-            identity = Identity(
-                type=caller.kind,
-                principal_id=caller.principal_id,
-                arn=caller.arn,
-                account_id=caller.account,
-                access_key_id=caller.access_key_id,
-                user_name=name,
+        journal_bytes = trail_options.pop("journal_bytes", DEFAULT_JOURNAL_BYTES)
+        chainer = trail_options.pop("chainer", True)
+        trail = open_service_trail(data_dir, **trail_options)
+        try:
+            self.trail: JournaledTrail = JournaledTrail(
+                data_dir, trail, journal_bytes=journal_bytes, chainer=chainer
             )
-            if len(self._identities) > 1024:
-                self._identities.clear()
-            self._identities[caller] = identity
-        return identity
+        except BaseException:
+            trail.close()
+            raise
+        self._sink: AuditSink = self.trail
+        self._record = self.trail.record_call
 
     def record(
         self,
@@ -85,24 +73,25 @@ class TrailAuditor:
             blobs = request.get("CiphertextBlobs")
             if isinstance(blobs, list):
                 extra = {"batchSize": len(blobs)}
-        event = build_event(
+        if error is None:
+            code = message = None
+        else:
+            code, message = error.code, error.message
+        self._record(
+            _now_ns(),
             call.operation,
-            region=svc.region,
-            account_id=svc.account,
-            identity=self._identity(call.caller),
-            source_ip=call.caller.source,
-            user_agent=call.caller.user_agent,
-            request_parameters=request,
-            response_elements=response if (response and not call.read_only) else None,
-            resources=call.resources,
-            read_only=call.read_only,
-            error_code=error.code if error is not None else None,
-            error_message=error.message if error is not None else None,
-            request_id=call.request_id,
-            additional_event_data=extra,
-            event_source=_event_source(call.operation),
+            call.request_id,
+            call.caller,
+            svc.region,
+            svc.account,
+            call.resources,
+            call.read_only,
+            code,
+            message,
+            request,
+            response if (response and not call.read_only) else None,
+            extra,
         )
-        self.trail.append(event)
 
     def close(self) -> None:
         """Flush the trail and seal it with a checkpoint."""

@@ -1,0 +1,501 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Native audit journal writer: compact call records into a shared file mapping.
+
+One call costs one function call here: the request's members are scrubbed by
+the rule the caller hands in (secret names dropped, encryption contexts kept,
+anything unusual given to the caller's scrubber), packed as MessagePack into a
+scratch buffer, chained with SHA-256 and copied into the mapping, and the
+entry's length is stored last, with release ordering, as its commit word. No
+system call, no lock: the GIL makes one append atomic within the process, and
+every process has its own journal. The format is in
+:mod:`kmscore.audit.journal`; use :mod:`kmscore.engine.journal`, not this module.
+"""
+
+from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.dict cimport PyDict_GetItem, PyDict_Next, PyDict_SetItem
+from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.object cimport PyObject
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.string cimport memcpy
+
+cdef extern from "Python.h":
+    const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
+    int PyLong_CheckExact(object o)
+    int PyUnicode_CheckExact(object o)
+    int PyBytes_CheckExact(object o)
+    int PyFloat_CheckExact(object o)
+    int PyDict_CheckExact(object o)
+    int PyList_CheckExact(object o)
+    int PyTuple_CheckExact(object o)
+    long long PyLong_AsLongLongAndOverflow(object o, int *overflow) except? -1
+    char *PyBytes_AS_STRING(object o)
+    Py_ssize_t PyBytes_GET_SIZE(object o)
+
+cdef extern from "openssl/evp.h" nogil:
+    ctypedef struct EVP_MD_CTX:
+        pass
+    ctypedef struct EVP_MD:
+        pass
+    EVP_MD_CTX *EVP_MD_CTX_new()
+    void EVP_MD_CTX_free(EVP_MD_CTX *ctx)
+    const EVP_MD *EVP_sha256()
+    EVP_MD *EVP_MD_fetch(void *libctx, const char *algorithm, const char *properties)
+    int EVP_DigestInit_ex(EVP_MD_CTX *ctx, const EVP_MD *type, void *impl)
+    int EVP_DigestUpdate(EVP_MD_CTX *ctx, const void *d, size_t cnt)
+    int EVP_DigestFinal_ex(EVP_MD_CTX *ctx, unsigned char *md, unsigned int *s)
+
+from kmscore.engine._journal_base import JournalFull
+
+# Fetched once: an implicit fetch on every digest costs more than the digest
+# (OpenSSL 3 looks the algorithm up under a lock each time).
+cdef const EVP_MD *_SHA256 = EVP_MD_fetch(NULL, b"SHA256", NULL)
+from kmscore.errors import KMSInternalException
+
+# Entry layout (see kmscore.audit.journal): u32 body length (the commit word),
+# u32 low half of the entry's seq, 16-byte chained digest, body, zero padding to 8.
+cdef enum:
+    ENTRY_HEAD = 24
+    DIGEST_LEN = 16
+    MAX_DEPTH = 32
+    # Member kinds, as the classifier answers them.
+    KIND_SECRET = 0
+    KIND_CONTEXT = 1
+    KIND_OTHER = 2
+    # Entry kinds: the first element of every body.
+    ENTRY_DEFINE = 0
+    ENTRY_CALL = 1
+    ENTRY_EVENT = 2
+
+cdef extern from *:
+    """
+    static inline void kms_release_u32(uint32_t *p, uint32_t v) {
+        __atomic_store_n(p, v, __ATOMIC_RELEASE);
+    }
+    static inline void kms_release_u64(uint64_t *p, uint64_t v) {
+        __atomic_store_n(p, v, __ATOMIC_RELEASE);
+    }
+    """
+    void kms_release_u32(uint32_t *p, uint32_t v) nogil
+    void kms_release_u64(uint64_t *p, uint64_t v) nogil
+
+
+cdef class JournalWriter:
+    """Appends entries to one journal mapping (see :mod:`kmscore.engine.journal`)."""
+
+    cdef Py_buffer view
+    cdef bint pinned
+    cdef uint8_t *base
+    cdef size_t capacity
+    cdef size_t _offset
+    cdef uint64_t _seq
+    cdef uint8_t _digest[DIGEST_LEN]
+    cdef size_t count_at
+    cdef uint8_t *scratch
+    cdef size_t scratch_cap
+    cdef size_t n
+    cdef EVP_MD_CTX *md
+    cdef dict refs
+    cdef dict kinds
+    cdef object classify
+    cdef object scrub
+    cdef object drop
+    cdef object describe
+
+    def __cinit__(self):
+        self.pinned = False
+        self.scratch = NULL
+        self.md = NULL
+
+    def __init__(self, mapping, size_t offset, uint64_t seq, bytes digest, size_t count_at,
+                 classify, scrub, drop, describe):
+        if len(digest) != DIGEST_LEN:
+            raise ValueError("a journal digest is 16 bytes")
+        PyObject_GetBuffer(mapping, &self.view, PyBUF_WRITABLE)
+        self.pinned = True
+        self.base = <uint8_t *>self.view.buf
+        self.capacity = <size_t>self.view.len
+        if offset % 8 or offset > self.capacity or count_at + 8 > offset:
+            raise ValueError("a journal offset is past the header and 8-aligned")
+        self._offset = offset
+        self._seq = seq
+        memcpy(self._digest, PyBytes_AS_STRING(digest), DIGEST_LEN)
+        self.count_at = count_at
+        self.md = EVP_MD_CTX_new()
+        if self.md == NULL or _SHA256 == NULL:
+            raise MemoryError()
+        self._grow(4096)
+        self.refs = {}
+        self.kinds = {}
+        self.classify = classify
+        self.scrub = scrub
+        self.drop = drop
+        self.describe = describe
+
+    def __dealloc__(self):
+        if self.pinned:
+            PyBuffer_Release(&self.view)
+        if self.scratch != NULL:
+            PyMem_Free(self.scratch)
+        if self.md != NULL:
+            EVP_MD_CTX_free(self.md)
+
+    def release(self):
+        """Let go of the mapping (the writer can append no more)."""
+        if self.pinned:
+            PyBuffer_Release(&self.view)
+            self.pinned = False
+        self.capacity = 0
+
+    @property
+    def offset(self):
+        """Where the next entry goes."""
+        return self._offset
+
+    @property
+    def seq(self):
+        """The seq the next entry gets (entries so far)."""
+        return self._seq
+
+    @property
+    def digest(self):
+        return PyBytes_FromStringAndSize(<char *>self._digest, DIGEST_LEN)
+
+    # --- the scratch buffer and MessagePack --------------------------------------
+
+    cdef int _grow(self, size_t need) except -1:
+        cdef size_t cap
+        cdef uint8_t *grown
+        if self.n + need <= self.scratch_cap:
+            return 0
+        cap = self.scratch_cap * 2 if self.scratch_cap else 4096
+        while cap < self.n + need:
+            cap *= 2
+        grown = <uint8_t *>PyMem_Realloc(self.scratch, cap)
+        if grown == NULL:
+            raise MemoryError()
+        self.scratch = grown
+        self.scratch_cap = cap
+        return 0
+
+    cdef inline int _byte(self, uint8_t b) except -1:
+        if self.n + 1 > self.scratch_cap:
+            self._grow(1)
+        self.scratch[self.n] = b
+        self.n += 1
+        return 0
+
+    cdef int _be(self, uint8_t tag, uint64_t value, int width) except -1:
+        cdef int i
+        self._grow(1 + width)
+        self.scratch[self.n] = tag
+        for i in range(width):
+            self.scratch[self.n + 1 + i] = <uint8_t>(value >> (8 * (width - 1 - i)))
+        self.n += 1 + width
+        return 0
+
+    cdef int _int(self, object value) except -1:
+        cdef int overflow = 0
+        cdef long long v = PyLong_AsLongLongAndOverflow(value, &overflow)
+        cdef uint64_t u
+        if overflow > 0:
+            u = <uint64_t>value  # raises OverflowError past 2**64 - 1
+            return self._be(0xCF, u, 8)
+        if overflow < 0:
+            raise OverflowError("an integer below -2**63 cannot be journaled")
+        if v >= 0:
+            if v < 128:
+                return self._byte(<uint8_t>v)
+            if v < 0x100:
+                return self._be(0xCC, <uint64_t>v, 1)
+            if v < 0x10000:
+                return self._be(0xCD, <uint64_t>v, 2)
+            if v < 0x100000000:
+                return self._be(0xCE, <uint64_t>v, 4)
+            return self._be(0xCF, <uint64_t>v, 8)
+        if v >= -32:
+            return self._byte(<uint8_t>(<int64_t>v & 0xFF))
+        if v >= -128:
+            return self._be(0xD0, <uint64_t>(<int64_t>v) & 0xFF, 1)
+        if v >= -32768:
+            return self._be(0xD1, <uint64_t>(<int64_t>v) & 0xFFFF, 2)
+        if v >= -2147483648:
+            return self._be(0xD2, <uint64_t>(<int64_t>v) & 0xFFFFFFFF, 4)
+        return self._be(0xD3, <uint64_t>(<int64_t>v), 8)
+
+    cdef int _raw(self, const char *data, Py_ssize_t size, bint text) except -1:
+        if text and size < 32:
+            self._grow(1 + size)
+            self.scratch[self.n] = 0xA0 | <uint8_t>size
+            self.n += 1
+        elif size < 0x100:
+            self._be(0xD9 if text else 0xC4, <uint64_t>size, 1)
+        elif size < 0x10000:
+            self._be(0xDA if text else 0xC5, <uint64_t>size, 2)
+        elif size <= 0xFFFFFFFF:
+            self._be(0xDB if text else 0xC6, <uint64_t>size, 4)
+        else:
+            raise ValueError("a journaled value is 4 GiB or longer")
+        self._grow(size)
+        memcpy(self.scratch + self.n, data, size)
+        self.n += size
+        return 0
+
+    cdef inline int _str(self, object value) except -1:
+        cdef Py_ssize_t size
+        cdef const char *data = PyUnicode_AsUTF8AndSize(value, &size)
+        return self._raw(data, size, True)
+
+    cdef int _head(self, uint8_t fix, uint8_t tag16, Py_ssize_t size) except -1:
+        if size < 16:
+            return self._byte(fix | <uint8_t>size)
+        if size < 0x10000:
+            return self._be(tag16, <uint64_t>size, 2)
+        return self._be(tag16 + 1, <uint64_t>size, 4)
+
+    cdef int _value(self, object value, int depth) except -1:
+        """Any JSON-like value, packed as msgpack.packb(use_bin_type=True) packs it."""
+        cdef double d
+        cdef uint64_t bits
+        cdef Py_ssize_t i, size, pos = 0
+        cdef PyObject *k
+        cdef PyObject *v
+        if depth > MAX_DEPTH:
+            raise ValueError("a journaled value is nested too deeply")
+        if value is None:
+            return self._byte(0xC0)
+        if value is True:
+            return self._byte(0xC3)
+        if value is False:
+            return self._byte(0xC2)
+        if PyUnicode_CheckExact(value):
+            return self._str(value)
+        if PyLong_CheckExact(value):
+            return self._int(value)
+        if PyFloat_CheckExact(value):
+            d = PyFloat_AS_DOUBLE(value)
+            memcpy(&bits, &d, 8)
+            return self._be(0xCB, bits, 8)
+        if PyBytes_CheckExact(value):
+            return self._raw(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), False)
+        if PyList_CheckExact(value):
+            size = PyList_GET_SIZE(value)
+            self._head(0x90, 0xDC, size)
+            for i in range(size):
+                self._value(<object>PyList_GET_ITEM(value, i), depth + 1)
+            return 0
+        if PyTuple_CheckExact(value):
+            size = PyTuple_GET_SIZE(value)
+            self._head(0x90, 0xDC, size)
+            for i in range(size):
+                self._value(<object>PyTuple_GET_ITEM(value, i), depth + 1)
+            return 0
+        if isinstance(value, dict):
+            self._head(0x80, 0xDE, len(value))
+            while PyDict_Next(value, &pos, &k, &v):
+                self._value(<object>k, depth + 1)
+                self._value(<object>v, depth + 1)
+            return 0
+        if isinstance(value, str):
+            return self._str(str(value))
+        if isinstance(value, int):
+            return self._int(int(value))
+        raise TypeError(f"cannot journal a {type(value).__name__}")
+
+    cdef int _section(self, object members) except -1:
+        """A request or response section, scrubbed member by member.
+
+        Strings, ints, booleans and None are kept as they are and string-to-string
+        encryption contexts verbatim; secret names are dropped; anything else goes
+        through the caller's scrubber, whose answer (or nothing, for its DROP) is
+        packed. Member names are kept as the API spells them.
+        """
+        cdef Py_ssize_t pos = 0, kept = 0, head_at, ctx_at, ctx_head, ctx_n, cpos
+        cdef bint unusual
+        cdef PyObject *k
+        cdef PyObject *v
+        cdef PyObject *ck
+        cdef PyObject *cv
+        cdef PyObject *found
+        cdef int kind
+        cdef object item, clean
+        if members is None:
+            return self._byte(0xC0)
+        if not PyDict_CheckExact(members):
+            members = dict(members)
+        # A map32 head, patched with the count once the kept members are known.
+        head_at = self.n
+        self._be(0xDF, 0, 4)
+        while PyDict_Next(members, &pos, &k, &v):
+            if not PyUnicode_CheckExact(<object>k):
+                continue
+            found = PyDict_GetItem(self.kinds, <object>k)
+            if found == NULL:
+                kind = self.classify(<object>k)
+                PyDict_SetItem(self.kinds, <object>k, kind)
+            else:
+                kind = <int><object>found
+            if kind == KIND_SECRET:
+                continue
+            item = <object>v
+            if kind == KIND_CONTEXT and PyDict_CheckExact(item):
+                ctx_at = self.n
+                self._str(<object>k)
+                ctx_head = self.n
+                self._be(0xDF, 0, 4)
+                ctx_n = 0
+                cpos = 0
+                unusual = False
+                while PyDict_Next(item, &cpos, &ck, &cv):
+                    if PyUnicode_CheckExact(<object>ck) and PyUnicode_CheckExact(<object>cv):
+                        self._str(<object>ck)
+                        self._str(<object>cv)
+                        ctx_n += 1
+                    else:
+                        unusual = True
+                        break
+                if not unusual:
+                    self._patch32(ctx_head + 1, <uint64_t>ctx_n)
+                    kept += 1
+                    continue
+                self.n = ctx_at  # an unusual context: the scrubber's way
+            elif kind == KIND_OTHER and (
+                item is None or item is True or item is False
+                or PyUnicode_CheckExact(item) or PyLong_CheckExact(item)
+            ):
+                self._str(<object>k)
+                self._value(item, 1)
+                kept += 1
+                continue
+            clean = self.scrub(<object>k, item)
+            if clean is self.drop:
+                continue
+            self._str(<object>k)
+            self._value(clean, 1)
+            kept += 1
+        self._patch32(head_at + 1, kept)
+        return 0
+
+    cdef void _patch32(self, size_t at, uint64_t value):
+        self.scratch[at] = <uint8_t>(value >> 24)
+        self.scratch[at + 1] = <uint8_t>(value >> 16)
+        self.scratch[at + 2] = <uint8_t>(value >> 8)
+        self.scratch[at + 3] = <uint8_t>value
+
+    # --- entries ------------------------------------------------------------------
+
+    cdef int _commit(self) except -1:
+        """Chain the scratch body and copy it into the mapping as the next entry."""
+        cdef size_t body = self.n
+        cdef size_t total = (ENTRY_HEAD + body + 7) & ~(<size_t>7)
+        cdef uint8_t seq_le[8]
+        cdef uint8_t out[32]
+        cdef unsigned int out_len = 0
+        cdef uint8_t *entry
+        cdef int i
+        if not self.pinned:
+            raise JournalFull()  # released: the owner rolls to a new file
+        # The next entry's length word must stay zero (the end mark), so one
+        # 8-byte word after this entry has to fit too.
+        if self._offset + total + 8 > self.capacity or body > 0x7FFFFFFF:
+            raise JournalFull()
+        for i in range(8):
+            seq_le[i] = <uint8_t>(self._seq >> (8 * i))
+        if (EVP_DigestInit_ex(self.md, _SHA256, NULL) != 1
+                or EVP_DigestUpdate(self.md, self._digest, DIGEST_LEN) != 1
+                or EVP_DigestUpdate(self.md, seq_le, 8) != 1
+                or EVP_DigestUpdate(self.md, self.scratch, body) != 1
+                or EVP_DigestFinal_ex(self.md, out, &out_len) != 1):
+            raise KMSInternalException("The audit journal's digest failed.")
+        entry = self.base + self._offset
+        (<uint32_t *>(entry + 4))[0] = <uint32_t>(self._seq & 0xFFFFFFFF)
+        memcpy(entry + 8, out, DIGEST_LEN)
+        memcpy(entry + ENTRY_HEAD, self.scratch, body)
+        for i in range(<int>(total - ENTRY_HEAD - body)):
+            entry[ENTRY_HEAD + body + i] = 0
+        # The commit word last: a reader that sees the length sees the entry.
+        kms_release_u32(<uint32_t *>entry, <uint32_t>body)
+        memcpy(self._digest, out, DIGEST_LEN)
+        self._offset += total
+        self._seq += 1
+        kms_release_u64(<uint64_t *>(self.base + self.count_at), self._seq)
+        return 0
+
+    cdef object _ref(self, object key, object value):
+        """The reference number of ``key``, defining it (as ``value``) on first use."""
+        cdef PyObject *found = PyDict_GetItem(self.refs, key)
+        cdef Py_ssize_t number
+        if found != NULL:
+            return <object>found
+        number = len(self.refs)
+        self.n = 0
+        self._byte(0x92)
+        self._byte(ENTRY_DEFINE)
+        self._value(value if value is not None else key, 0)
+        self._commit()
+        self.refs[key] = number
+        return number
+
+    def append_call(self, int64_t time_ns, str operation, str request_id, caller,
+                    str region, str account, list resources, bint read_only,
+                    error_code, error_message, request, response, extra):
+        """Record one call; returns the entry's seq.
+
+        Raises:
+            JournalFull: it does not fit (nothing of the call was written).
+            TypeError, ValueError: a value that cannot be journaled.
+        """
+        cdef Py_ssize_t i, count = PyList_GET_SIZE(resources)
+        cdef PyObject *found
+        cdef object op_ref = self._ref(operation, None)
+        cdef object caller_ref
+        found = PyDict_GetItem(self.refs, caller)
+        caller_ref = <object>found if found != NULL else self._ref(caller, self.describe(caller))
+        cdef object region_ref = self._ref(region, None)
+        cdef object account_ref = self._ref(account, None)
+        for i in range(count):
+            self._ref(<object>PyList_GET_ITEM(resources, i), None)
+        self.n = 0
+        self._byte(0x9E)  # fixarray of 14
+        self._byte(ENTRY_CALL)
+        self._be(0xD3, <uint64_t>time_ns, 8)
+        self._int(op_ref)
+        self._str(request_id)
+        self._int(caller_ref)
+        self._int(region_ref)
+        self._int(account_ref)
+        self._head(0x90, 0xDC, count)
+        for i in range(count):
+            self._int(<object>PyDict_GetItem(self.refs, <object>PyList_GET_ITEM(resources, i)))
+        self._byte(0xC3 if read_only else 0xC2)
+        if error_code is None:
+            self._byte(0xC0)
+        else:
+            self._str(error_code)
+        if error_message is None:
+            self._byte(0xC0)
+        else:
+            self._str(error_message)
+        self._section(request)
+        self._section(response)
+        self._section(extra)
+        self._commit()
+        return self._seq - 1
+
+    def append_event(self, event):
+        """Record one whole event, already scrubbed by the caller; returns its seq.
+
+        Raises:
+            JournalFull: it does not fit.
+            TypeError, ValueError: a value that cannot be journaled.
+        """
+        self.n = 0
+        self._byte(0x92)
+        self._byte(ENTRY_EVENT)
+        self._value(event, 0)
+        self._commit()
+        return self._seq - 1
