@@ -178,7 +178,7 @@ def test_rewrite_attack_fails_with_the_auditors_key(
     with open_witnessed(data, witness) as kms:
         some_calls(kms, 3)
         trail(kms).checkpoint()
-        first_sealed = trail(kms).next_seq - 1
+        first_sealed = trail(kms).trail.next_seq - 1
         some_calls(kms, 3)
         trail(kms).checkpoint()
     auditor_key = bytes.fromhex(witness.public_key_file.read_text())
@@ -375,7 +375,7 @@ def test_exported_checkpoints_show_a_cut_tail(tmp_path: Path) -> None:
     with LocalKMS(data, audit_export=f"file:{export}") as kms:
         some_calls(kms, 2)
         trail(kms).checkpoint()
-        cut_at = trail(kms).next_seq
+        cut_at = trail(kms).trail.next_seq
         some_calls(kms, 3)
         trail(kms).checkpoint()
     assert stat.S_IMODE(export.stat().st_mode) == 0o600

@@ -1,10 +1,15 @@
 """Fail closed: when the audit record cannot be written, the call fails and changes nothing.
 
-The disk is made "full" for the audit segment file only: every write to a file
-descriptor that refers to ``<data-dir>/audit/segment-*.jsonl`` raises
-``OSError(ENOSPC)``, while the key store, the checkpoint file and everything
-else write normally. Which write call the trail uses is its own business, so
-every ``os`` write function is wrapped.
+A call's record is durable once it is in this process's journal, a file that is
+preallocated when it is made (:mod:`kmscore.audit.journal`). So a full disk
+fails a call when the journal needs a new file: the test makes the current file
+full (rolls it) and makes ``posix_fallocate`` of journal files raise
+``OSError(ENOSPC)``, while the key store and everything else write normally.
+
+A full disk under the trail's segments is the other case: the records wait in
+the journal, calls go on, and the trail gets every record once it can write.
+Which write call the trail uses is its own business, so every ``os`` write
+function is wrapped for that.
 """
 
 from __future__ import annotations
@@ -26,32 +31,55 @@ _WRITES = ("write", "writev", "pwrite", "pwritev")
 
 
 class FullDisk:
-    """Refuses writes to the audit segment files while ``on``."""
+    """Refuses new journal files, or writes to the trail's segments, while ``on``."""
 
-    def __init__(self, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, data_dir: Path, kms: LocalKMS, monkeypatch: pytest.MonkeyPatch) -> None:
         self.audit_dir = (data_dir / "audit").resolve()
-        self.on = False
+        self.kms = kms
+        self._on = False
+        self.segments = False
         self.refused = 0
         for name in _WRITES:
             original = getattr(os, name, None)
             if original is not None:
-                monkeypatch.setattr(os, name, self._wrap(original))
+                monkeypatch.setattr(os, name, self._wrap(original, segments=True))
+        monkeypatch.setattr(os, "posix_fallocate", self._wrap(os.posix_fallocate, segments=False))
 
-    def _is_segment(self, fd: int) -> bool:
+    @property
+    def on(self) -> bool:
+        return self._on
+
+    @on.setter
+    def on(self, value: bool) -> None:
+        if value and not self.segments:
+            # The journal's file is full: the next record needs a new one.
+            self.kms.service.auditor.trail.journal.roll()  # type: ignore[attr-defined]
+        self._on = value
+
+    def _target(self, fd: int) -> Path | None:
         try:
-            target = Path(os.readlink(f"/proc/self/fd/{fd}"))
+            return Path(os.readlink(f"/proc/self/fd/{fd}"))
         except OSError:
-            return False
-        return target.parent == self.audit_dir and target.name.startswith("segment-")
+            return None
 
-    def _wrap(self, original: Any) -> Any:
-        def write(fd: int, *args: Any, **kwargs: Any) -> Any:
-            if self.on and self._is_segment(fd):
+    def _refuses(self, fd: int, segments: bool) -> bool:
+        if not self._on or segments != self.segments:
+            return False
+        target = self._target(fd)
+        if target is None:
+            return False
+        if segments:
+            return target.parent == self.audit_dir and target.name.startswith("segment-")
+        return target.parent == self.audit_dir / "journal"
+
+    def _wrap(self, original: Any, *, segments: bool) -> Any:
+        def call(fd: int, *args: Any, **kwargs: Any) -> Any:
+            if self._refuses(fd, segments):
                 self.refused += 1
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             return original(fd, *args, **kwargs)
 
-        return write
+        return call
 
 
 @pytest.fixture
@@ -68,7 +96,7 @@ def kms(data_dir: Path) -> Iterator[LocalKMS]:
 
 @pytest.fixture
 def disk(data_dir: Path, kms: LocalKMS, monkeypatch: pytest.MonkeyPatch) -> FullDisk:
-    return FullDisk(data_dir, monkeypatch)
+    return FullDisk(data_dir, kms, monkeypatch)
 
 
 def snapshot(kms: LocalKMS, key: str) -> dict[str, Any]:
@@ -160,3 +188,24 @@ def test_denied_call_fails_too_when_its_record_cannot_be_written(
     assert getattr(info.value, "code", None) in {"KMSInternalException", "ValidationException"}
     disk.on = False
     assert [e["eventName"] for e in query(data_dir)] == ["CreateKey"]
+
+
+def test_a_full_disk_under_the_trail_loses_no_record(
+    data_dir: Path, kms: LocalKMS, disk: FullDisk
+) -> None:
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    disk.segments = True
+    disk.on = True
+    blobs = [kms.encrypt(KeyId=key, Plaintext=b"x")["CiphertextBlob"] for _ in range(5)]
+    # The drainer cannot write the trail: the records wait in the journal.
+    with pytest.raises(Exception) as info:
+        kms.service.auditor.trail.drain()  # type: ignore[attr-defined]
+    assert getattr(info.value, "code", None) == "KMSInternalException"
+    assert disk.refused >= 1
+    disk.on = False
+    assert all(kms.decrypt(CiphertextBlob=b)["Plaintext"] == b"x" for b in blobs)
+    names = [e["eventName"] for e in query(data_dir)]
+    assert names == ["CreateKey"] + ["Encrypt"] * 5 + ["Decrypt"] * 5
+    kms.close()
+    report = verify(data_dir)
+    assert report.records == 11 and report.unsealed == 0

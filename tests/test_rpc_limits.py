@@ -17,6 +17,7 @@ import msgpack  # type: ignore[import-untyped]
 import pytest
 from test_rpc_support import running_daemon, wait_for
 
+from kmscore.audit.chainer import drain_journals
 from kmscore import errors
 from kmscore.client.remote import RemoteConnectionError, RemoteKMS
 
@@ -26,6 +27,7 @@ RSS_KB_PER_CONNECTION_MAX = 5.0
 
 
 def _records(data_dir: Path) -> list[dict[str, Any]]:
+    drain_journals(data_dir)
     out = []
     for segment in sorted((data_dir / "audit").glob("segment-*.jsonl")):
         out += [json.loads(line) for line in segment.read_bytes().splitlines() if line.strip()]

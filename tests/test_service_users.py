@@ -11,6 +11,7 @@ import pytest
 from service_helpers import expect
 from service_helpers.access import ROOT, identity, user
 
+from kmscore.audit.chainer import drain_journals
 from kmscore.audit import verify
 from kmscore.client import LocalKMS
 
@@ -22,6 +23,7 @@ def root(tmp_path: Path) -> Iterator[LocalKMS]:
 
 
 def records(data_dir: Path) -> list[dict[str, Any]]:
+    drain_journals(data_dir)
     lines = []
     for segment in sorted((data_dir / "audit").glob("segment-*.jsonl")):
         lines += [json.loads(line) for line in segment.read_text().splitlines()]
@@ -29,6 +31,7 @@ def records(data_dir: Path) -> list[dict[str, Any]]:
 
 
 def trail_text(data_dir: Path) -> str:
+    drain_journals(data_dir)
     return "".join(p.read_text() for p in (data_dir / "audit").glob("segment-*.jsonl"))
 
 

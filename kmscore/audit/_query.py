@@ -7,6 +7,8 @@ for that). A torn last line left by a crash is skipped.
 
 from __future__ import annotations
 
+import logging
+
 import json
 import os
 from collections.abc import Iterator
@@ -28,6 +30,9 @@ def _parse_time(value: object) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+_log = logging.getLogger(__name__)
 
 
 def _aware(moment: datetime | None, name: str) -> datetime | None:
@@ -60,6 +65,24 @@ def _matches_error(record: dict[str, Any], error_code: str | bool) -> bool:
     if error_code is False:
         return code is None
     return code == error_code
+
+
+def catch_up(data_dir: Path) -> list[Any]:
+    """Chain what live and dead writers journaled, so a reader sees every call.
+
+    A trail that cannot be written here (a copy given to an auditor, a witness
+    that is away) is read as it is.
+
+    Returns:
+        The journals found damaged (:class:`~kmscore.audit.journal.JournalDamaged`).
+    """
+    from kmscore.audit.chainer import drain_journals
+
+    try:
+        return drain_journals(data_dir)[1]
+    except (KMSInternalException, OSError) as exc:
+        _log.warning("reading the audit trail without its journals: %s", exc)
+        return []
 
 
 def query(
@@ -96,6 +119,7 @@ def query(
         KMSInternalException: If the trail cannot be read.
     """
     since, until = _aware(since, "since"), _aware(until, "until")
+    catch_up(Path(data_dir))
     audit_dir = Path(data_dir) / fmt.AUDIT_DIR
     try:
         segments = fmt.list_segments(audit_dir)

@@ -338,11 +338,20 @@ def verify(
     Returns:
         What was verified.
 
+    Journal entries not chained yet are chained first (when the trail can be
+    written here); a damaged journal fails verification.
+
     Raises:
-        VerifyError: At the first place where the trail is not intact.
+        VerifyError: At the first place where the trail is not intact, or a
+            journal is damaged.
         KMSInternalException: If the public key cannot be read.
     """
     data = Path(data_dir)
+    from kmscore.audit._query import catch_up
+
+    damaged = catch_up(data)
+    if damaged:
+        raise VerifyError(str(damaged[0]))
     if public_key is None:
         key = _default_key(data)
     elif isinstance(public_key, VerifyKey):

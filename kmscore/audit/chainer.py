@@ -65,7 +65,7 @@ from kmscore.audit.sink import AuditSink
 from kmscore.errors import KMSInternalException
 from kmscore.wire.operations import KMS_EVENT_SOURCE, OPERATION_FACTS
 
-__all__ = ["BATCH", "Drainer", "chainer_running", "run", "start_chainer"]
+__all__ = ["BATCH", "Drainer", "chainer_running", "drain_journals", "run", "start_chainer"]
 
 BATCH: Final = 4096
 """Records per trail append; a reconciling drainer reads this many back."""
@@ -113,7 +113,8 @@ class Drainer:
         self.directory = journal_dir(self.data_dir)
         self.trail = trail
         self._cursors: dict[Path, _Cursor] = {}
-        self.damaged: set[Path] = set()
+        #: Journals found damaged, with where and why.
+        self.damaged: dict[Path, JournalDamaged] = {}
 
     # --- one pass ---------------------------------------------------------------
 
@@ -339,7 +340,7 @@ class Drainer:
 
     def _mark_damaged(self, path: Path, exc: JournalDamaged) -> None:
         if path not in self.damaged:
-            self.damaged.add(path)
+            self.damaged[path] = exc
             _log.error("%s", exc)
 
     def pending_journals(self) -> int:
@@ -392,7 +393,7 @@ def _time_of(body: bytes) -> int:
         return int.from_bytes(body[3:11], "big", signed=tag == 0xD3)
     import msgpack
 
-    unpacker = msgpack.Unpacker(raw=False)
+    unpacker = msgpack.Unpacker(raw=False, unicode_errors="surrogatepass")
     unpacker.feed(body)
     unpacker.read_array_header()
     unpacker.skip()
@@ -414,6 +415,35 @@ def _trail_tail_ids(audit_dir: Path, count: int) -> list[bytes]:
         if len(ids) >= count:
             break
     return ids[-count:]
+
+
+def drain_journals(data_dir: str | os.PathLike[str]) -> tuple[int, list[JournalDamaged]]:
+    """Chain what the data dir's journals hold, as a reader does before it reads.
+
+    Opens the data dir's trail (with its signer) only when some journal has
+    entries waiting.
+
+    Returns:
+        How many records were chained, and the journals found damaged.
+
+    Raises:
+        KMSInternalException: the trail cannot be opened or refused a batch.
+    """
+    from kmscore.audit.journal import pending_journals
+    from kmscore.audit.setup import open_service_trail
+
+    data = Path(data_dir)
+    waiting = pending_journals(journal_dir(data))
+    if not waiting:
+        return 0, []
+    trail = open_service_trail(data)
+    drainer = Drainer(data, trail)
+    try:
+        moved = drainer.drain()
+        return moved, list(drainer.damaged.values())
+    finally:
+        drainer.close()
+        trail.close()
 
 
 # --- the chainer process -------------------------------------------------------------

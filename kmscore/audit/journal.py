@@ -465,6 +465,20 @@ class Journal:
                 )
             time.sleep(0.01)
 
+    def roll(self) -> None:
+        """Seal the current file now; the next append makes a new one.
+
+        Used after a failed fsync (the kernel may have dropped what the file
+        held, so it takes no more) and by tests of a full disk.
+        """
+        with self._lock:
+            if self._file is not None and self._pid == os.getpid():
+                self._writer.release()
+                self._file.seal()
+                self._full.append(self._file)
+            self._file = None
+            self._writer = None
+
     def pending(self) -> int:
         """Entries of the current file not yet chained (0 without a file)."""
         f = self._file
@@ -489,6 +503,7 @@ class Journal:
             try:
                 f.fsync()
             except OSError as exc:
+                self.roll()
                 raise KMSInternalException(f"cannot sync the audit journal: {exc}") from exc
 
     def close(self) -> None:
@@ -522,13 +537,39 @@ BEHIND_WAIT: Final = 10.0
 """Seconds an append waits for the drainer when too many files are behind."""
 
 
-def _pending_in(path: Path) -> bool:
+def pending_journals(directory: Path) -> list[Path]:
+    """The journals in ``directory`` that hold entries not yet in the trail.
+
+    A header that cannot be read counts as waiting (the drainer then says why).
+    """
     try:
-        with open(path, "rb") as f:
-            head = read_header(f.read(_HEADER.size), path)
-    except (OSError, JournalDamaged):
+        paths = sorted(p for p in directory.iterdir() if p.name.endswith(SUFFIX))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [path for path in paths if _pending_in(path, damaged=True)]
+
+
+def _pending_in(path: Path, *, damaged: bool = False) -> bool:
+    """Whether the entry at the journal's chained cursor is committed.
+
+    The commit word, not the count, is the truth: a writer killed between the
+    two leaves the count one short.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
         return False
-    return head.chained_seq < head.count
+    try:
+        head = read_header(os.pread(fd, _HEADER.size, 0), path)
+        if head.chained_offset + 4 > head.capacity:
+            return False
+        return os.pread(fd, 4, head.chained_offset) not in (b"", b"\0\0\0\0")
+    except JournalDamaged:
+        return damaged
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 # --- the drainer's side -----------------------------------------------------------
@@ -623,7 +664,9 @@ def decode(body: bytes) -> list[Any]:
     Raises:
         ValueError: it is not a MessagePack array of a known kind.
     """
-    value = msgpack.unpackb(body, raw=False, strict_map_key=False)
+    value = msgpack.unpackb(
+        body, raw=False, strict_map_key=False, unicode_errors="surrogatepass"
+    )
     if type(value) is not list or not value or value[0] not in (DEFINE, CALL, EVENT):
         raise ValueError("not a journal entry")
     return value

@@ -49,6 +49,8 @@ cdef extern from "openssl/evp.h" nogil:
     int EVP_DigestUpdate(EVP_MD_CTX *ctx, const void *d, size_t cnt)
     int EVP_DigestFinal_ex(EVP_MD_CTX *ctx, unsigned char *md, unsigned int *s)
 
+from collections.abc import Mapping
+
 from kmscore.engine._journal_base import JournalFull
 
 # Fetched once: an implicit fetch on every digest costs more than the digest
@@ -247,7 +249,13 @@ cdef class JournalWriter:
 
     cdef inline int _str(self, object value) except -1:
         cdef Py_ssize_t size
-        cdef const char *data = PyUnicode_AsUTF8AndSize(value, &size)
+        cdef const char *data
+        try:
+            data = PyUnicode_AsUTF8AndSize(value, &size)
+        except UnicodeEncodeError:
+            # Lone surrogates (JSON allows them): kept, as the trail's JSON keeps them.
+            raw = value.encode("utf-8", "surrogatepass")
+            return self._raw(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), True)
         return self._raw(data, size, True)
 
     cdef int _head(self, uint8_t fix, uint8_t tag16, Py_ssize_t size) except -1:
@@ -326,6 +334,10 @@ cdef class JournalWriter:
         if members is None:
             return self._byte(0xC0)
         if not PyDict_CheckExact(members):
+            if not isinstance(members, Mapping):
+                # Not a structure at all (a refused request): the scrubber's way.
+                clean = self.scrub("", members)
+                return self._value(None if clean is self.drop else clean, 0)
             members = dict(members)
         # A map32 head, patched with the count once the kept members are known.
         head_at = self.n

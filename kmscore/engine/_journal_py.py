@@ -130,7 +130,7 @@ class JournalWriter:
 
     def _pack(self, value: Any) -> bytes:
         _check(value, 0)
-        return bytes(msgpack.packb(value, use_bin_type=True))
+        return bytes(msgpack.packb(value, use_bin_type=True, unicode_errors="surrogatepass"))
 
     def _ref(self, key: Any, value: Any = None) -> int:
         found = self._refs.get(key)
@@ -144,6 +144,9 @@ class JournalWriter:
     def _section(self, members: Mapping[str, Any] | None) -> dict[str, Any] | None:
         if members is None:
             return None
+        if not isinstance(members, Mapping):
+            clean = self._scrub("", members)
+            return None if clean is self._drop else clean  # type: ignore[return-value]
         out: dict[str, Any] = {}
         for key, item in dict(members).items():
             if type(key) is not str:
