@@ -21,7 +21,6 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from kmscore.audit import AuditTrail
 from kmscore.frontends.awsjson import HttpServer, start_http_server
 from kmscore.frontends.limits import ConnectionLimits
 from kmscore.service import KeyService, open_service

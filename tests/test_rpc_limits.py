@@ -17,8 +17,8 @@ import msgpack  # type: ignore[import-untyped]
 import pytest
 from test_rpc_support import running_daemon, wait_for
 
-from kmscore.audit.chainer import drain_journals
 from kmscore import errors
+from kmscore.audit.chainer import drain_journals
 from kmscore.client.remote import RemoteConnectionError, RemoteKMS
 
 #: Daemon memory per idle connection (kB), measured ~1.4 with uvloop (see

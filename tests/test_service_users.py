@@ -11,8 +11,8 @@ import pytest
 from service_helpers import expect
 from service_helpers.access import ROOT, identity, user
 
-from kmscore.audit.chainer import drain_journals
 from kmscore.audit import verify
+from kmscore.audit.chainer import drain_journals
 from kmscore.client import LocalKMS
 
 

@@ -7,9 +7,8 @@ for that). A torn last line left by a crash is skipped.
 
 from __future__ import annotations
 
-import logging
-
 import json
+import logging
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime

@@ -222,7 +222,9 @@ class Drainer:
         except ValueError as exc:
             raise JournalDamaged(reader.path, seq, "an entry is not a journal record") from exc
 
-    def _read(self, path: Path, cursor: _Cursor, limit: int) -> list[tuple[int, Path, int, bytes, int]]:
+    def _read(
+        self, path: Path, cursor: _Cursor, limit: int
+    ) -> list[tuple[int, Path, int, bytes, int]]:
         """Up to ``limit`` entries after the cursor: (time, path, seq, body, end).
 
         Definitions are taken into the cursor's references as they are read.
@@ -329,8 +331,22 @@ class Drainer:
             head = reader.refresh()
             if not (head.closed or not reader.writer_alive()):
                 continue
-            if any(True for _ in reader.entries(cursor.offset, cursor.seq, cursor.digest)):
-                continue  # a dead writer's last entries: next pass
+            try:
+                if any(True for _ in reader.entries(cursor.offset, cursor.seq, cursor.digest)):
+                    continue  # a dead writer's last entries: next pass
+            except JournalDamaged as exc:
+                self._mark_damaged(path, exc)
+                cursor.damaged = True
+                continue
+            if cursor.seq < head.count:
+                # The count is stored after each commit word: fewer entries than
+                # the count means some were removed.
+                self._mark_damaged(
+                    path,
+                    JournalDamaged(path, cursor.seq, f"it ends before its {head.count} entries"),
+                )
+                cursor.damaged = True
+                continue
             try:
                 os.unlink(path)
             except FileNotFoundError:
@@ -380,6 +396,7 @@ class Drainer:
                     break
 
     def close(self) -> None:
+        """Close the journals this drainer has open."""
         for cursor in self._cursors.values():
             cursor.reader.close()
         self._cursors.clear()
@@ -391,7 +408,7 @@ def _time_of(body: bytes) -> int:
     tag = body[2]
     if tag in (0xD3, 0xCF):
         return int.from_bytes(body[3:11], "big", signed=tag == 0xD3)
-    import msgpack
+    import msgpack  # type: ignore[import-untyped]
 
     unpacker = msgpack.Unpacker(raw=False, unicode_errors="surrogatepass")
     unpacker.feed(body)
@@ -476,7 +493,7 @@ def start_chainer(data_dir: Path) -> subprocess.Popen[bytes] | None:
     """
     if chainer_running(data_dir):
         return None
-    return subprocess.Popen(
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "kmscore.audit.chainer", str(data_dir)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

@@ -33,7 +33,6 @@ merely not recorded.
 from __future__ import annotations
 
 import re
-
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime

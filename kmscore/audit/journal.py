@@ -79,7 +79,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 
 from kmscore import fsutil
 from kmscore.audit.identity import Identity
@@ -188,6 +188,7 @@ class JournalHeader:
 
     @property
     def closed(self) -> bool:
+        """Whether the writer appends to this journal no more."""
         return bool(self.flags & FLAG_CLOSED)
 
 
@@ -314,9 +315,11 @@ class JournalFile:
         )
 
     def count(self) -> int:
+        """Entries committed so far."""
         return int(_SEQ.unpack_from(self.map, _COUNT_AT)[0])
 
     def chained_seq(self) -> int:
+        """Entries already in the trail."""
         return int(_SEQ.unpack_from(self.map, _CHAINED_AT + 8)[0])
 
     def seal(self) -> None:
@@ -490,10 +493,11 @@ class Journal:
             return 0
 
     def has_files(self) -> bool:
+        """Whether this journal made any file yet."""
         return self._file is not None or bool(self._full)
 
     def flush(self) -> None:
-        """fsync the current file: every entry so far survives a power loss.
+        """Fsync the current file: every entry so far survives a power loss.
 
         Raises:
             KMSInternalException: the fsync failed.
@@ -561,6 +565,8 @@ def _pending_in(path: Path, *, damaged: bool = False) -> bool:
         return False
     try:
         head = read_header(os.pread(fd, _HEADER.size, 0), path)
+        if head.chained_seq < head.count:
+            return True
         if head.chained_offset + 4 > head.capacity:
             return False
         return os.pread(fd, 4, head.chained_offset) not in (b"", b"\0\0\0\0")
@@ -664,9 +670,7 @@ def decode(body: bytes) -> list[Any]:
     Raises:
         ValueError: it is not a MessagePack array of a known kind.
     """
-    value = msgpack.unpackb(
-        body, raw=False, strict_map_key=False, unicode_errors="surrogatepass"
-    )
+    value = msgpack.unpackb(body, raw=False, strict_map_key=False, unicode_errors="surrogatepass")
     if type(value) is not list or not value or value[0] not in (DEFINE, CALL, EVENT):
         raise ValueError("not a journal entry")
     return value

@@ -131,14 +131,16 @@ class JournaledTrail:
         with self._pump_lock:
             if self._pump is not None or self._closed:
                 return
-            self._pump = threading.Thread(target=self._run_pump, name="kmscore-audit-pump", daemon=True)
+            self._pump = threading.Thread(
+                target=self._run_pump, name="kmscore-audit-pump", daemon=True
+            )
             self._pump.start()
 
     def _run_pump(self) -> None:
         while not self._stop.wait(PUMP_INTERVAL):
             try:
                 self._tick()
-            except Exception as exc:  # noqa: BLE001 - the pump must go on; the record is safe
+            except Exception as exc:
                 _log.error("draining the audit journal failed: %s", exc)
 
     def _tick(self) -> None:
@@ -218,4 +220,3 @@ class JournaledTrail:
 
     def __repr__(self) -> str:
         return f"JournaledTrail({str(self.data_dir)!r})"
-

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 
 from kmscore.engine._journal_base import JournalFull
 
@@ -146,7 +146,7 @@ class JournalWriter:
             return None
         if not isinstance(members, Mapping):
             clean = self._scrub("", members)
-            return None if clean is self._drop else clean  # type: ignore[return-value]
+            return None if clean is self._drop else clean
         out: dict[str, Any] = {}
         for key, item in dict(members).items():
             if type(key) is not str:

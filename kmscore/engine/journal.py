@@ -18,4 +18,4 @@ if BACKEND == "python":
     from kmscore.engine._journal_py import JournalWriter
 else:
     # mypy types this module by the twin imported above; both share one interface.
-    from kmscore.engine._journal import JournalWriter  # type: ignore[assignment,no-redef]
+    from kmscore.engine._journal import JournalWriter  # type: ignore[assignment]
