@@ -7,8 +7,9 @@ Targets (issue 3):
   batch per key.
 - One generate_data_key and one decrypt through LocalKMS are at least 2x
   faster than the same call on moto's KMS backend object, called directly.
-- With the audit trail on (a durable record per call, issue 4), single calls
-  keep at least 85% of the throughput they have with auditing off.
+- With the audit trail on (a durable record per call, issue 4), a single call
+  costs at most 1.15x the same call with auditing off (issue 13), and is at
+  least 1.5x faster than moto's backend.
 
 Every LocalKMS here has key policies and grants deciding each call. The rows
 without "audited" run with ``audit=False``.
@@ -140,14 +141,17 @@ def main() -> int:
         ("GenerateDataKeys(4096) / engine batch", "LocalKMS GenerateDataKeys(4096)",
          "engine generate_data_keys(4096)", "<=", 1.5),
         ("audited / unaudited generate_data_key", "audited generate_data_key",
-         "LocalKMS generate_data_key", "<=", 1 / 0.85),
-        ("audited / unaudited decrypt", "audited decrypt", "LocalKMS decrypt", "<=", 1 / 0.85),
+         "LocalKMS generate_data_key", "<=", 1.15),
+        ("audited / unaudited decrypt", "audited decrypt", "LocalKMS decrypt", "<=", 1.15),
     ]  # fmt: skip
     if "moto decrypt" in med:
         checks += [
             ("moto / LocalKMS generate_data_key", "moto generate_data_key",
              "LocalKMS generate_data_key", ">=", 2.0),
             ("moto / LocalKMS decrypt", "moto decrypt", "LocalKMS decrypt", ">=", 2.0),
+            ("moto / audited generate_data_key", "moto generate_data_key",
+             "audited generate_data_key", ">=", 1.5),
+            ("moto / audited decrypt", "moto decrypt", "audited decrypt", ">=", 1.5),
         ]  # fmt: skip
     print("\nratios (median, min) vs target")
     for label, a, b, op, target in checks:

@@ -535,7 +535,7 @@ def run(data_dir: Path, *, idle_exit: float = 2.0) -> int:
     idle_since: float | None = None
     pause = 0.0005
     try:
-        while not stop:
+        while not stop and directory.is_dir():
             try:
                 moved = drainer.drain()
             except KMSInternalException as exc:
@@ -558,7 +558,12 @@ def run(data_dir: Path, *, idle_exit: float = 2.0) -> int:
             pause = min(pause * 2, 0.01)
     finally:
         drainer.close()
-        trail.close()
+        try:
+            trail.close()
+        except KMSInternalException as exc:
+            if directory.is_dir():
+                raise
+            _log.debug("the data dir is gone: %s", exc)  # removed under us (a temporary dir)
         os.close(lock)
     return 0
 

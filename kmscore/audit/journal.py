@@ -392,7 +392,11 @@ class Journal:
         self.max_behind = max_behind
         self.on_behind = on_behind
         self._file: JournalFile | None = None
-        self._writer: Any = None
+        #: The native writer of the current file, or None before the first
+        #: append. A caller may append through it directly and go through
+        #: :meth:`append_call` when it raises JournalFull (the file is full, or
+        #: was let go on a roll, a close or a fork).
+        self.writer: Any = None
         self._full: list[JournalFile] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -408,7 +412,7 @@ class Journal:
                 needed and cannot be made; nothing of the call is kept.
         """
         for _ in range(4):
-            writer = self._writer
+            writer = self.writer
             if writer is None:
                 writer = self._next(None)
             try:
@@ -424,7 +428,7 @@ class Journal:
             KMSInternalException: as :meth:`append_call`.
         """
         for _ in range(4):
-            writer = self._writer
+            writer = self.writer
             if writer is None:
                 writer = self._next(None)
             try:
@@ -437,19 +441,19 @@ class Journal:
         with self._lock:
             if self._closed or self._pid != os.getpid():
                 raise KMSInternalException("The audit journal is closed.")
-            if self._writer is not full and self._writer is not None:
-                return self._writer  # another thread rolled it already
+            if self.writer is not full and self.writer is not None:
+                return self.writer  # another thread rolled it already
             if self._file is not None:
-                self._writer.release()
+                self.writer.release()
                 self._file.seal()
                 self._full.append(self._file)
                 self._file = None
-                self._writer = None
+                self.writer = None
             self._wait_for_drainer()
             new = JournalFile(self.directory, self.capacity)
             self._file = new
-            self._writer = new.writer(describe_caller)
-            return self._writer
+            self.writer = new.writer(describe_caller)
+            return self.writer
 
     def _wait_for_drainer(self) -> None:
         deadline = None
@@ -476,11 +480,11 @@ class Journal:
         """
         with self._lock:
             if self._file is not None and self._pid == os.getpid():
-                self._writer.release()
+                self.writer.release()
                 self._file.seal()
                 self._full.append(self._file)
             self._file = None
-            self._writer = None
+            self.writer = None
 
     def pending(self) -> int:
         """Entries of the current file not yet chained (0 without a file)."""
@@ -515,15 +519,17 @@ class Journal:
         with self._lock:
             self._closed = True
             if self._file is not None and self._pid == os.getpid():
-                self._writer.release()
+                self.writer.release()
                 self._file.seal()
             self._file = None
-            self._writer = None
+            self.writer = None
 
     def _forked(self) -> None:
         # The child must never write into its parent's file.
         self._closed = True
         self._lock = threading.Lock()
+        if self.writer is not None:
+            self.writer.release()  # a stale reference to it now refuses
         if self._file is not None:
             try:
                 self._file.map.close()
@@ -534,7 +540,7 @@ class Journal:
             except OSError:
                 pass
         self._file = None
-        self._writer = None
+        self.writer = None
 
 
 BEHIND_WAIT: Final = 10.0

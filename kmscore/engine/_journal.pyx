@@ -33,6 +33,9 @@ cdef extern from "Python.h":
     int PyList_CheckExact(object o)
     int PyTuple_CheckExact(object o)
     long long PyLong_AsLongLongAndOverflow(object o, int *overflow) except? -1
+    bint PyUnicode_IS_COMPACT_ASCII(object o)
+    void *PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
     char *PyBytes_AS_STRING(object o)
     Py_ssize_t PyBytes_GET_SIZE(object o)
 
@@ -102,6 +105,12 @@ cdef class JournalWriter:
     cdef size_t n
     cdef EVP_MD_CTX *md
     cdef dict refs
+    cdef object last_caller
+    cdef object last_caller_ref
+    # The last key and reference number seen in each slot (operation, region,
+    # account, first resource): the same objects come back call after call.
+    cdef list slot_keys
+    cdef list slot_refs
     cdef dict kinds
     cdef object classify
     cdef object scrub
@@ -132,6 +141,8 @@ cdef class JournalWriter:
             raise MemoryError()
         self._grow(4096)
         self.refs = {}
+        self.slot_keys = [None, None, None, None]
+        self.slot_refs = [None, None, None, None]
         self.kinds = {}
         self.classify = classify
         self.scrub = scrub
@@ -248,6 +259,11 @@ cdef class JournalWriter:
         return 0
 
     cdef inline int _str(self, object value) except -1:
+        if PyUnicode_IS_COMPACT_ASCII(value):
+            return self._raw(<const char *>PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value), True)
+        return self._str_slow(value)
+
+    cdef int _str_slow(self, object value) except -1:
         cdef Py_ssize_t size
         cdef const char *data
         try:
@@ -437,6 +453,15 @@ cdef class JournalWriter:
         kms_release_u64(<uint64_t *>(self.base + self.count_at), self._seq)
         return 0
 
+    cdef inline object _slot(self, int slot, object key):
+        """:meth:`_ref` of a string, remembering the last one per slot."""
+        if <PyObject *>PyList_GET_ITEM(self.slot_keys, slot) == <PyObject *>key:
+            return <object>PyList_GET_ITEM(self.slot_refs, slot)
+        ref = self._ref(key, None)
+        self.slot_keys[slot] = key
+        self.slot_refs[slot] = ref
+        return ref
+
     cdef object _ref(self, object key, object value):
         """The reference number of ``key``, defining it (as ``value``) on first use."""
         cdef PyObject *found = PyDict_GetItem(self.refs, key)
@@ -463,13 +488,21 @@ cdef class JournalWriter:
         """
         cdef Py_ssize_t i, count = PyList_GET_SIZE(resources)
         cdef PyObject *found
-        cdef object op_ref = self._ref(operation, None)
+        cdef object op_ref = self._slot(0, operation)
         cdef object caller_ref
-        found = PyDict_GetItem(self.refs, caller)
-        caller_ref = <object>found if found != NULL else self._ref(caller, self.describe(caller))
-        cdef object region_ref = self._ref(region, None)
-        cdef object account_ref = self._ref(account, None)
-        for i in range(count):
+        if caller is self.last_caller:
+            # The same caller object call after call: no hashing (a dataclass
+            # hashes all its fields in Python each time).
+            caller_ref = self.last_caller_ref
+        else:
+            found = PyDict_GetItem(self.refs, caller)
+            caller_ref = <object>found if found != NULL else self._ref(caller, self.describe(caller))
+            self.last_caller = caller
+            self.last_caller_ref = caller_ref
+        cdef object region_ref = self._slot(1, region)
+        cdef object account_ref = self._slot(2, account)
+        cdef object first_ref = self._slot(3, <object>PyList_GET_ITEM(resources, 0)) if count else None
+        for i in range(1, count):
             self._ref(<object>PyList_GET_ITEM(resources, i), None)
         self.n = 0
         self._byte(0x9E)  # fixarray of 14
@@ -481,7 +514,9 @@ cdef class JournalWriter:
         self._int(region_ref)
         self._int(account_ref)
         self._head(0x90, 0xDC, count)
-        for i in range(count):
+        if count:
+            self._int(first_ref)
+        for i in range(1, count):
             self._int(<object>PyDict_GetItem(self.refs, <object>PyList_GET_ITEM(resources, i)))
         self._byte(0xC3 if read_only else 0xC2)
         if error_code is None:

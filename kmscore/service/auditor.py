@@ -14,16 +14,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from time import time_ns as _now_ns
-from typing import Any
+from typing import Any, Final
 
 from kmscore.audit.journal import DEFAULT_JOURNAL_BYTES
 from kmscore.audit.journaled import JournaledTrail
 from kmscore.audit.setup import open_service_trail
 from kmscore.audit.sink import AuditSink
+from kmscore.engine.journal import JournalFull
 from kmscore.errors import KMSError
 from kmscore.service.call import Call
 
 __all__ = ["TrailAuditor"]
+
+_BATCHES: Final = frozenset({"GenerateDataKeys", "DecryptMany"})
+
+
+def _batch_size(operation: str, request: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    if operation == "GenerateDataKeys":
+        count = request.get("Count")
+        return {"batchSize": count} if isinstance(count, int) else None
+    blobs = request.get("CiphertextBlobs")
+    return {"batchSize": len(blobs)} if isinstance(blobs, list) else None
 
 
 class TrailAuditor:
@@ -49,7 +60,7 @@ class TrailAuditor:
             trail.close()
             raise
         self._sink: AuditSink = self.trail
-        self._record = self.trail.record_call
+        self._journal = self.trail.journal
 
     def record(
         self,
@@ -63,21 +74,11 @@ class TrailAuditor:
         Raises:
             KMSInternalException: the record could not be written.
         """
-        svc = call.service
         extra = call.additional_event_data
-        if extra is not None:
-            pass
-        elif call.operation == "GenerateDataKeys" and isinstance(request.get("Count"), int):
-            extra = {"batchSize": request["Count"]}
-        elif call.operation == "DecryptMany":
-            blobs = request.get("CiphertextBlobs")
-            if isinstance(blobs, list):
-                extra = {"batchSize": len(blobs)}
-        if error is None:
-            code = message = None
-        else:
-            code, message = error.code, error.message
-        self._record(
+        if extra is None and call.operation in _BATCHES:
+            extra = _batch_size(call.operation, request)
+        svc = call.service
+        args = (
             _now_ns(),
             call.operation,
             call.request_id,
@@ -86,12 +87,21 @@ class TrailAuditor:
             svc.account,
             call.resources,
             call.read_only,
-            code,
-            message,
+            None if error is None else error.code,
+            None if error is None else error.message,
             request,
-            response if (response and not call.read_only) else None,
+            None if call.read_only or not response else response,
             extra,
         )
+        # The hot path: straight into the journal's current file.
+        writer = self._journal.writer
+        if writer is not None:
+            try:
+                writer.append_call(*args)
+                return
+            except JournalFull:
+                pass  # the file is full (or was let go): the journal rolls it
+        self.trail.record_call(*args)
 
     def close(self) -> None:
         """Flush the trail and seal it with a checkpoint."""
