@@ -51,6 +51,7 @@ from kmscore.audit.journal import (
     ENTRY_HEAD,
     EVENT,
     HEADER_BYTES,
+    NEW_SUFFIX,
     SUFFIX,
     JournalDamaged,
     JournalReader,
@@ -70,6 +71,8 @@ __all__ = ["BATCH", "Drainer", "chainer_running", "drain_journals", "run", "star
 BATCH: Final = 4096
 """Records per trail append; a reconciling drainer reads this many back."""
 
+ABANDONED_AFTER: Final = 10.0
+"""Seconds before a half-made journal (see :data:`~kmscore.audit.journal.NEW_SUFFIX`) is removed."""
 DRAIN_LOCK: Final = "DRAIN"
 CHAINER_LOCK: Final = "CHAINER"
 _CLEAN: Final = b"clean\n"
@@ -178,9 +181,13 @@ class Drainer:
     def _attach(self) -> None:
         """Open journals not seen yet; forget ones that are gone."""
         try:
-            names = sorted(p for p in self.directory.iterdir() if p.name.endswith(SUFFIX))
+            listed = list(self.directory.iterdir())
         except FileNotFoundError:
-            names = []
+            listed = []
+        names = sorted(p for p in listed if p.name.endswith(SUFFIX))
+        for path in listed:
+            if path.name.endswith(NEW_SUFFIX):
+                _remove_abandoned(path)
         present = set(names)
         for path in list(self._cursors):
             if path not in present:
@@ -400,6 +407,27 @@ class Drainer:
         for cursor in self._cursors.values():
             cursor.reader.close()
         self._cursors.clear()
+
+
+def _remove_abandoned(path: Path) -> None:
+    """Remove a journal left half made by a writer that died making it.
+
+    It holds no entry (entries are appended only after the rename), and its
+    maker holds its lock while it lives.
+    """
+    try:
+        if time.time() - path.stat().st_mtime < ABANDONED_AFTER:
+            return
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.unlink(path)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _time_of(body: bytes) -> int:

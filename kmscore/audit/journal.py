@@ -104,6 +104,8 @@ MAGIC: Final = b"KMSJRNL1"
 HEADER_BYTES: Final = 4096
 DEFAULT_JOURNAL_BYTES: Final = 8 * 1024 * 1024
 SUFFIX: Final = ".journal"
+NEW_SUFFIX: Final = ".new"
+"""A journal being made (``.<id>.new``); a crash can leave one, empty."""
 FLAG_CLOSED: Final = 1
 ENTRY_HEAD: Final = 24
 DEFINE, CALL, EVENT = 0, 1, 2
@@ -264,12 +266,16 @@ class JournalFile:
         """
         self.journal_id = secrets.randbits(60)
         self.path = directory / f"{self.journal_id:015x}{SUFFIX}"
+        # Made under a name drainers ignore, and renamed once whole: a drainer
+        # never sees a journal without its header.
+        making = directory / f".{self.journal_id:015x}{NEW_SUFFIX}"
         try:
             fsutil.ensure_private_dir(directory)
-            fd = fsutil.create_private_file(self.path, os.O_RDWR | os.O_CLOEXEC)
+            fd = fsutil.create_private_file(making, os.O_RDWR | os.O_CLOEXEC)
         except OSError as exc:
             raise KMSInternalException(f"cannot create an audit journal: {exc}") from exc
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.posix_fallocate(fd, 0, capacity)
             header = _HEADER.pack(
                 MAGIC,
@@ -284,18 +290,19 @@ class JournalFile:
                 genesis(self.journal_id),
             )
             os.pwrite(fd, header, 0)
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             populate = getattr(mmap, "MAP_POPULATE", 0)
             self.map = mmap.mmap(fd, capacity, flags=mmap.MAP_SHARED | populate)
             # The journal's existence survives a power loss from the start.
             os.fsync(fd)
+            os.rename(making, self.path)
             fsutil.fsync_dir(directory)
         except OSError as exc:
             os.close(fd)
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+            for path in (making, self.path):
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
             raise KMSInternalException(f"cannot create an audit journal: {exc}") from exc
         self.fd = fd
         self.capacity = capacity
