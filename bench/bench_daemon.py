@@ -403,8 +403,8 @@ def main() -> int:
         finally:
             for proc in procs:
                 proc.stop()
-    local.close()
-    audited.close()
+            local.close()
+            audited.close()
 
     med = {n: statistics.median(s.rate for s in v) for n, v in samples.items()}
     print(f"\n{rounds} interleaved rounds; rate per second (calls, or data keys for batches)")

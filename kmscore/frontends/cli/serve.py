@@ -44,10 +44,10 @@ def _listen(value: str) -> tuple[str, int]:
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
+    default=None,
     help="HTTP worker processes on the --http port (SO_REUSEPORT), this one included; "
-    "each opens the data dir and writes the one audit trail.",
+    "each opens the data dir and journals its own audit records. Default: the number "
+    "of CPUs.",
 )
 @click.option(
     "--passphrase-env", default=None, metavar="VAR", help="Root key passphrase from this variable."
@@ -98,7 +98,7 @@ def serve(
     socket_path: Path | None,
     socket_mode: str,
     http: str | None,
-    workers: int,
+    workers: int | None,
     passphrase_env: str | None,
     audit_witness: str | None,
     audit_export: str | None,
@@ -123,8 +123,10 @@ def serve(
     passphrase = os.environ.get(passphrase_env) if passphrase_env else None
     if passphrase_env and not passphrase:
         raise click.UsageError(f"${passphrase_env} is empty or not set")
-    if workers > 1 and http is None:
+    if workers is not None and workers > 1 and http is None:
         raise click.UsageError("--workers needs --http")
+    if workers is None:
+        workers = (os.cpu_count() or 1) if http is not None else 1
     hooks: list[Any] = []
     if http is not None:
         host, port = _listen(http)
