@@ -134,8 +134,10 @@ class Drainer:
         """
         if not self.directory.is_dir():
             return 0
-        fsutil.ensure_private_dir(self.directory)
-        fd = _lock_file(self.directory / DRAIN_LOCK)
+        try:
+            fd = _lock_file(self.directory / DRAIN_LOCK)
+        except OSError as exc:
+            raise KMSInternalException(f"cannot lock the audit journals: {exc}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             if own and chainer_running(self.data_dir):
