@@ -388,3 +388,25 @@ def test_without_the_busy_mark_a_rewound_journal_would_be_chained_twice(tmp_path
     _rewind(journal)
     drain_journals(data_dir)
     assert len(list(query(data_dir))) == count + 11
+
+
+def test_a_drainer_may_chain_an_entry_before_its_writer_counts_it(tmp_path: Path) -> None:
+    # A live writer stores an entry's commit word, then the count; a drainer can
+    # chain the entry in between. That is not damage (bench_http found it was
+    # taken for damage once).
+    journal = Journal(tmp_path)
+    for n in range(3):
+        journal.append_event({"eventName": "E", "n": n})
+    file = journal._file
+    assert file is not None
+    struct.pack_into("<Q", file.map, 48, 2)  # the count of a writer between the two stores
+    trail = open_service_trail(tmp_path)
+    drainer = Drainer(tmp_path, trail)
+    assert drainer.drain() == 3
+    assert not drainer.damaged
+    journal.append_event({"eventName": "E", "n": 3})  # stores the count 4 again
+    assert drainer.drain() == 1 and not drainer.damaged
+    drainer.close()
+    trail.close()
+    journal.close()
+    assert [r["n"] for r in query(tmp_path)] == [0, 1, 2, 3]

@@ -207,7 +207,9 @@ def read_header(data: bytes | mmap.mmap, path: Path) -> JournalHeader:
     )
     if magic != MAGIC:
         raise JournalDamaged(path, 0, "the header's magic is wrong")
-    if c_off < HEADER_BYTES or c_off % 8 or c_off > capacity or c_seq > count:
+    # (The chained seq may pass the count by one: a live writer stores the count
+    # just after the entry's commit word, and a drainer may chain in between.)
+    if c_off < HEADER_BYTES or c_off % 8 or c_off > capacity or c_seq > count + 1:
         raise JournalDamaged(path, 0, "the header's chained position is impossible")
     return JournalHeader(jid, created, pid, flags, capacity, count, c_off, c_seq, c_dig)
 
@@ -499,7 +501,7 @@ class Journal:
         if f is None:
             return 0
         try:
-            return f.count() - f.chained_seq()
+            return max(0, f.count() - f.chained_seq())
         except ValueError:
             return 0
 
