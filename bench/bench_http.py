@@ -4,8 +4,8 @@ Targets (issue 6), measured in one run on the same machine:
 
 - at least 10,000 requests/s (the AWS KMS default per-Region quota for
   symmetric operations);
-- at least 10x the rate of moto's server mode (``moto_server``) for the same
-  calls.
+- at least 25x the rate of moto's server mode (``moto_server``) for the same
+  calls (issue 13; issue 6 asked for 10x).
 
 Both servers run as separate processes on a fresh data dir; kmscore's with its
 audit trail on (one durable record per call). The load is real HTTP/1.1 with
@@ -46,7 +46,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 TARGET_RATE = 10_000
-TARGET_RATIO = 10.0
+TARGET_RATIO = 25.0  # issue 13 (issue 6 asked for 10x)
 OPERATIONS = ("GenerateDataKey", "Decrypt")
 
 LUA = r"""
