@@ -37,4 +37,12 @@ class JournalWriter:
         response: Mapping[str, Any] | None,
         extra: Mapping[str, Any] | None,
     ) -> int: ...
+    def append_service_call(
+        self,
+        call: Any,
+        request: Mapping[str, Any] | None,
+        response: Mapping[str, Any] | None,
+        error: Any,
+        extra: Mapping[str, Any] | None,
+    ) -> int: ...
     def append_event(self, event: Any) -> int: ...

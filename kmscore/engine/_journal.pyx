@@ -22,6 +22,7 @@ from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy
+from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
@@ -486,6 +487,37 @@ cdef class JournalWriter:
             JournalFull: it does not fit (nothing of the call was written).
             TypeError, ValueError: a value that cannot be journaled.
         """
+        return self._append(time_ns, operation, request_id, caller, region, account, resources,
+                            read_only, error_code, error_message, request, response, extra)
+
+    def append_service_call(self, call, request, response, error, extra):
+        """Record a service ``Call`` as :meth:`append_call` would, reading its parts here.
+
+        ``call`` has ``operation``, ``request_id``, ``caller``, ``resources``,
+        ``read_only`` and ``service`` (with ``region`` and ``account``);
+        ``error`` is None or has ``code`` and ``message``. The response is
+        recorded only for calls that are not read-only. The time is taken here.
+
+        Raises:
+            JournalFull, TypeError, ValueError: as :meth:`append_call`.
+        """
+        cdef timespec now
+        clock_gettime(CLOCK_REALTIME, &now)
+        service = call.service
+        read_only = call.read_only
+        if error is None:
+            code = message = None
+        else:
+            code = error.code
+            message = error.message
+        return self._append(
+            <int64_t>now.tv_sec * 1000000000 + now.tv_nsec, call.operation, call.request_id,
+            call.caller, service.region, service.account, call.resources, read_only,
+            code, message, request, None if read_only or not response else response, extra)
+
+    cdef object _append(self, int64_t time_ns, str operation, str request_id, caller,
+                        str region, str account, list resources, bint read_only,
+                        error_code, error_message, request, response, extra):
         cdef Py_ssize_t i, count = PyList_GET_SIZE(resources)
         cdef PyObject *found
         cdef object op_ref = self._slot(0, operation)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -215,6 +216,36 @@ class JournalWriter:
         )
         self._commit(body)
         return self._seq - 1
+
+    def append_service_call(
+        self,
+        call: Any,
+        request: Mapping[str, Any] | None,
+        response: Mapping[str, Any] | None,
+        error: Any,
+        extra: Mapping[str, Any] | None,
+    ) -> int:
+        """Record a service ``Call``; see the native writer.
+
+        Raises:
+            JournalFull, TypeError, ValueError: as :meth:`append_call`.
+        """
+        read_only = call.read_only
+        return self.append_call(
+            time.time_ns(),
+            call.operation,
+            call.request_id,
+            call.caller,
+            call.service.region,
+            call.service.account,
+            call.resources,
+            read_only,
+            None if error is None else error.code,
+            None if error is None else error.message,
+            request,
+            None if read_only or not response else response,
+            extra,
+        )
 
     def append_event(self, event: Any) -> int:
         """Record one whole event, already scrubbed; returns its seq.

@@ -77,31 +77,30 @@ class TrailAuditor:
         extra = call.additional_event_data
         if extra is None and call.operation in _BATCHES:
             extra = _batch_size(call.operation, request)
-        svc = call.service
-        args = (
-            _now_ns(),
-            call.operation,
-            call.request_id,
-            call.caller,
-            svc.region,
-            svc.account,
-            call.resources,
-            call.read_only,
-            None if error is None else error.code,
-            None if error is None else error.message,
-            request,
-            None if call.read_only or not response else response,
-            extra,
-        )
         # The hot path: straight into the journal's current file.
         writer = self._journal.writer
         if writer is not None:
             try:
-                writer.append_call(*args)
+                writer.append_service_call(call, request, response, error, extra)
                 return
             except JournalFull:
                 pass  # the file is full (or was let go): the journal rolls it
-        self.trail.record_call(*args)
+        read_only = call.read_only
+        self.trail.record_call(
+            _now_ns(),
+            call.operation,
+            call.request_id,
+            call.caller,
+            call.service.region,
+            call.service.account,
+            call.resources,
+            read_only,
+            None if error is None else error.code,
+            None if error is None else error.message,
+            request,
+            None if read_only or not response else response,
+            extra,
+        )
 
     def close(self) -> None:
         """Flush the trail and seal it with a checkpoint."""
