@@ -407,6 +407,9 @@ class Journal:
         #: was let go on a roll, a close or a fork).
         self.writer: Any = None
         self._full: list[JournalFile] = []
+        self._spare: JournalFile | None = None
+        self._preparing = False
+        self._generation = 0
         self._lock = threading.Lock()
         self._closed = False
         self._pid = os.getpid()
@@ -459,10 +462,52 @@ class Journal:
                 self._file = None
                 self.writer = None
             self._wait_for_drainer()
-            new = JournalFile(self.directory, self.capacity)
+            new, self._spare = self._spare, None
+            if new is None:
+                new = JournalFile(self.directory, self.capacity)
             self._file = new
             self.writer = new.writer(describe_caller)
+            self._prepare_spare()
             return self.writer
+
+    def _prepare_spare(self) -> None:
+        """Make the next file in the background, so a roll does not wait for it.
+
+        Making a file (fallocate, populate, two fsyncs) takes milliseconds to
+        tens of milliseconds here; the caller that fills a file would wait for
+        all of it. A spare that cannot be made is left to the next roll, which
+        makes one itself and reports why it cannot.
+        """
+        if self._preparing or self._closed:
+            return
+        self._preparing = True
+        threading.Thread(
+            target=self._make_spare,
+            args=(self._generation,),
+            name="kmscore-journal-spare",
+            daemon=True,
+        ).start()
+
+    def _make_spare(self, generation: int) -> None:
+        try:
+            spare: JournalFile | None = JournalFile(self.directory, self.capacity)
+        except KMSInternalException:
+            spare = None
+        with self._lock:
+            self._preparing = False
+            stale = generation != self._generation  # rolled meanwhile: made too early
+            if spare is not None and (stale or self._closed or self._pid != os.getpid()):
+                spare.seal()
+            elif spare is not None:
+                if self._spare is not None:
+                    self._spare.seal()
+                self._spare = spare
+
+    def _drop_spare(self) -> None:
+        self._generation += 1
+        if self._spare is not None:
+            self._spare.seal()
+            self._spare = None
 
     def _wait_for_drainer(self) -> None:
         deadline = None
@@ -492,6 +537,7 @@ class Journal:
                 self.writer.release()
                 self._file.seal()
                 self._full.append(self._file)
+                self._drop_spare()  # a fresh file is made now, not one made before
             self._file = None
             self.writer = None
 
@@ -530,6 +576,8 @@ class Journal:
             if self._file is not None and self._pid == os.getpid():
                 self.writer.release()
                 self._file.seal()
+            if self._pid == os.getpid():
+                self._drop_spare()
             self._file = None
             self.writer = None
 
@@ -539,6 +587,13 @@ class Journal:
         self._lock = threading.Lock()
         if self.writer is not None:
             self.writer.release()  # a stale reference to it now refuses
+        if self._spare is not None:
+            try:
+                self._spare.map.close()
+                os.close(self._spare.fd)
+            except (OSError, BufferError):
+                pass
+            self._spare = None
         if self._file is not None:
             try:
                 self._file.map.close()
