@@ -369,7 +369,7 @@ class Drainer:
             _log.error("%s", exc)
 
     def pending_journals(self) -> int:
-        """Journals whose writer is alive (as of the last pass)."""
+        """Journals (of any process) whose writer is alive, among those of the last pass."""
         alive = 0
         for cursor in self._cursors.values():
             try:
@@ -569,6 +569,8 @@ def run(data_dir: Path, *, idle_exit: float = 2.0) -> int:
             try:
                 moved = drainer.drain()
             except KMSInternalException as exc:
+                if not directory.is_dir():
+                    break  # the data dir was removed under us
                 _log.error("chaining failed, retrying: %s", exc)
                 moved = 0
                 time.sleep(0.1)

@@ -20,10 +20,11 @@ chained, signed one:
 6. *Shared*: every process writes its own journal; draining is serialized by a
    lock that no call waits on.
 
-Who drains: while a process makes few calls, its own pump thread drains every
-:data:`PUMP_INTERVAL` seconds (a few hundred entries, about a millisecond of
-work). When more than :data:`INLINE_LIMIT` entries wait, it starts a chainer
-process (:mod:`kmscore.audit.chainer`) instead, which then drains every
+Who drains: while a process makes few calls and is the data dir's only
+writer, its own pump thread drains every :data:`PUMP_INTERVAL` seconds (a few
+hundred entries, about a millisecond of work). When more than
+:data:`INLINE_LIMIT` entries wait, or another process writes too, it starts a
+chainer process (:mod:`kmscore.audit.chainer`) instead, which then drains every
 writer of the data dir on the other cores and exits when they are gone.
 Opening drains what dead processes left; closing drains this process's own.
 """
@@ -149,7 +150,10 @@ class JournaledTrail:
         pending = self.journal.pending()
         if pending == 0:
             return
-        if self.use_chainer and pending > INLINE_LIMIT:
+        # One drainer for several writers: drainers that take turns on the
+        # trail each catch up with the other's records first, which costs more
+        # than building them (the trail's cross-process path, docs/performance.md).
+        if self.use_chainer and (pending > INLINE_LIMIT or self.drainer.pending_journals() > 1):
             self._kick()
             return
         self.drainer.drain(own=True)
