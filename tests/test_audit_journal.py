@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgpack  # type: ignore[import-untyped]
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -311,7 +313,7 @@ def _flip(path: Path, offset: int) -> None:
 def _entry_offsets(path: Path) -> list[int]:
     reader = JournalReader(path)
     offsets = [HEADER_BYTES]
-    for _seq, _body, end in reader.entries(HEADER_BYTES, 0, genesis(reader.journal_id)):
+    for _seq, _body, end, _digest in reader.entries(HEADER_BYTES, 0, genesis(reader.journal_id)):
         offsets.append(end)
     reader.close()
     return offsets[:-1]
@@ -413,3 +415,75 @@ def test_a_drainer_may_chain_an_entry_before_its_writer_counts_it(tmp_path: Path
     trail.close()
     journal.close()
     assert [r["n"] for r in query(tmp_path)] == [0, 1, 2, 3]
+
+
+# --- the drainer is a parser of what the file holds -----------------------------------
+
+junk_values = st.recursive(
+    st.one_of(
+        st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), text, st.binary(max_size=6)
+    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=15), st.dictionaries(text, inner, max_size=3)),
+    max_leaves=20,
+)
+small_refs = st.integers(0, 3)
+call_shaped = st.tuples(
+    st.integers(-(2**63), 2**64 - 1) | junk_values,  # the time
+    *[small_refs | junk_values] * 12,
+).map(lambda parts: msgpack.packb([1, *parts], use_bin_type=True))
+definitions = st.one_of(text, st.lists(text | st.none(), min_size=8, max_size=8), junk_values).map(
+    lambda value: msgpack.packb([0, value], use_bin_type=True)
+)
+junk_entries = st.one_of(
+    call_shaped,
+    definitions,
+    st.binary(max_size=40),  # not MessagePack at all, or not an array
+    st.tuples(st.sampled_from([0, 1, 2, 3]), st.lists(junk_values, max_size=14)).map(
+        lambda t: msgpack.packb([t[0], *t[1]], use_bin_type=True)
+    ),
+)
+
+
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(junk=st.lists(junk_entries, min_size=1, max_size=6))
+def test_entries_no_writer_makes_stop_their_journal_and_nothing_else(
+    tmp_path_factory: pytest.TempPathFactory, junk: list[bytes]
+) -> None:
+    # Correctly chained entries whose bodies are anything at all (what a
+    # corrupted or hostile file can hold): the drainer chains the good entries
+    # before them, refuses the journal from the first bad one, and goes on.
+    data_dir = tmp_path_factory.mktemp("junk")
+    journal = Journal(data_dir, capacity=4 * mmap.PAGESIZE)  # small: 200 examples
+    journal.append_event({"eventName": "Before"})
+    file, native = journal._file, journal.writer
+    assert file is not None
+    # Raw bodies go in through the twin's commit (the one way to write an entry
+    # no writer would make), continuing the chain where the first writer stopped.
+    raw = twin.JournalWriter(
+        file.map, native.offset, native.seq, native.digest, 48,
+        jr._classify, jr._scrub, jr.DROP, jr.describe_caller,
+    )  # fmt: skip
+    native.release()
+    journal.writer = raw
+    for body in junk:
+        raw._commit(body)
+    raw.append_event({"eventName": "After"})
+    journal.close()
+    trail = open_service_trail(data_dir)
+    drainer = Drainer(data_dir, trail)
+    moved = drainer.drain()  # raises nothing
+    drainer.close()
+    trail.close()
+    names = [r.get("eventName") for r in query(data_dir)]
+    assert names[0] == "Before" and moved == len(names)
+    if drainer.damaged:
+        (damage,) = drainer.damaged.values()
+        assert isinstance(damage, JournalDamaged) and "After" not in names
+        with pytest.raises(VerifyError, match="is damaged at entry"):
+            verify(data_dir)
+    else:  # every junk entry happened to be one a writer could make
+        assert names[-1] == "After"
+        verify(data_dir)
+    shutil.rmtree(data_dir)

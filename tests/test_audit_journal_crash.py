@@ -117,16 +117,17 @@ def finish(data_dir: Path) -> None:
     assert left == [], "journals of dead writers stay after their records were chained"
 
 
-def new_key(data_dir: Path) -> str:
+def start(tmp_path: Path) -> tuple[int, random.Random, Path, str]:
+    """A seeded random source (the seed is in every failure) and a data dir with a key."""
+    seed = int.from_bytes(os.urandom(4), "big")
+    data_dir = tmp_path / "kms"
     with LocalKMS(data_dir) as kms:
-        return str(kms.create_key()["KeyMetadata"]["KeyId"])
+        key = str(kms.create_key()["KeyMetadata"]["KeyId"])
+    return seed, random.Random(seed), data_dir, key
 
 
 def test_local_kms_killed_four_times(tmp_path: Path) -> None:
-    seed = int.from_bytes(os.urandom(4), "big")
-    rng = random.Random(seed)
-    data_dir = tmp_path / "kms"
-    key = new_key(data_dir)
+    seed, rng, data_dir, key = start(tmp_path)
     acknowledged: set[str] = set()
     for round_ in range(4):
         child = subprocess.Popen(
@@ -177,10 +178,7 @@ def run_and_kill(
 
 
 def test_socket_daemon_killed_three_times(tmp_path: Path) -> None:
-    seed = int.from_bytes(os.urandom(4), "big")
-    rng = random.Random(seed)
-    data_dir = tmp_path / "kms"
-    key = new_key(data_dir)
+    seed, rng, data_dir, key = start(tmp_path)
     acknowledged: set[str] = set()
     for round_ in range(3):
         daemon = DaemonProcess(data_dir).wait_ready()
@@ -210,10 +208,7 @@ def _children(pid: int) -> set[int]:
 
 
 def test_http_workers_killed_three_times(tmp_path: Path) -> None:
-    seed = int.from_bytes(os.urandom(4), "big")
-    rng = random.Random(seed)
-    data_dir = tmp_path / "kms"
-    key = new_key(data_dir)
+    seed, rng, data_dir, key = start(tmp_path)
     key_id, secret = admin_credentials(data_dir)
     acknowledged: set[str] = set()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KMS_"))}

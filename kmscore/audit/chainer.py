@@ -34,7 +34,6 @@ import logging
 import os
 import re
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -47,8 +46,7 @@ from kmscore import fsutil
 from kmscore.audit import _format as fmt
 from kmscore.audit.event import AuditEvent, build_event
 from kmscore.audit.journal import (
-    CALL,
-    ENTRY_HEAD,
+    DEFINE,
     EVENT,
     HEADER_BYTES,
     NEW_SUFFIX,
@@ -76,7 +74,6 @@ ABANDONED_AFTER: Final = 10.0
 DRAIN_LOCK: Final = "DRAIN"
 CHAINER_LOCK: Final = "CHAINER"
 _CLEAN: Final = b"clean\n"
-_U32: Final = struct.Struct("<I")
 _EVENT_ID: Final = re.compile(rb'"eventID":"([0-9a-f-]{36})"')
 _log = logging.getLogger(__name__)
 
@@ -84,6 +81,17 @@ _log = logging.getLogger(__name__)
 def _event_source(operation: str) -> str:
     facts = OPERATION_FACTS.get(operation)
     return facts.event_source if facts is not None else KMS_EVENT_SOURCE
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One journal entry read by a drainer, its record built (None for a definition)."""
+
+    time_ns: int
+    seq: int
+    event: AuditEvent | dict[str, Any] | None
+    end: int
+    digest: bytes
 
 
 @dataclass
@@ -154,27 +162,30 @@ class Drainer:
         total = 0
         while True:
             share = max(64, BATCH // max(1, len(self._cursors)))
-            runs: list[list[tuple[int, Path, int, bytes]]] = []
-            ends: dict[Path, tuple[int, int]] = {}
+            runs: list[list[_Item]] = []
+            moves: dict[Path, tuple[int, int, bytes, list[Any]]] = {}
             for path, cursor in list(self._cursors.items()):
                 if cursor.damaged:
                     continue
-                taken = self._read(path, cursor, share)
+                taken, refs = self._read(path, cursor, share)
                 if taken:
-                    runs.append([item[:4] for item in taken])
-                    ends[path] = (taken[-1][4], taken[-1][2] + 1)
+                    runs.append(taken)
+                    last = taken[-1]
+                    moves[path] = (last.end, last.seq + 1, last.digest, refs)
             if not runs:
                 break
             # In time order across journals, in entry order within each.
-            events: list[AuditEvent | dict[str, Any]] = []
-            for _time, path, seq, body in heapq.merge(*runs, key=lambda item: item[0]):
-                event = self._event(self._cursors[path], seq, body)
-                if event is not None:
-                    events.append(event)
+            events = [
+                item.event
+                for item in heapq.merge(*runs, key=lambda item: item.time_ns)
+                if item.event is not None
+            ]
             os.pwrite(lock_fd, b"busy %d\n" % max(1, len(events)), 0)
             self.trail.append_many(events)
-            for path, (end, seq) in ends.items():
-                self._advance(self._cursors[path], end, seq)
+            for path, (end, seq, digest, refs) in moves.items():
+                cursor = self._cursors[path]
+                self._advance(cursor, end, seq, digest)
+                cursor.refs = refs  # the definitions read are now behind the cursor
             os.pwrite(lock_fd, _CLEAN.ljust(16), 0)
             total += len(events)
         self._remove_finished()
@@ -218,7 +229,7 @@ class Drainer:
         # The definitions made before the cursor: read from the start again.
         if head.chained_seq:
             entries = reader.entries(HEADER_BYTES, 0, genesis(reader.journal_id))
-            for seq, body, _end in entries:
+            for seq, body, _end, _digest in entries:
                 if seq >= head.chained_seq:
                     break
                 if body[1:2] == b"\x00":
@@ -231,42 +242,51 @@ class Drainer:
         except ValueError as exc:
             raise JournalDamaged(reader.path, seq, "an entry is not a journal record") from exc
 
-    def _read(
-        self, path: Path, cursor: _Cursor, limit: int
-    ) -> list[tuple[int, Path, int, bytes, int]]:
-        """Up to ``limit`` entries after the cursor: (time, path, seq, body, end).
+    def _read(self, path: Path, cursor: _Cursor, limit: int) -> tuple[list[_Item], list[Any]]:
+        """Up to ``limit`` entries after the cursor, each with its record built.
 
-        Definitions are taken into the cursor's references as they are read.
+        Returns the entries and the cursor's references with the definitions
+        read; the cursor itself moves only once the trail holds the records. A
+        journal is read up to its first damaged entry (see :class:`JournalDamaged`).
         """
-        out: list[tuple[int, Path, int, bytes, int]] = []
+        out: list[_Item] = []
+        refs = list(cursor.refs)
         try:
-            for seq, body, end in cursor.reader.entries(cursor.offset, cursor.seq, cursor.digest):
-                kind = body[1:2]
-                if kind == b"\x00":
-                    cursor.refs.append(self._decode(cursor.reader, seq, body)[1])
-                time_ns = _time_of(body) if kind == b"\x01" else 0
-                out.append((time_ns, path, seq, body, end))
+            entries = cursor.reader.entries(cursor.offset, cursor.seq, cursor.digest)
+            for seq, body, end, digest in entries:
+                entry = self._decode(cursor.reader, seq, body)
+                if entry[0] == DEFINE:
+                    if len(entry) != 2:
+                        raise JournalDamaged(path, seq, "a definition has the wrong shape")
+                    refs.append(entry[1])
+                    out.append(_Item(0, seq, None, end, digest))
+                else:
+                    time_ns, event = self._event(cursor.reader, refs, seq, entry)
+                    out.append(_Item(time_ns, seq, event, end, digest))
                 if len(out) >= limit:
                     break
         except JournalDamaged as exc:
             self._mark_damaged(path, exc)
             cursor.damaged = True
-        return out
+        return out, refs
 
-    def _event(self, cursor: _Cursor, seq: int, body: bytes) -> AuditEvent | dict[str, Any] | None:
-        kind = body[1:2]
-        if kind == b"\x00":
-            return None  # taken in by _read already
-        entry = self._decode(cursor.reader, seq, body)
-        eid = event_id(cursor.reader.journal_id, seq)
+    def _event(
+        self, reader: JournalReader, refs: list[Any], seq: int, entry: list[Any]
+    ) -> tuple[int, AuditEvent | dict[str, Any]]:
+        """The time and trail record of a call or event entry.
+
+        Raises:
+            JournalDamaged: the entry is not one the writers make.
+        """
+        eid = event_id(reader.journal_id, seq)
         if entry[0] == EVENT:
+            if len(entry) != 2 or not isinstance(entry[1], dict):
+                raise JournalDamaged(reader.path, seq, "an event is not a mapping")
             event = entry[1]
-            if not isinstance(event, dict):
-                raise JournalDamaged(cursor.reader.path, seq, "an event is not a mapping")
             event["eventID"] = eid
-            return event
-        if entry[0] != CALL or len(entry) != 14:
-            raise JournalDamaged(cursor.reader.path, seq, "a call record has the wrong shape")
+            return 0, event
+        if len(entry) != 14:
+            raise JournalDamaged(reader.path, seq, "a call record has the wrong shape")
         (
             _kind,
             time_ns,
@@ -283,12 +303,13 @@ class Drainer:
             response,
             extra,
         ) = entry
-        refs = cursor.refs
+        if type(time_ns) is not int:
+            raise JournalDamaged(reader.path, seq, "a call record's time is not an integer")
         try:
             operation = refs[op]
             identity, source, agent = caller_identity(refs[caller])
             names = [refs[r] for r in resources]
-            return build_event(
+            return time_ns, build_event(
                 operation,
                 region=refs[region],
                 account_id=refs[account],
@@ -307,30 +328,24 @@ class Drainer:
                 event_id=eid,
                 event_source=_event_source(operation),
             )
-        except (IndexError, TypeError, ValueError) as exc:
+        except (
+            IndexError,
+            KeyError,
+            TypeError,
+            ValueError,
+            OverflowError,
+            OSError,
+            AttributeError,
+        ) as exc:
+            # Whatever the file holds, a bad entry stops this journal, not the drainer.
             raise JournalDamaged(
-                cursor.reader.path, seq, "a call record names an undefined value"
+                reader.path, seq, "a call record is not one a writer makes"
             ) from exc
 
-    def _advance(self, cursor: _Cursor, offset: int, seq: int) -> None:
-        digest = self._digest_before(cursor, offset, seq)
+    def _advance(self, cursor: _Cursor, offset: int, seq: int, digest: bytes) -> None:
+        """Move the cursor to ``offset``, past the entry whose digest is ``digest``."""
         cursor.reader.set_chained(offset, seq, digest)
         cursor.offset, cursor.seq, cursor.digest = offset, seq, digest
-
-    def _digest_before(self, cursor: _Cursor, offset: int, seq: int) -> bytes:
-        """The digest of the entry just before ``offset`` (stored in that entry)."""
-        digest = cursor.digest
-        at = cursor.offset
-        data = cursor.reader.map
-        n = cursor.seq
-        while n < seq:
-            length = _U32.unpack_from(data, at)[0]
-            digest = bytes(data[at + 8 : at + ENTRY_HEAD])
-            at = (at + ENTRY_HEAD + length + 7) & ~7
-            n += 1
-        if at != offset:
-            raise JournalDamaged(cursor.reader.path, seq, "the chained position moved")
-        return digest
 
     def _remove_finished(self) -> None:
         for path, cursor in list(self._cursors.items()):
@@ -395,13 +410,12 @@ class Drainer:
             last = found.get(cursor.reader.journal_id)
             if last is None or last < cursor.seq:
                 continue
-            end = cursor.offset
-            for seq, body, after in cursor.reader.entries(cursor.offset, cursor.seq, cursor.digest):
+            entries = cursor.reader.entries(cursor.offset, cursor.seq, cursor.digest)
+            for seq, body, end, digest in entries:
                 if body[1:2] == b"\x00":
                     cursor.refs.append(self._decode(cursor.reader, seq, body)[1])
-                end = after
                 if seq == last:
-                    self._advance(cursor, end, seq + 1)
+                    self._advance(cursor, end, seq + 1, digest)
                     break
 
     def close(self) -> None:
@@ -430,22 +444,6 @@ def _remove_abandoned(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _time_of(body: bytes) -> int:
-    # [1, time_ns, ...]: the native writer packs the time as int64 (0xd3), the
-    # twin as the smallest integer; both are read here without a full decode.
-    tag = body[2]
-    if tag in (0xD3, 0xCF):
-        return int.from_bytes(body[3:11], "big", signed=tag == 0xD3)
-    import msgpack  # type: ignore[import-untyped]
-
-    unpacker = msgpack.Unpacker(raw=False, unicode_errors="surrogatepass")
-    unpacker.feed(body)
-    unpacker.read_array_header()
-    unpacker.skip()
-    value = unpacker.unpack()
-    return int(value) if type(value) is int else 0
 
 
 def _trail_tail_ids(audit_dir: Path, count: int) -> list[bytes]:

@@ -415,7 +415,6 @@ class Journal:
         self._pid = os.getpid()
         _open_journals.add(self)
 
-    # The hot path: one attribute read and one native call.
     def append_call(self, *args: Any) -> int:
         """Record one call (the arguments of the native ``append_call``).
 
@@ -423,15 +422,15 @@ class Journal:
             KMSInternalException: the journal is closed, or a new file is
                 needed and cannot be made; nothing of the call is kept.
         """
-        for _ in range(4):
-            writer = self.writer
-            if writer is None:
-                writer = self._next(None)
-            try:
-                return int(writer.append_call(*args))
-            except JournalFull:
-                self._next(writer)
-        raise KMSInternalException("An audit record does not fit in an audit journal.")
+        return self._append("append_call", args)
+
+    def append_service_call(self, *args: Any) -> int:
+        """Record a service call (the arguments of the native ``append_service_call``).
+
+        Raises:
+            KMSInternalException: as :meth:`append_call`.
+        """
+        return self._append("append_service_call", args)
 
     def append_event(self, event: Any) -> int:
         """Record one whole event, already scrubbed.
@@ -439,12 +438,16 @@ class Journal:
         Raises:
             KMSInternalException: as :meth:`append_call`.
         """
+        return self._append("append_event", (event,))
+
+    def _append(self, method: str, args: tuple[Any, ...]) -> int:
+        """Append through the current writer, rolling to a new file when it is full."""
         for _ in range(4):
             writer = self.writer
             if writer is None:
                 writer = self._next(None)
             try:
-                return int(writer.append_event(event))
+                return int(getattr(writer, method)(*args))
             except JournalFull:
                 self._next(writer)
         raise KMSInternalException("An audit record does not fit in an audit journal.")
@@ -467,8 +470,22 @@ class Journal:
                 new = JournalFile(self.directory, self.capacity)
             self._file = new
             self.writer = new.writer(describe_caller)
-            self._prepare_spare()
             return self.writer
+
+    def prepare_spare_if_due(self) -> None:
+        """Start making the next file once the current one is half full.
+
+        Called from the sink's pump thread: a short-lived process (a ``kms``
+        command) never fills half a file and makes no spare.
+        """
+        writer = self.writer
+        if (
+            self._spare is None
+            and not self._preparing
+            and writer is not None
+            and writer.offset > self.capacity // 2
+        ):
+            self._prepare_spare()
 
     def _prepare_spare(self) -> None:
         """Make the next file in the background, so a roll does not wait for it.
@@ -692,8 +709,10 @@ class JournalReader:
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         return False
 
-    def entries(self, offset: int, seq: int, digest: bytes) -> Iterator[tuple[int, bytes, int]]:
-        """Committed entries from ``offset``: (seq, body, offset after it).
+    def entries(
+        self, offset: int, seq: int, digest: bytes
+    ) -> Iterator[tuple[int, bytes, int, bytes]]:
+        """Committed entries from ``offset``: (seq, body, offset after it, digest).
 
         The digest of each is checked against the chain from ``digest``.
 
@@ -718,7 +737,7 @@ class JournalReader:
                 raise JournalDamaged(self.path, seq, "an entry does not match its digest")
             digest = stored
             offset = (end + 7) & ~7
-            yield seq, body, offset
+            yield seq, body, offset, stored
             seq += 1
 
     def set_chained(self, offset: int, seq: int, digest: bytes) -> None:

@@ -6,7 +6,7 @@ each call and the trail (:class:`~kmscore.audit.trail.AuditTrail`) as the
 chained, signed one:
 
 1. *Durable on return*: the entry's commit word is stored in the shared
-   mapping of a file before :meth:`record_call` returns, so ``kill -9`` loses
+   mapping of a file before :meth:`record_service_call` returns, so ``kill -9`` loses
    nothing; :meth:`flush` fsyncs the journal and drains it.
 2. *Fail closed*: an entry either fits in the preallocated file or raises
    before anything of it is visible; a new file that cannot be made (a full
@@ -91,13 +91,23 @@ class JournaledTrail:
 
     # --- recording -----------------------------------------------------------------
 
-    def record_call(self, *args: Any) -> None:
-        """Record one call (see :meth:`Journal.append_call` for the arguments).
+    def record_service_call(
+        self,
+        call: Any,
+        request: Mapping[str, Any] | None,
+        response: Mapping[str, Any] | None,
+        error: Any,
+        extra: Mapping[str, Any] | None,
+    ) -> None:
+        """Record one service call (see the native writer's ``append_service_call``).
+
+        The auditor appends straight to :attr:`Journal.writer` while it can;
+        this is the way when there is no writer yet or its file is full.
 
         Raises:
             KMSInternalException: it could not be recorded; nothing is kept.
         """
-        self.journal.append_call(*args)
+        self.journal.append_service_call(call, request, response, error, extra)
         if self._pump is None:
             self._start_pump()
 
@@ -106,7 +116,7 @@ class JournaledTrail:
 
         Raises:
             TypeError: ``event`` is not a mapping.
-            KMSInternalException: as :meth:`record_call`.
+            KMSInternalException: as :meth:`record_service_call`.
         """
         if not isinstance(event, Mapping):
             raise TypeError("an audit event is a mapping")
@@ -147,6 +157,7 @@ class JournaledTrail:
     def _tick(self) -> None:
         if self._chainer is not None and self._chainer.poll() is not None:
             self._chainer = None
+        self.journal.prepare_spare_if_due()
         pending = self.journal.pending()
         if pending == 0:
             return

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from time import time_ns as _now_ns
 from typing import Any, Final
 
 from kmscore.audit.journal import DEFAULT_JOURNAL_BYTES
@@ -85,22 +84,7 @@ class TrailAuditor:
                 return
             except JournalFull:
                 pass  # the file is full (or was let go): the journal rolls it
-        read_only = call.read_only
-        self.trail.record_call(
-            _now_ns(),
-            call.operation,
-            call.request_id,
-            call.caller,
-            call.service.region,
-            call.service.account,
-            call.resources,
-            read_only,
-            None if error is None else error.code,
-            None if error is None else error.message,
-            request,
-            None if read_only or not response else response,
-            extra,
-        )
+        self.trail.record_service_call(call, request, response, error, extra)
 
     def close(self) -> None:
         """Flush the trail and seal it with a checkpoint."""
