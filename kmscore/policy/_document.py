@@ -97,7 +97,16 @@ class PolicyDocument:
         statements: The statements in document order.
     """
 
-    __slots__ = ("_allows", "_denies", "id", "kind", "statements", "text", "version")
+    __slots__ = (
+        "_allows",
+        "_denies",
+        "id",
+        "kind",
+        "reads_encryption_context",
+        "statements",
+        "text",
+        "version",
+    )
 
     def __init__(
         self,
@@ -106,8 +115,13 @@ class PolicyDocument:
         version: str,
         policy_id: str | None,
         statements: Sequence[Statement],
+        reads_encryption_context: bool = True,
     ) -> None:
         self.text = text
+        #: Whether any element of the policy names ``kms:EncryptionContext``
+        #: (a condition key, a policy variable, any string): when it does not,
+        #: no decision by this policy depends on a request's encryption context.
+        self.reads_encryption_context = reads_encryption_context
         self.kind = kind
         self.version = version
         self.id = policy_id
@@ -156,6 +170,22 @@ class PolicyDocument:
             if statement.delegates_to(ctx):
                 return True
         return False
+
+
+def _mentions(value: object, needle: str) -> bool:
+    """Whether any string in a parsed JSON value (keys too), case-folded, holds ``needle``."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if needle in item.lower():
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _where(index: int, raw: object) -> str:
@@ -213,7 +243,9 @@ def _parse(text: object, kind: PolicyKind) -> PolicyDocument:
             statements.append(Statement(raw, kind, variables))
         except PolicyProblem as problem:
             raise PolicyProblem(f"{_where(index, raw)}: {problem}") from None
-    return PolicyDocument(checked, kind, version, policy_id, statements)
+    # Read from the decoded JSON, so a name spelled with \u escapes counts too.
+    reads_context = _mentions(document, "kms:encryptioncontext")
+    return PolicyDocument(checked, kind, version, policy_id, statements, reads_context)
 
 
 def parse_policy(text: str, kind: PolicyKind = PolicyKind.KEY) -> PolicyDocument:

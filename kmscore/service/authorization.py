@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from kmscore.errors import AccessDeniedException
+from kmscore.errors import AccessDeniedException, KMSError
 from kmscore.model.grant import Grant, derived_grant_allowed, grant_allows
 from kmscore.model.key import KeyRecord
 from kmscore.policy import (
@@ -87,6 +87,7 @@ class PolicyAuthorizer:
         self._grants: dict[str, tuple[Grant, ...]] = {}
         self._resource_values: dict[str, dict[str, Any]] = {}
         self._decisions: dict[tuple[Any, ...], tuple[float, str | None]] = {}
+        self._context_readers: dict[tuple[str, str, int], bool] = {}
         self._epoch = -1
 
     # --- caches --------------------------------------------------------------
@@ -98,6 +99,7 @@ class PolicyAuthorizer:
                 self._grants.clear()
                 self._resource_values.clear()
                 self._decisions.clear()
+                self._context_readers.clear()
                 self._epoch = svc.access_epoch
 
     def policy(self, text: str, kind: str) -> PolicyDocument:
@@ -239,6 +241,10 @@ class PolicyAuthorizer:
             cache_key = None  # decided with extra grants: not reusable
         elif context_key is not None and key is not None:
             # The hot path: the conditions are the context and the algorithm.
+            # A decision no policy or grant of this caller and key can base on
+            # the context is cached for every context at once.
+            if not self._reads_context(svc, call, key):
+                context_key = None
             cache_key = (
                 caller.arn,
                 caller.secure_transport,
@@ -285,6 +291,37 @@ class PolicyAuthorizer:
             self._decisions[cache_key] = (now, denial)
         if denial is not None:
             raise AccessDeniedException(denial)
+
+    def _reads_context(self, svc: KeyService, call: Call, key: KeyRecord) -> bool:
+        """Whether this caller's decisions on ``key`` may depend on the encryption context.
+
+        They may when the key policy or the caller's identity policy names
+        ``kms:EncryptionContext`` anywhere, or a grant on the key has
+        encryption context constraints. Cached per caller and key revision
+        until the access epoch moves, like the decisions themselves.
+        """
+        caller = call.caller
+        cache_key = (caller.arn, key.key_id, key.revision)
+        reads = self._context_readers.get(cache_key)
+        if reads is None:
+            reads = any(g.constraints for g in self.key_grants(svc, key.key_id))
+            if not reads:
+                try:
+                    reads = self.policy(
+                        key.policy or svc.default_key_policy, "key"
+                    ).reads_encryption_context
+                    principal = (
+                        svc.principals.by_arn(caller.arn) if caller.kind == "IAMUser" else None
+                    )
+                    if not reads and principal is not None and principal.identity_policy:
+                        identity = self.policy(principal.identity_policy, "identity")
+                        reads = identity.reads_encryption_context
+                except KMSError:
+                    reads = True  # a stored policy that does not parse: decide each time
+            if len(self._context_readers) >= _CACHE_MAX:
+                self._context_readers.clear()
+            self._context_readers[cache_key] = reads
+        return reads
 
     def _decide(
         self,
