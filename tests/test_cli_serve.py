@@ -109,7 +109,7 @@ def test_a_second_daemon_is_refused(tmp_path: Path) -> None:
 
 
 def test_serve_http_prints_the_endpoint(tmp_path: Path) -> None:
-    pytest.importorskip("aiohttp")
+    pytest.importorskip("httptools")
     data_dir = tmp_path / "data"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(

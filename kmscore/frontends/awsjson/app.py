@@ -14,10 +14,10 @@ several ways gets the error AWS would give first:
 Every answer carries ``x-amzn-RequestId``; for a call that reached the
 operation it is the request id of its audit record.
 
-Read-only operations (the data-key hot path among them) run inline on the
-event loop: they take a few microseconds and never wait on the store's write
-lock. Operations that change the store run in a small thread pool, so a
-commit's fsync never stalls the loop.
+Read-only operations (the data-key hot path among them) are answered inline
+on the event loop, from the parser's callback: they take a few microseconds
+and never wait on the store's write lock. Operations that change the store run
+in a small thread pool, so a commit's fsync never stalls the loop.
 """
 
 from __future__ import annotations
@@ -26,11 +26,9 @@ import asyncio
 import functools
 import logging
 import re
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
-
-from aiohttp import web
-from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
 
 from kmscore.errors import (
     KMSError,
@@ -42,10 +40,12 @@ from kmscore.errors import (
 )
 from kmscore.model.principal import Principal
 from kmscore.operations import OPERATIONS, dispatch
+from kmscore.operations.registry import Operation
 from kmscore.service import Caller, KeyService, new_request_id
 from kmscore.service.refusals import RefusalRecorder, recorder_for
 from kmscore.wire.operations import AWS_OPERATIONS
 
+from .protocol import MAX_BODY_BYTES, Answer, HttpRequest
 from .sigv4 import SigV4Verifier
 from .wire import (
     CONTENT_TYPE,
@@ -61,9 +61,6 @@ __all__ = ["MAX_BODY_BYTES", "KMSHandler"]
 
 logger = logging.getLogger("kmscore.frontends.awsjson")
 
-#: The largest request body read. AWS KMS requests are small (a 32 KB key
-#: policy is the largest member); batch extensions of many blobs fit too.
-MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 _JSON_TYPES: Final = frozenset({CONTENT_TYPE, "application/json"})
 _USER_AGENT_MAX: Final = 1024
 _CALLER_CACHE_MAX: Final = 4096
@@ -76,8 +73,9 @@ _TOO_LARGE: Final = "RequestEntityTooLargeException"
 class KMSHandler:
     """Serves the AWS KMS JSON protocol for one key service.
 
-    Call an instance with an aiohttp request (it is the handler of an
-    ``aiohttp.web.Server``).
+    Call an instance with a request (it is the :data:`~.protocol.RequestHandler`
+    of the endpoint's connections): it answers at once, or with an awaitable
+    for an operation that changes the store.
     """
 
     def __init__(
@@ -111,14 +109,13 @@ class KMSHandler:
         )
         self.refusals = refusals or recorder_for(service)
         self._callers: dict[tuple[str, str, str, str, str], Caller] = {}
-        self._headers: dict[str, str] = {"Content-Type": CONTENT_TYPE}
 
     def close(self) -> None:
         """Stop the thread pool (if this handler made it) once its calls finish."""
         if self._own_executor:
             self._executor.shutdown(wait=True)
 
-    def _caller(self, principal: Principal, access_key_id: str, request: web.BaseRequest) -> Caller:
+    def _caller(self, principal: Principal, access_key_id: str, request: HttpRequest) -> Caller:
         source = request.remote or "unknown"
         agent = request.headers.get("User-Agent", "")[:_USER_AGENT_MAX]
         key = (principal.arn, principal.principal_id, access_key_id, source, agent)
@@ -136,7 +133,7 @@ class KMSHandler:
             self._callers[key] = caller
         return caller
 
-    def refused_caller(self, request: web.BaseRequest) -> Caller:
+    def refused_caller(self, request: HttpRequest) -> Caller:
         """Who sent a request that was refused before its signature was trusted.
 
         CloudTrail's ``Unknown`` identity, with the access key id the request
@@ -164,47 +161,63 @@ class KMSHandler:
             secure_transport=self.secure_transport,
         )
 
-    def _refused(self, request: web.BaseRequest, caller: Caller | None, error: KMSError) -> None:
+    def _refused(self, request: HttpRequest, caller: Caller | None, error: KMSError) -> None:
         name = request.headers.get("X-Amz-Target", "").removeprefix("TrentService.")
         if name not in OPERATIONS and name not in AWS_OPERATIONS:
             name = "Unknown"
         self.refusals.refuse(caller or self.refused_caller(request), name, error)
 
-    def _answer(self, status: int, body: bytes, request_id: str) -> web.Response:
-        headers = dict(self._headers)
-        headers["x-amzn-RequestId"] = request_id
-        return web.Response(status=status, body=body, headers=headers)
-
-    def _error(self, error: KMSError, request_id: str) -> web.Response:
+    def _error(self, error: KMSError, request_id: str) -> Answer:
         status, code = wire_error(error)
-        return self._answer(status, encode_error(code, error.message), request_id)
+        return Answer(status, encode_error(code, error.message), request_id)
 
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+    def _internal_error(self, request: HttpRequest, request_id: str) -> Answer:
+        # Only the target and request id: never other headers or bodies.
+        target = request.headers.get("X-Amz-Target", "?")[:80]
+        logger.exception("internal error in %r (request %s)", target, request_id)
+        return self._error(KMSInternalException(), request_id)
+
+    def __call__(self, request: HttpRequest) -> Answer | Awaitable[Answer]:
         """Answer one request (never raises; unexpected failures answer 500)."""
         request_id = new_request_id()
+        if request.too_large:
+            message = f"The request body is larger than {MAX_BODY_BYTES} bytes."
+            self._refused(request, None, ValidationException(message))
+            return Answer(413, encode_error(_TOO_LARGE, message), request_id, close=True)
         try:
-            response = await self._handle(request, request_id)
+            name, op, req, caller = self._prepare(request)
         except KMSError as exc:
             return self._error(exc, request_id)
-        except HTTPRequestEntityTooLarge:
-            message = f"The request body is larger than {MAX_BODY_BYTES} bytes."
-            too_large = ValidationException(message)
-            self._refused(request, None, too_large)
-            return self._answer(413, encode_error(_TOO_LARGE, message), request_id)
         except Exception:
-            # Only the target and request id: never other headers or bodies.
-            target = request.headers.get("X-Amz-Target", "?")[:80]
-            logger.exception("internal error in %r (request %s)", target, request_id)
-            return self._error(KMSInternalException(), request_id)
-        return self._answer(200, encode_response(response), request_id)
+            return self._internal_error(request, request_id)
+        if op.read_only:
+            return self._run(request, name, req, caller, request_id)
+        return self._run_in_pool(request, name, req, caller, request_id)
 
-    async def _handle(self, request: web.BaseRequest, request_id: str) -> dict[str, Any]:
-        headers = request.headers
-        caller: Caller | None = None
-        # Everything answered before the operation runs is recorded here, as a
-        # refusal; the dispatcher records everything after.
+    def _run(
+        self, request: HttpRequest, name: str, req: dict[str, Any], caller: Caller, request_id: str
+    ) -> Answer:
         try:
-            body = await request.read()
+            response = dispatch(self.service, name, req, caller, request_id=request_id)
+            return Answer(200, encode_response(response), request_id)
+        except KMSError as exc:
+            return self._error(exc, request_id)
+        except Exception:
+            return self._internal_error(request, request_id)
+
+    async def _run_in_pool(
+        self, request: HttpRequest, name: str, req: dict[str, Any], caller: Caller, request_id: str
+    ) -> Answer:
+        loop = asyncio.get_running_loop()
+        run = functools.partial(self._run, request, name, req, caller, request_id)
+        return await loop.run_in_executor(self._executor, run)
+
+    def _prepare(self, request: HttpRequest) -> tuple[str, Operation, dict[str, Any], Caller]:
+        """The checks before the operation, each refusal recorded (module docstring)."""
+        headers = request.headers
+        body = request.body
+        caller: Caller | None = None
+        try:
             if request.method != "POST" or (
                 body
                 and headers.get("Content-Type", "").partition(";")[0].strip() not in _JSON_TYPES
@@ -223,15 +236,10 @@ class KMSHandler:
             op = OPERATIONS.get(name)
             if op is None:
                 raise UnsupportedOperationException(f"{name} is not supported by this service.")
-            req = decode_request(op.shape, data)
+            return name, op, decode_request(op.shape, data), caller
         except KMSError as exc:
             self._refused(request, caller, exc)
             raise
-        if op.read_only:
-            return dispatch(self.service, name, req, caller, request_id=request_id)
-        loop = asyncio.get_running_loop()
-        call = functools.partial(dispatch, self.service, name, req, caller, request_id=request_id)
-        return await loop.run_in_executor(self._executor, call)
 
 
 class _NotFound(UnknownOperationException):

@@ -2,8 +2,9 @@
 
 :func:`start_http_server` binds the endpoint on the caller's loop, so it runs
 beside the Unix-socket daemon (``kms serve --http HOST:PORT``) or alone
-(``python -m kmscore.frontends.awsjson``). It uses aiohttp's low-level server:
-one handler for every request, no router or middleware on the hot path.
+(``python -m kmscore.frontends.awsjson``). Each connection is an
+:class:`~.protocol.HttpConnection` (httptools parses; no framework on the hot
+path).
 """
 
 from __future__ import annotations
@@ -12,19 +13,14 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
-
-from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
-from aiohttp.http import RawRequestMessage
-from aiohttp.streams import StreamReader
-from aiohttp.web_protocol import RequestHandler
+from typing import Final
 
 from kmscore.errors import LimitExceededException
 from kmscore.service import KeyService
 
 from ..limits import REFUSAL_LINGER_SECONDS, ConnectionLimits, over_limit_error
-from .app import MAX_BODY_BYTES, KMSHandler
+from .app import KMSHandler
+from .protocol import Connections
 from .wire import CONTENT_TYPE, encode_error
 
 __all__ = ["HttpServer", "endpoint_url", "http_startup", "start_http_server"]
@@ -72,21 +68,6 @@ class _Refusal(asyncio.Protocol):
             self._transport.close()
 
 
-class _LimitedServer(web.Server):
-    """aiohttp's low-level server with a cap on the connections served at once."""
-
-    def __init__(self, handler: KMSHandler, limits: ConnectionLimits, **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
-        self._kms = handler
-        self._max = limits.max_connections
-        self._over = over_limit_error(limits)
-
-    def __call__(self) -> Any:
-        if len(self._connections) >= self._max:
-            return _Refusal(self._kms, self._over)
-        return super().__call__()
-
-
 def endpoint_url(host: str, port: int, *, tls: bool = False) -> str:
     """The endpoint URL clients use (``AWS_ENDPOINT_URL_KMS``)."""
     scheme = "https" if tls else "http"
@@ -105,7 +86,7 @@ class HttpServer:
     def __init__(
         self,
         server: asyncio.Server,
-        web_server: web.Server,
+        connections: Connections,
         handler: KMSHandler,
         host: str,
         port: int,
@@ -113,7 +94,7 @@ class HttpServer:
     ) -> None:
         """Wrap a started server (made by :func:`start_http_server`)."""
         self._server = server
-        self._web_server = web_server
+        self._connections = connections
         self._handler = handler
         self.host = host
         self.port = port
@@ -128,8 +109,7 @@ class HttpServer:
         """Stop accepting, let requests in flight finish (up to 5 s), release the pool."""
         self._server.close()
         # Idle keep-alive connections close now; busy ones after their answer.
-        self._web_server.pre_shutdown()
-        await self._web_server.shutdown(_SHUTDOWN_SECONDS)
+        await self._connections.shutdown(_SHUTDOWN_SECONDS)
         await self._server.wait_closed()
         await asyncio.get_running_loop().run_in_executor(None, self._handler.close)
         self._handler.refusals.flush(everything=True)
@@ -167,39 +147,25 @@ async def start_http_server(
         OSError: the address cannot be bound.
     """
     handler = KMSHandler(service, secure_transport=ssl_context is not None)
-
-    def make_request(
-        message: RawRequestMessage,
-        payload: StreamReader,
-        protocol: RequestHandler,
-        writer: AbstractStreamWriter,
-        task: asyncio.Task[None],
-    ) -> web.BaseRequest:
-        return web.BaseRequest(
-            message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY_BYTES
-        )
-
     loop = asyncio.get_running_loop()
     limits = limits or ConnectionLimits()
-    # aiohttp's keep-alive timer is the idle timeout: armed when a connection
-    # opens and after each answer, it closes only a connection waiting for a
-    # request, never one with a request in progress.
-    web_server = _LimitedServer(
+    over = over_limit_error(limits)
+    connections = Connections(
         handler,
-        limits,
-        request_factory=make_request,
-        access_log=None,
-        keepalive_timeout=limits.idle_timeout,
+        CONTENT_TYPE,
+        limits.max_connections,
+        limits.idle_timeout,
+        lambda: _Refusal(handler, over),
     )
     handler.refusals.schedule(loop)
     if sock is not None:
-        server = await loop.create_server(web_server, sock=sock, ssl=ssl_context)
+        server = await loop.create_server(connections, sock=sock, ssl=ssl_context)
     else:
         server = await loop.create_server(
-            web_server, host, port, ssl=ssl_context, reuse_port=reuse_port or None
+            connections, host, port, ssl=ssl_context, reuse_port=reuse_port or None
         )
     bound = server.sockets[0].getsockname()
-    return HttpServer(server, web_server, handler, host, bound[1], ssl_context is not None)
+    return HttpServer(server, connections, handler, host, bound[1], ssl_context is not None)
 
 
 def http_startup(
