@@ -151,6 +151,15 @@ def stop(process: subprocess.Popen[str]) -> None:
         process.wait()
 
 
+def wait_for_chainer(data_dir: Path, timeout: float = 60.0) -> None:
+    """Let the audit chainer a server started finish before its data dir goes."""
+    from kmscore.audit.chainer import chainer_running
+
+    deadline = time.monotonic() + timeout
+    while chainer_running(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def process_tree(pid: int) -> list[int]:
     pids = [pid]
     try:
@@ -391,6 +400,7 @@ def main() -> int:
                 results += measure(name, process, url, requests, args, work, args.seconds)
             finally:
                 stop(process)
+                wait_for_chainer(data_dir)
         if not args.no_moto:
             process, url = start_moto()
             try:

@@ -13,7 +13,8 @@ with botocore's KMS model.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -47,6 +48,10 @@ def _wire(name: str) -> str:
     return wire
 
 
+def _bounds(low: int | None, high: int | None) -> tuple[int, int]:
+    return (low if low is not None else 0, high if high is not None else sys.maxsize)
+
+
 def _fail(path: str, constraint: str) -> ValidationException:
     return ValidationException(
         f"1 validation error detected: Value at '{path}' failed to satisfy constraint: {constraint}"
@@ -64,9 +69,23 @@ class _Invalid(Exception):
 
 @dataclass(frozen=True)
 class Member:
-    """One member of a request. Subclasses check their own type and limits."""
+    """One member of a request. Subclasses check their own type and limits.
+
+    Attributes:
+        required: The member must be present (and not null).
+        fast: :meth:`check` with a shortcut for the common case (an exact
+            ``str``, ``bytes``, ``int`` or ``dict`` within the limits), made
+            once per member; anything else goes to :meth:`check` (derived).
+    """
 
     required: bool = False
+    fast: Callable[[Any], Any] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fast", self._shortcut())
+
+    def _shortcut(self) -> Callable[[Any], Any]:
+        return self.check
 
     def check(self, value: Any) -> Any:
         """Validate and return the value (normalized where useful).
@@ -101,6 +120,28 @@ class String(Member):
             raise _Invalid(f"Member must satisfy regular expression pattern: {self.pattern}")
         return value
 
+    def _shortcut(self) -> Callable[[Any], Any]:
+        check = self.check
+        if self.pattern is not None:
+            return check
+        low, high = _bounds(self.min_len, self.max_len)
+        if self.enum is not None:
+            allowed = frozenset(self.enum)
+
+            def fast_enum(value: Any) -> Any:
+                if value.__class__ is str and value in allowed and low <= len(value) <= high:
+                    return value
+                return check(value)
+
+            return fast_enum
+
+        def fast(value: Any) -> Any:
+            if value.__class__ is str and low <= len(value) <= high:
+                return value
+            return check(value)
+
+        return fast
+
 
 @dataclass(frozen=True)
 class Blob(Member):
@@ -120,6 +161,17 @@ class Blob(Member):
             raise _Invalid(f"Member must have length less than or equal to {self.max_len}")
         return data
 
+    def _shortcut(self) -> Callable[[Any], Any]:
+        check = self.check
+        low, high = _bounds(self.min_len, self.max_len)
+
+        def fast(value: Any) -> Any:
+            if value.__class__ is bytes and low <= len(value) <= high:
+                return value
+            return check(value)
+
+        return fast
+
 
 @dataclass(frozen=True)
 class Integer(Member):
@@ -137,6 +189,19 @@ class Integer(Member):
         if self.max_value is not None and value > self.max_value:
             raise _Invalid(f"Member must have value less than or equal to {self.max_value}")
         return value
+
+    def _shortcut(self) -> Callable[[Any], Any]:
+        check = self.check
+        low = self.min_value if self.min_value is not None else -sys.maxsize
+        high = self.max_value if self.max_value is not None else sys.maxsize
+
+        def fast(value: Any) -> Any:
+            # bool is not int's class, so True and False go to check (refused).
+            if value.__class__ is int and low <= value <= high:
+                return value
+            return check(value)
+
+        return fast
 
 
 @dataclass(frozen=True)
@@ -189,6 +254,19 @@ class Map(Member):
                 raise _Invalid("Member must be a map of strings to strings")
         return dict(value)
 
+    def _shortcut(self) -> Callable[[Any], Any]:
+        check = self.check
+
+        def fast(value: Any) -> Any:
+            if value.__class__ is dict:
+                for k, v in value.items():
+                    if k.__class__ is not str or v.__class__ is not str:
+                        return check(value)
+                return dict(value)
+            return check(value)
+
+        return fast
+
 
 @dataclass(frozen=True)
 class Structure(Member):
@@ -215,7 +293,7 @@ def _check_members(members: Shape, request: Mapping[str, Any], prefix: str) -> d
             raise ValidationException(f"Unknown parameter {prefix}{name!s}.")
         if value is not None:
             try:
-                out[name] = member.check(value)
+                out[name] = member.fast(value)
             except _Invalid as exc:
                 raise _fail(prefix + _wire(name) + exc.subpath, exc.constraint) from None
             except ValidationException as exc:
@@ -246,6 +324,6 @@ def validate(shape: Shape, request: Mapping[str, Any]) -> dict[str, Any]:
         ValidationException: an unknown member, a missing required member, or
             a value that breaks its member's constraints.
     """
-    if not isinstance(request, Mapping):
+    if request.__class__ is not dict and not isinstance(request, Mapping):
         raise ValidationException("The request must be a structure.")
     return _check_members(shape, request, "")
