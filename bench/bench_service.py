@@ -27,17 +27,10 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 
 from kmscore import LocalKMS, engine
-
-
-def per_op_ns(fn: Callable[[], object], calls: int, per_call: int = 1) -> float:
-    start = time.perf_counter_ns()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter_ns() - start) / (calls * per_call)
+from kmscore.bench.timing import per_op_ns
 
 
 def main() -> int:

@@ -4,7 +4,9 @@
 nothing else:
 
 - :func:`per_op_ns` and :func:`best_ns`: the plain loop, nanoseconds per
-  operation (the interleaved-rounds scripts);
+  operation (the interleaved-rounds scripts); :func:`elapsed_ns` for a tight
+  loop of the caller's own; :func:`timed_calls` (:func:`timed_awaits` on an
+  event loop) for each call's latency;
 - :class:`Latency`: an HDR histogram of nanoseconds (the ``hdrhistogram``
   package) with the percentiles the reports print;
 - :func:`closed_loop` and :func:`open_loop`: ``concurrency`` threads, each
@@ -25,7 +27,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -40,11 +42,15 @@ __all__ = [
     "closed_loop",
     "cpu_seconds",
     "cpu_ticks",
+    "elapsed_ns",
+    "elapsed_ns_async",
     "error_code",
     "open_loop",
     "per_op_ns",
     "process_tree",
     "server_cpu",
+    "timed_awaits",
+    "timed_calls",
 ]
 
 #: The percentiles every report prints.
@@ -76,9 +82,35 @@ def per_op_ns(fn: Callable[[], object], calls: int, per_call: int = 1) -> float:
     return (clock() - start) / (calls * per_call)
 
 
-def best_ns(fn: Callable[[], object], calls: int, repeats: int = 7) -> float:
-    """The best of ``repeats`` :func:`per_op_ns` loops (the least disturbed one)."""
+def best_ns(fn: Callable[[], object], calls: int, repeats: int = 7, warmup: int = 0) -> float:
+    """The best of ``repeats`` :func:`per_op_ns` loops (the least disturbed one).
+
+    ``warmup`` calls run first, untimed.
+    """
+    for _ in range(warmup):
+        fn()
     return min(per_op_ns(fn, calls) for _ in range(repeats))
+
+
+def elapsed_ns(body: Callable[[], object]) -> int:
+    """Nanoseconds one call of ``body`` takes (a loop of its own, kept tight)."""
+    clock = time.perf_counter_ns
+    start = clock()
+    body()
+    return clock() - start
+
+
+def timed_calls(fn: Callable[[], object], calls: int) -> tuple[int, list[int]]:
+    """Call ``fn`` ``calls`` times in this thread: total nanoseconds, and each call's."""
+    clock = time.perf_counter_ns
+    latencies: list[int] = []
+    append = latencies.append
+    start = clock()
+    for _ in range(calls):
+        t = clock()
+        fn()
+        append(clock() - t)
+    return clock() - start, latencies
 
 
 class Latency:
@@ -190,6 +222,37 @@ def _run_threads(
             if wait is not None:
                 wait(time.perf_counter() - t0)
     return time.perf_counter() - t0, time.process_time() - cpu0
+
+
+async def timed_awaits(
+    fn: Callable[[], Awaitable[object]],
+    latencies: list[int],
+    *,
+    calls: int | None = None,
+    seconds: float | None = None,
+) -> None:
+    """Await ``fn()`` in turn, ``calls`` times or for ``seconds``; append each latency (ns).
+
+    Many of these gathered on one event loop are the pipelined load: each keeps
+    one call in flight.
+    """
+    clock = time.perf_counter_ns
+    deadline = clock() + int(seconds * 1e9) if seconds is not None else None
+    append = latencies.append
+    n = 0
+    while (calls is None or n < calls) and (deadline is None or clock() < deadline):
+        t = clock()
+        await fn()
+        append(clock() - t)
+        n += 1
+
+
+async def elapsed_ns_async(awaitable: Awaitable[object]) -> int:
+    """Nanoseconds until ``awaitable`` is done."""
+    clock = time.perf_counter_ns
+    start = clock()
+    await awaitable
+    return clock() - start
 
 
 def _ticker(
