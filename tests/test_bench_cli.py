@@ -246,3 +246,45 @@ def test_any_endpoint_with_the_usual_credentials_and_a_second_one_as_baseline(en
     assert [c["role"] for c in doc["contenders"]] == ["target", "baseline"]
     assert all(c["calls"] == 300 and not c["errors"] for c in doc["contenders"])
     assert {r["operation"] for r in doc["ratios"]} == {"GenerateDataKey", "Decrypt"}
+
+
+def test_socket_pipelined_and_library_threads(tmp_path):
+    out = tmp_path / "pipe.json"
+    status, _, stderr = invoke(
+        "--target", "socket", "--pipeline", "--concurrency", "8",
+        "--mix", "GenerateDataKey,Decrypt",
+        "--requests", "2000", "--warmup", "0", "--no-audit", "--no-baselines", "--json", str(out),
+    )  # fmt: skip
+    assert status == 0, stderr
+    (c,) = document(out)["contenders"]
+    assert c["in_flight"] == 8 and c["threads"] == 1
+    assert c["calls"] == 2000 and not c["errors"]
+    status, _, stderr = invoke(
+        "--concurrency", "4", "--op", "Encrypt", "--requests", "2000", "--warmup", "0",
+        "--no-audit", "--no-baselines", "--json", str(out),
+    )  # fmt: skip
+    assert status == 0, stderr
+    (c,) = document(out)["contenders"]
+    assert c["threads"] == 4 and c["calls"] == 2000
+    status, _, stderr = invoke("--pipeline", "--requests", "10")
+    assert status == 2 and "--pipeline is for the socket target" in stderr
+
+
+def test_the_command_lines(tmp_path):
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-m", "kmscore.bench", "--op", "Frobnicate"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.startswith("kms bench: unknown operation") and run.stderr.count("\n") == 1
+    kms = "from kmscore.frontends.cli import main; main()"
+    run = subprocess.run(
+        [sys.executable, "-c", kms, "bench", "--requests", "200", "--warmup", "0", "--no-audit",
+         "--no-baselines", "--no-live"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "library" in run.stdout and "GenerateDataKey" in run.stdout

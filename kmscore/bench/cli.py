@@ -12,16 +12,15 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
-from kmscore.bench import bill as billing
-from kmscore.bench import display, results, targets
-from kmscore.bench.operations import Operation, parse_mix, parse_operation
-from kmscore.bench.runner import Load, run
-from kmscore.bench.targets import BenchSetupError, Contender, Workspace
+# The rest loads when the command runs: every ``kms`` command builds this one.
+if TYPE_CHECKING:
+    from kmscore.bench.operations import Operation
+    from kmscore.bench.runner import Load
+    from kmscore.bench.targets import Contender, Workspace
 
 __all__ = ["BenchCommand", "bench", "main"]
 
@@ -64,6 +63,8 @@ def _size(text: str) -> int:
 
 
 def _operations(target: str, op: str | None, mix: str | None) -> list[Operation]:
+    from kmscore.bench.operations import parse_mix, parse_operation
+
     envelope = target == "envelope"
     if op and mix:
         raise _OneLine("give --op or --mix, not both")
@@ -92,7 +93,9 @@ def _endpoint(
     url: str, name: str, role: str, region: str, profile: str | None, ops: Sequence[Operation],
     threads: int, batch: int, seed: int,
 ) -> Contender:  # fmt: skip
+    from kmscore.bench import targets
     from kmscore.bench.http import credentials_from_chain
+    from kmscore.bench.targets import BenchSetupError
 
     try:
         creds = credentials_from_chain(profile)
@@ -109,6 +112,8 @@ def _endpoint(
 
 
 def _contenders(ws: Workspace, o: dict[str, Any], ops: list[Operation]) -> list[Contender]:
+    from kmscore.bench import targets
+
     target, threads, batch, seed = o["target"], o["concurrency"], o["batch"], o["seed"]
     endpoints = list(o["endpoint_url"])
     region = _region(o["region"], o["profile"])
@@ -121,9 +126,13 @@ def _contenders(ws: Workspace, o: dict[str, Any], ops: list[Operation]) -> list[
     elif target == "socket":
         remote, pid = targets.socket_client(ws, o["socket_path"], not o["no_audit"])
         name = "socket" if pid is not None else f"socket {remote.socket_path}"
-        out.append(
-            targets.kms_contender(name, "target", lambda t: remote, ops, threads, batch, seed, pid)
+        contender = targets.kms_contender(
+            name, "target", lambda t: remote, ops, 1 if o["pipeline"] else threads, batch, seed, pid
         )
+        if o["pipeline"]:
+            contender.name = f"{name} pipelined x{threads}"
+            targets.pipelined_socket(contender, remote.socket_path, remote, threads, batch, seed)
+        out.append(contender)
     elif target == "http":
         if endpoints:
             url = endpoints.pop(0)
@@ -151,15 +160,17 @@ def _contenders(ws: Workspace, o: dict[str, Any], ops: list[Operation]) -> list[
                 targets.cryptography_baseline,
                 targets.moto_baseline,
             ):
-                contender = make(ops, batch)
-                if contender is not None:
-                    out.append(contender)
+                base = make(ops, batch)
+                if base is not None:
+                    out.append(base)
     for url in endpoints if target != "envelope" else []:
         out.append(_endpoint(url, url, "baseline", region, o["profile"], ops, threads, batch, seed))
     return out
 
 
 def _bill(document: dict[str, Any], o: dict[str, Any], ops: list[Operation]) -> dict[str, Any]:
+    from kmscore.bench import bill as billing
+
     target = document["contenders"][0]
     calls = target["calls"] or 1
     rate = target["ops_per_s"]
@@ -216,6 +227,11 @@ def _bill(document: dict[str, Any], o: dict[str, Any], ops: list[Operation]) -> 
     default=1,
     show_default=True,
     help="Threads calling at once (closed loop), or sharing the --rate.",
+)
+@click.option(
+    "--pipeline",
+    is_flag=True,
+    help="Socket target: --concurrency calls in flight on one asyncio connection.",
 )
 @click.option(
     "--rate",
@@ -348,6 +364,12 @@ def execute(o: dict[str, Any]) -> int:
     Raises:
         _OneLine: A bad argument or a target that cannot be set up.
     """
+    from rich.console import Console
+
+    from kmscore.bench import display, results
+    from kmscore.bench.runner import Load, run
+    from kmscore.bench.targets import BenchSetupError, Workspace
+
     ops = _operations(o["target"], o["op"], o["mix"])
     o["size"] = _size(o["size"])
     if o["duration"] is not None and o["requests"] is not None:
@@ -359,6 +381,8 @@ def execute(o: dict[str, Any]) -> int:
             raise _OneLine(f"--plot {o['plot']}: the file must end in .png or .svg")
         if not results.plot_available():
             raise _OneLine("--plot needs matplotlib: pip install 'kmscore[plot]'")
+    if o["pipeline"] and (o["target"] != "socket" or o["rate"] is not None):
+        raise _OneLine("--pipeline is for the socket target, closed loop")
     if o["rate"] is not None and o["target"] == "envelope":
         raise _OneLine("--rate is for the KMS targets; the envelope target runs closed loop")
     if o["target"] != "http" and o["endpoint_url"] and o["target"] == "envelope":
@@ -431,6 +455,7 @@ def _parameters(o: dict[str, Any], ops: list[Operation], load: Load) -> dict[str
         "operations": [{"operation": op.label, "weight": op.weight} for op in ops],
         "mode": "open" if load.rate is not None else "closed",
         "concurrency": o["concurrency"],
+        "pipeline": o["pipeline"],
         "rate": load.rate,
         "duration_s": load.seconds,
         "requests": load.requests,

@@ -160,7 +160,10 @@ def print_results(console: Console, document: Mapping[str, Any]) -> None:
     for c in contenders:
         unit = "MB/s" if c["unit"] == "bytes" else "data keys/s"
         line = f"{c['name']}: {c['ops_per_s']:,.0f} calls/s, {c['items_per_s']:,.1f} {unit}"
-        line += f" ({c['threads']} thread{'s' if c['threads'] != 1 else ''})"
+        if c["in_flight"] != c["threads"]:
+            line += f" ({c['in_flight']} calls in flight on one asyncio connection)"
+        else:
+            line += f" ({c['threads']} thread{'s' if c['threads'] != 1 else ''})"
         if c["errors"]:
             line += "; errors: " + ", ".join(f"{k} x{v}" for k, v in c["errors"].items())
         console.print(line, highlight=False)

@@ -134,6 +134,7 @@ class Figures:
             "name": c.name,
             "role": c.role,
             "threads": len(c.schedules),
+            "in_flight": c.pipeline[2] if c.pipeline else len(c.schedules),
             "calls": calls,
             "errors": dict(self.errors.most_common()),
             "elapsed_s": round(self.elapsed, 4),

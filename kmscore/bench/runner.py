@@ -17,7 +17,7 @@ from typing import Any
 
 from kmscore.bench.results import Figures
 from kmscore.bench.targets import Contender
-from kmscore.bench.timing import Latency, Slice, closed_loop, open_loop, server_cpu
+from kmscore.bench.timing import Latency, Slice, closed_loop, open_loop, pipelined, server_cpu
 
 __all__ = ["Load", "run"]
 
@@ -51,6 +51,9 @@ def _turn(
     tick: Callable[[float, Slice], None] | None,
 ) -> Slice:
     n = len(contender.operations)
+    if contender.pipeline is not None:
+        connect, build, inflight = contender.pipeline
+        return pipelined(connect, build, inflight, n, seconds=seconds, requests=requests, tick=tick)
     if load.rate is not None and contender.role == "target":
         return open_loop(
             contender.schedules, n, load.rate, seconds=seconds, requests=requests, tick=tick

@@ -57,6 +57,8 @@ class Contender:
         items: Per operation, what one call delivers (data keys, or bytes).
         unit: ``keys`` or ``bytes``.
         server_pid: The server process whose CPU is counted, if one was started.
+        pipeline: For pipelined asyncio load instead of threads: how to connect an
+            asyncio client, how to build the schedule on it, and the calls in flight.
     """
 
     name: str
@@ -66,6 +68,7 @@ class Contender:
     items: list[float]
     unit: str = "keys"
     server_pid: int | None = None
+    pipeline: tuple[Callable[[], Any], Callable[[Any], list[Call]], int] | None = None
 
 
 @dataclass
@@ -227,6 +230,34 @@ def socket_client(ws: Workspace, socket_path: Path | None, audit: bool) -> tuple
         raise BenchSetupError(str(exc)) from exc
     ws.closers.append(kms.close)
     return kms, pid
+
+
+def pipelined_socket(
+    contender: Contender, socket_path: str, fixtures_client: Any, inflight: int, batch: int,
+    seed: int,
+) -> Contender:  # fmt: skip
+    """Make ``contender`` (the socket target) run pipelined on one asyncio connection.
+
+    Raises:
+        BenchSetupError: The setup calls failed.
+    """
+    from kmscore.client.aio import AsyncRemoteKMS
+
+    try:
+        fixtures = prepare(fixtures_client, contender.operations, batch)
+    except Exception as exc:
+        raise BenchSetupError(f"{contender.name}: setting up the keys failed: {exc}") from exc
+    order = schedule(contender.operations, seed)
+
+    async def connect() -> Any:
+        return await AsyncRemoteKMS(socket_path).connect()
+
+    def build(client: Any) -> list[Call]:
+        return mixed(calls(client, contender.operations, fixtures), order)
+
+    contender.pipeline = (connect, build, inflight)
+    contender.schedules = contender.schedules[:1]
+    return contender
 
 
 def start_http_server(ws: Workspace, workers: int) -> tuple[str, tuple[str, str, None], int]:

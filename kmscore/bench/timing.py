@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
@@ -47,6 +47,7 @@ __all__ = [
     "error_code",
     "open_loop",
     "per_op_ns",
+    "pipelined",
     "process_tree",
     "server_cpu",
     "timed_awaits",
@@ -222,6 +223,74 @@ def _run_threads(
             if wait is not None:
                 wait(time.perf_counter() - t0)
     return time.perf_counter() - t0, time.process_time() - cpu0
+
+
+def pipelined(
+    connect: Callable[[], Awaitable[Any]],
+    build: Callable[[Any], Sequence[Call]],
+    inflight: int,
+    operations: int,
+    *,
+    seconds: float | None = None,
+    requests: int | None = None,
+    tick: Callable[[float, Slice], None] | None = None,
+) -> Slice:
+    """Keep ``inflight`` calls in flight on one asyncio client, closed loop.
+
+    One thread runs an event loop (uvloop when installed); ``connect()`` makes
+    the client on it, ``build(client)`` the schedule, whose calls return
+    awaitables; ``inflight`` tasks each await the next call as soon as their
+    last one is answered. The client is closed at the end.
+    """
+    import asyncio
+
+    result = Slice([[] for _ in range(operations)])
+    quota = _Quota(requests)
+    span: list[int] = []
+
+    async def main() -> None:
+        client = await connect()
+        try:
+            schedule = build(client)
+            clock = time.perf_counter_ns
+            begin = clock()
+            deadline = begin + int((seconds if seconds is not None else 1e9) * 1e9)
+            lat, done, errors = result.latencies, result.completions, result.errors
+            size = len(schedule)
+
+            async def slot(offset: int) -> None:
+                i = offset
+                while quota.take() is not None:
+                    now = clock()
+                    if now >= deadline:
+                        return
+                    index, fn = schedule[i % size]
+                    i += 1
+                    try:
+                        await fn()  # type: ignore[misc]
+                    except Exception as exc:
+                        errors[error_code(exc)] += 1
+                        continue
+                    end = clock()
+                    lat[index].append(end - now)
+                    done[int((end - begin) / 1e9 / Slice.BUCKET)] += 1
+
+            await asyncio.gather(*(slot(k * 7919) for k in range(inflight)))
+            span.append(clock() - begin)
+        finally:
+            await client.close()
+
+    def body() -> None:
+        try:
+            import uvloop  # type: ignore[import-not-found,unused-ignore]
+
+            uvloop.run(main())
+        except ImportError:
+            asyncio.run(main())
+
+    _, result.cpu = _run_threads([body], _ticker(tick, result))
+    result.elapsed = span[0] / 1e9 if span else 0.0
+    return result
 
 
 async def timed_awaits(
