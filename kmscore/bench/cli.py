@@ -7,6 +7,7 @@ refuses the credentials (one line on stderr saying which).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
@@ -152,6 +153,8 @@ def _contenders(ws: Workspace, o: dict[str, Any], ops: list[Operation]) -> list[
             )
         )
     if o["baselines"]:
+        if target != "envelope" and importlib.util.find_spec("moto") is None:
+            o["notes"].append("moto is not installed (pip install 'moto[kms]'): no moto baseline")
         if target == "envelope":
             out.append(targets.envelope_baseline(ops, o["size"]))
         else:
@@ -371,6 +374,7 @@ def execute(o: dict[str, Any]) -> int:
     from kmscore.bench.targets import BenchSetupError, Workspace
 
     ops = _operations(o["target"], o["op"], o["mix"])
+    o["notes"] = []
     o["size"] = _size(o["size"])
     if o["duration"] is not None and o["requests"] is not None:
         raise _OneLine("give --duration or --requests, not both")
@@ -432,10 +436,13 @@ def execute(o: dict[str, Any]) -> int:
         "parameters": _parameters(o, ops, load),
         "contenders": summaries,
         "ratios": results.ratios(summaries),
+        "notes": o["notes"],
     }
     document["bill"] = _bill(document, o, ops)
     display.print_results(console, document)
     display.print_bill(console, document["bill"])
+    for note in document["notes"]:
+        console.print(f"note: {note}", highlight=False)
     status = 0
     if old is not None:
         rows, failed = results.compare(old, document, o["fail_above"])
