@@ -446,6 +446,13 @@ def execute(o: dict[str, Any]) -> int:
     status = 0
     if old is not None:
         rows, failed = results.compare(old, document, o["fail_above"])
+        differ = results.differences(old, document)
+        if differ:
+            console.print(
+                f"note: the older run differs in {', '.join(differ)}; its figures are not "
+                "the same measurement",
+                highlight=False,
+            )
         document["compare"] = {"against": str(o["compare"]), "rows": rows, "regressed": failed}
         display.print_compare(console, rows, o["fail_above"])
         status = 1 if failed else 0

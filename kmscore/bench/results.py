@@ -214,6 +214,7 @@ def compare(
     """
     before = {c["name"]: c for c in old.get("contenders", [])}
     rows: list[dict[str, Any]] = []
+    # Runs of other shapes are compared all the same, with a warning (see differences()).
     failed = False
     for c in new["contenders"]:
         prior = before.get(c["name"])
@@ -246,6 +247,16 @@ def compare(
                 }
             )
     return rows, failed
+
+
+#: The parameters two runs must share for their figures to be comparable.
+COMPARABLE: Final = ("target", "operations", "mode", "concurrency", "pipeline", "rate", "batch")
+
+
+def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The parameters in which two runs differ (their deltas then mean less)."""
+    a, b = old.get("parameters", {}), new.get("parameters", {})
+    return [k for k in COMPARABLE if a.get(k) != b.get(k)]
 
 
 def plot_available() -> bool:
