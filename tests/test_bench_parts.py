@@ -137,3 +137,56 @@ def test_open_loop_charges_a_stall_to_the_calls_it_held_up():
 def test_per_op_ns_divides_by_calls_and_items():
     ns = per_op_ns(lambda: time.sleep(0.001), 5, per_call=10)
     assert 90_000 <= ns < 1_000_000
+
+
+def test_http_client_reads_chunked_answers_and_reconnects_after_close():
+    import base64
+    import json
+    import socket
+    import threading
+
+    from kmscore.bench.http import AWSError, HttpKMS
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        # First connection: a chunked answer, then "Connection: close".
+        # Second: an error answer with Content-Length.
+        for answer in (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+            b"",
+        ):
+            conn, _ = listener.accept()
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            seen.append(data)
+            if answer:
+                body = json.dumps({"CiphertextBlob": base64.b64encode(b"blob").decode()})
+                half = len(body) // 2
+                chunks = [body[:half].encode(), body[half:].encode()]
+                out = answer + b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks)
+                conn.sendall(out + b"0\r\n\r\n")
+            else:
+                body = b'{"__type":"NotFoundException","message":"no such key"}'
+                conn.sendall(
+                    b"HTTP/1.1 400 Bad\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    client = HttpKMS(f"http://127.0.0.1:{port}", "us-east-1", "AKIAEXAMPLE", "s" * 40)
+    assert client.encrypt(KeyId="k", Plaintext=b"x")["CiphertextBlob"] == b"blob"
+    send = client.prepared("Decrypt", {"CiphertextBlob": b"blob"})
+    with pytest.raises(AWSError) as caught:
+        send()
+    assert caught.value.code == "NotFoundException" and caught.value.status == 400
+    thread.join(5)
+    listener.close()
+    assert seen[0].startswith(b"POST / HTTP/1.1\r\n") and b"TrentService.Encrypt" in seen[0]
+    assert b"Authorization: AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/" in seen[1]
