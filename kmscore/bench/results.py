@@ -98,7 +98,10 @@ class Figures:
         if server_cpu is not None:
             self.server_cpu = (self.server_cpu or 0.0) + server_cpu
         self.rounds.append(part.calls / part.elapsed if part.elapsed else 0.0)
+        whole = int(part.elapsed / Slice.BUCKET)  # the last, partial bucket would read low
         for bucket, count in sorted(part.completions.items()):
+            if bucket >= whole and whole > 0:
+                continue
             when = started + (bucket + 0.5) * Slice.BUCKET
             self.timeline.append((round(when, 3), count / Slice.BUCKET))
 
