@@ -55,6 +55,7 @@ from cryptography.hazmat.backends.openssl.backend import backend as _crypto_back
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from kmscore import engine
+from kmscore.bench.results import cpu_model
 from kmscore.bench.timing import elapsed_ns
 
 HERE = Path(__file__).resolve().parent
@@ -295,14 +296,7 @@ def make_items(key: engine.AesGcmKey, aesgcm: AESGCM, keys: int, aad: bytes) -> 
 
 
 def machine() -> dict[str, object]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     return {
         "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
         "nproc": os.cpu_count(),

@@ -26,9 +26,20 @@ from typing import Any, Final
 from kmscore.bench.targets import Contender
 from kmscore.bench.timing import Latency, Slice
 
-__all__ = ["SCHEMA", "Figures", "compare", "machine", "plot", "ratios", "write_json"]
+__all__ = ["SCHEMA", "Figures", "compare", "cpu_model", "machine", "plot", "ratios", "write_json"]
 
 SCHEMA: Final = "kmscore-bench/1"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or the platform's processor name."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def machine() -> dict[str, Any]:
@@ -42,14 +53,7 @@ def machine() -> dict[str, Any]:
     except PackageNotFoundError:
         kmscore_version = "unknown"
 
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
     return {
         "cpu_model": model,

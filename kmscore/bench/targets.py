@@ -449,8 +449,8 @@ def envelope_baseline(operations: Sequence[Operation], size: int) -> Contender:
     )
 
 
-def moto_baseline(operations: Sequence[Operation], batch: int) -> Contender | None:
-    """The moto KMS backend object called directly (None when moto is not installed)."""
+def moto_backend() -> tuple[Any, str] | None:
+    """The moto in-memory KMS backend and a new symmetric key in it (None without moto)."""
     try:
         from moto.kms.models import kms_backends  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
@@ -462,7 +462,16 @@ def moto_baseline(operations: Sequence[Operation], batch: int) -> Contender | No
         key_spec="SYMMETRIC_DEFAULT",
         description="kms bench",
         tags=None,
-    ).id
+    )
+    return backend, str(key.id)
+
+
+def moto_baseline(operations: Sequence[Operation], batch: int) -> Contender | None:
+    """The moto KMS backend object called directly (None when moto is not installed)."""
+    found = moto_backend()
+    if found is None:
+        return None
+    backend, key = found
     ctx = {"purpose": "kms bench"}
     blob = backend.generate_data_key(key, ctx, None, "AES_256")[1]
     table: dict[str, Callable[[], object]] = {
