@@ -292,3 +292,20 @@ def test_the_command_lines(tmp_path):
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "library" in run.stdout and "GenerateDataKey" in run.stdout
+
+
+def test_worker_processes_share_the_target(tmp_path):
+    out = tmp_path / "procs.json"
+    status, stdout, stderr = invoke(
+        "--processes", "2", "--concurrency", "2", "--mix", "GenerateDataKey,Decrypt",
+        "--requests", "2000", "--warmup", "0", "--rounds", "2", "--no-audit", "--no-baselines",
+        "--json", str(out),
+    )  # fmt: skip
+    assert status == 0, stderr
+    (c,) = document(out)["contenders"]
+    assert c["name"] == "library x2 processes" and c["processes"] == 2
+    assert c["in_flight"] == 4 and c["calls"] == 2000 and not c["errors"]
+    assert c["cpu_us_per_op"] > 0  # the workers' CPU, not this idle process's
+    assert "2 processes x 2 threads" in stdout
+    status, _, stderr = invoke("--processes", "2", "--target", "envelope", "--requests", "5")
+    assert status == 2 and "--processes is for" in stderr

@@ -119,13 +119,16 @@ def _contenders(ws: Workspace, o: dict[str, Any], ops: list[Operation]) -> list[
     endpoints = list(o["endpoint_url"])
     region = _region(o["region"], o["profile"])
     out: list[Contender] = []
+    spec: Any = None  # how --processes workers reach the target
     if target == "library":
         kms = targets.library_client(ws, o["data_dir"], not o["no_audit"])
+        spec = ("library", str(kms.service.data_dir), None, None)
         out.append(
             targets.kms_contender("library", "target", lambda t: kms, ops, threads, batch, seed)
         )
     elif target == "socket":
         remote, pid = targets.socket_client(ws, o["socket_path"], not o["no_audit"])
+        spec = ("socket", remote.socket_path, None, None)
         name = "socket" if pid is not None else f"socket {remote.socket_path}"
         contender = targets.kms_contender(
             name, "target", lambda t: remote, ops, 1 if o["pipeline"] else threads, batch, seed, pid
@@ -137,12 +140,14 @@ def _contenders(ws: Workspace, o: dict[str, Any], ops: list[Operation]) -> list[
     elif target == "http":
         if endpoints:
             url = endpoints.pop(0)
+            spec = ("http", url, region, None)
             out.append(
                 _endpoint(url, url, "target", region, o["profile"], ops, threads, batch, seed)
             )
         else:
             url, creds, pid = targets.start_http_server(ws, o["server_workers"])
             clients = targets.http_clients(url, "us-east-1", creds, threads)
+            spec = ("http", url, "us-east-1", creds)
             out.append(
                 targets.kms_contender("http", "target", clients, ops, threads, batch, seed, pid)
             )
@@ -152,6 +157,8 @@ def _contenders(ws: Workspace, o: dict[str, Any], ops: list[Operation]) -> list[
                 ws, ops, o["size"], threads, seed, not o["no_audit"], o["envelope_cache"]
             )
         )
+    if o["processes"] > 1:
+        _pool(ws, o, out[0], spec, ops)
     if o["baselines"]:
         if target != "envelope" and importlib.util.find_spec("moto") is None:
             o["notes"].append("moto is not installed (pip install 'moto[kms]'): no moto baseline")
@@ -169,6 +176,26 @@ def _contenders(ws: Workspace, o: dict[str, Any], ops: list[Operation]) -> list[
     for url in endpoints if target != "envelope" else []:
         out.append(_endpoint(url, url, "baseline", region, o["profile"], ops, threads, batch, seed))
     return out
+
+
+def _pool(ws: Workspace, o: dict[str, Any], target: Contender, spec: Any, ops: Any) -> None:
+    """Give the target ``--processes`` worker processes (each with ``--concurrency`` threads)."""
+    from kmscore.bench.processes import ClientSpec, WorkerPool
+    from kmscore.bench.targets import BenchSetupError
+
+    kind, where, region, creds = spec
+    if kind == "http" and creds is None:
+        from kmscore.bench.http import credentials_from_chain
+
+        creds = credentials_from_chain(o["profile"])
+    client = ClientSpec(kind, where, not o["no_audit"], region or "us-east-1", creds)
+    try:
+        pool = WorkerPool(o["processes"], client, ops, o["concurrency"], o["batch"], o["seed"])
+    except RuntimeError as exc:
+        raise BenchSetupError(str(exc)) from exc
+    ws.closers.append(pool.close)
+    target.pool = pool
+    target.name += f" x{o['processes']} processes"
 
 
 def _bill(document: dict[str, Any], o: dict[str, Any], ops: list[Operation]) -> dict[str, Any]:
@@ -230,6 +257,13 @@ def _bill(document: dict[str, Any], o: dict[str, Any], ops: list[Operation]) -> 
     default=1,
     show_default=True,
     help="Threads calling at once (closed loop), or sharing the --rate.",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1, max=256),
+    default=1,
+    show_default=True,
+    help="Worker processes for the target, each with --concurrency threads (past the GIL).",
 )
 @click.option(
     "--pipeline",
@@ -385,6 +419,8 @@ def execute(o: dict[str, Any]) -> int:
             raise _OneLine(f"--plot {o['plot']}: the file must end in .png or .svg")
         if not results.plot_available():
             raise _OneLine("--plot needs matplotlib: pip install 'kmscore[plot]'")
+    if o["processes"] > 1 and (o["pipeline"] or o["target"] == "envelope"):
+        raise _OneLine("--processes is for the library, socket and http targets, on threads")
     if o["pipeline"] and (o["target"] != "socket" or o["rate"] is not None):
         raise _OneLine("--pipeline is for the socket target, closed loop")
     if o["rate"] is not None and o["target"] == "envelope":
@@ -442,7 +478,7 @@ def execute(o: dict[str, Any]) -> int:
     display.print_results(console, document)
     display.print_bill(console, document["bill"])
     for note in document["notes"]:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
     status = 0
     if old is not None:
         rows, failed = results.compare(old, document, o["fail_above"])
@@ -452,6 +488,7 @@ def execute(o: dict[str, Any]) -> int:
                 f"note: the older run differs in {', '.join(differ)}; its figures are not "
                 "the same measurement",
                 highlight=False,
+                soft_wrap=True,
             )
         document["compare"] = {"against": str(o["compare"]), "rows": rows, "regressed": failed}
         display.print_compare(console, rows, o["fail_above"])
@@ -470,6 +507,7 @@ def _parameters(o: dict[str, Any], ops: list[Operation], load: Load) -> dict[str
         "mode": "open" if load.rate is not None else "closed",
         "concurrency": o["concurrency"],
         "pipeline": o["pipeline"],
+        "processes": o["processes"],
         "rate": load.rate,
         "duration_s": load.seconds,
         "requests": load.requests,

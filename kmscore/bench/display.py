@@ -160,13 +160,16 @@ def print_results(console: Console, document: Mapping[str, Any]) -> None:
     for c in contenders:
         unit = "MB/s" if c["unit"] == "bytes" else "data keys/s"
         line = f"{c['name']}: {c['ops_per_s']:,.0f} calls/s, {c['items_per_s']:,.1f} {unit}"
-        if c["in_flight"] != c["threads"]:
+        if c["processes"] > 1:
+            threads = f"{c['threads']} thread{'s' if c['threads'] != 1 else ''}"
+            line += f" ({c['processes']} processes x {threads})"
+        elif c["in_flight"] != c["threads"]:
             line += f" ({c['in_flight']} calls in flight on one asyncio connection)"
         else:
             line += f" ({c['threads']} thread{'s' if c['threads'] != 1 else ''})"
         if c["errors"]:
             line += "; errors: " + ", ".join(f"{k} x{v}" for k, v in c["errors"].items())
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 def print_bill(console: Console, bill: Mapping[str, Any]) -> None:
@@ -176,6 +179,7 @@ def print_bill(console: Console, bill: Mapping[str, Any]) -> None:
         f"\nAWS KMS list prices for this mix at {bill['rate_per_s']:,.0f} calls/s "
         f"({bill['basis']}), per 730-hour month:",
         highlight=False,
+        soft_wrap=True,
     )
     for op, n in bill["requests"].items():
         console.print(f"  {op:24} {n:>16,} requests", highlight=False)
@@ -184,18 +188,21 @@ def print_bill(console: Console, bill: Mapping[str, Any]) -> None:
         f"${cost['net']:,.2f}; keys ${bill['key_cost']:,.2f} ({bill['keys']} key-months); "
         f"total ${bill['total']:,.2f}",
         highlight=False,
+        soft_wrap=True,
     )
     cache, batch = bill["with_cache"], bill["with_batches"]
     console.print(
         f"  with the data key cache ({cache['reuse']} messages per data key): requests "
         f"${cache['request_cost']:,.2f}, saving ${cache['saving']:,.2f}",
         highlight=False,
+        soft_wrap=True,
     )
     console.print(
         f"  with batch calls ({batch['batch']} data keys per GenerateDataKeys/DecryptMany, "
         f"priced as one request as kms usage counts them): requests "
         f"${batch['request_cost']:,.2f}, saving ${batch['saving']:,.2f}",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -236,4 +243,5 @@ def print_compare(
             if bad
             else f"no regression past {fail_above:g}% on the target",
             highlight=False,
+            soft_wrap=True,
         )

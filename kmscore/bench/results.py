@@ -141,7 +141,12 @@ class Figures:
             "name": c.name,
             "role": c.role,
             "threads": len(c.schedules),
-            "in_flight": c.pipeline[2] if c.pipeline else len(c.schedules),
+            "processes": c.pool.processes if c.pool else 1,
+            "in_flight": (
+                c.pipeline[2]
+                if c.pipeline
+                else len(c.schedules) * (c.pool.processes if c.pool else 1)
+            ),
             "calls": calls,
             "errors": dict(self.errors.most_common()),
             "elapsed_s": round(self.elapsed, 4),

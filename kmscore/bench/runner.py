@@ -51,6 +51,9 @@ def _turn(
     tick: Callable[[float, Slice], None] | None,
 ) -> Slice:
     n = len(contender.operations)
+    if contender.pool is not None:
+        rate = load.rate if contender.role == "target" else None
+        return contender.pool.turn(seconds, requests, rate)  # type: ignore[no-any-return]
     if contender.pipeline is not None:
         connect, build, inflight = contender.pipeline
         return pipelined(connect, build, inflight, n, seconds=seconds, requests=requests, tick=tick)
@@ -84,7 +87,9 @@ def run(
         per_turn_n = max(1, load.requests // load.rounds)
     warm_n = None if load.seconds is not None else max(1, (per_turn_n or 1) // 10)
     for c in contenders:
-        if load.warmup > 0 or warm_n:
+        if (load.warmup > 0 or warm_n) and c.pool is not None:
+            c.pool.turn(load.warmup or None, warm_n, None)
+        elif load.warmup > 0 or warm_n:
             closed_loop(
                 c.schedules, len(c.operations), seconds=load.warmup or None, requests=warm_n
             )

@@ -59,6 +59,8 @@ class Contender:
         server_pid: The server process whose CPU is counted, if one was started.
         pipeline: For pipelined asyncio load instead of threads: how to connect an
             asyncio client, how to build the schedule on it, and the calls in flight.
+        pool: A :class:`kmscore.bench.processes.WorkerPool` that runs the turns
+            in worker processes instead (``--processes``).
     """
 
     name: str
@@ -69,6 +71,7 @@ class Contender:
     unit: str = "keys"
     server_pid: int | None = None
     pipeline: tuple[Callable[[], Any], Callable[[Any], list[Call]], int] | None = None
+    pool: Any = None
 
 
 @dataclass
