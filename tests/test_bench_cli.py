@@ -309,3 +309,12 @@ def test_worker_processes_share_the_target(tmp_path):
     assert "2 processes x 2 threads" in stdout
     status, _, stderr = invoke("--processes", "2", "--target", "envelope", "--requests", "5")
     assert status == 2 and "--processes is for" in stderr
+
+
+def test_live_view_runs_and_leaves_the_results(tmp_path):
+    status, stdout, stderr = invoke(
+        "--live", "--mix", "GenerateDataKey,Decrypt", "--duration", "0.6", "--warmup", "0.1",
+        "--rounds", "2", "--no-audit", "--no-baselines",
+    )  # fmt: skip
+    assert status == 0, stderr
+    assert "kms bench: latency in microseconds" in stdout and "AWS KMS list prices" in stdout
