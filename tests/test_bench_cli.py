@@ -318,3 +318,19 @@ def test_live_view_runs_and_leaves_the_results(tmp_path):
     )  # fmt: skip
     assert status == 0, stderr
     assert "kms bench: latency in microseconds" in stdout and "AWS KMS list prices" in stdout
+
+
+def test_the_keys_a_run_makes_are_scheduled_for_deletion(tmp_path):
+    from kmscore import LocalKMS
+
+    data_dir = tmp_path / "mine"
+    status, _, stderr = invoke(
+        "--data-dir", str(data_dir), "--mix", "GenerateDataKey,ReEncrypt,Sign",
+        "--requests", "30", "--warmup", "0", "--no-audit", "--no-baselines",
+    )  # fmt: skip
+    assert status == 0, stderr
+    with LocalKMS(data_dir, audit=False) as kms:
+        keys = kms.list_keys()["Keys"]
+        states = [kms.describe_key(KeyId=k["KeyId"])["KeyMetadata"]["KeyState"] for k in keys]
+    assert len(states) == 3  # the symmetric key, ReEncrypt's second one, the signing key
+    assert set(states) == {"PendingDeletion"}

@@ -112,13 +112,15 @@ def _endpoint(
     return targets.kms_contender(name, role, clients, ops, threads, batch, seed)
 
 
-def _contenders(ws: Workspace, o: dict[str, Any], ops: list[Operation]) -> list[Contender]:
+def _contenders(
+    ws: Workspace, o: dict[str, Any], ops: list[Operation], out: list[Contender]
+) -> list[Contender]:
+    """Build the target and the baselines into ``out`` (so a failure can clean up)."""
     from kmscore.bench import targets
 
     target, threads, batch, seed = o["target"], o["concurrency"], o["batch"], o["seed"]
     endpoints = list(o["endpoint_url"])
     region = _region(o["region"], o["profile"])
-    out: list[Contender] = []
     spec: Any = None  # how --processes workers reach the target
     if target == "library":
         kms = targets.library_client(ws, o["data_dir"], not o["no_audit"])
@@ -443,10 +445,15 @@ def execute(o: dict[str, Any]) -> int:
     console = Console()
     ws = Workspace()
     try:
+        contenders: list[Contender] = []
         try:
-            contenders = _contenders(ws, o, ops)
+            _contenders(ws, o, ops, contenders)
         except BenchSetupError as exc:
             raise _OneLine(str(exc)) from exc
+        finally:
+            for contender in contenders:  # before the clients close (closers run last first)
+                if contender.cleanup is not None:
+                    ws.closers.append(contender.cleanup)
         started = results.started_now()
         before = results.machine()
         live_on = o["live"] if o["live"] is not None else console.is_terminal

@@ -27,6 +27,7 @@ __all__ = [
     "Fixtures",
     "Operation",
     "calls",
+    "delete_keys",
     "mixed",
     "parse_mix",
     "parse_operation",
@@ -175,13 +176,20 @@ def _key(client: Any, keys: dict[str, str], spec: str, usage: KeyUsage) -> str:
     return keys[spec]
 
 
-def prepare(client: Any, operations: Sequence[Operation], batch: int = 100) -> Fixtures:
+def prepare(
+    client: Any,
+    operations: Sequence[Operation],
+    batch: int = 100,
+    keys: dict[str, str] | None = None,
+) -> Fixtures:
     """Make the keys and the inputs of ``operations`` through ``client``.
 
     Args:
         client: Any client with boto3's KMS method names.
         operations: The KMS operations of the run.
         batch: Data keys per GenerateDataKeys call.
+        keys: Where the ids of the keys made go, as they are made (so that a
+            caller can delete them after a failure too).
 
     Returns:
         The fixtures.
@@ -189,7 +197,7 @@ def prepare(client: Any, operations: Sequence[Operation], batch: int = 100) -> F
     Raises:
         KMSError: Or the client's own error, when the KMS refuses a setup call.
     """
-    keys: dict[str, str] = {}
+    keys = {} if keys is None else keys
     inputs: dict[str, list[dict[str, Any]]] = {}
     contexts = [{"purpose": "kms bench", "request": f"r-{i:03d}"} for i in range(INPUTS)]
     for op in operations:
@@ -255,6 +263,20 @@ _METHODS: Final = {
     "GenerateMac": "generate_mac",
     "VerifyMac": "verify_mac",
 }
+
+
+def delete_keys(client: Any, keys: dict[str, str]) -> None:
+    """Schedule the deletion of the keys a run made, in 7 days (AWS's shortest wait).
+
+    Best effort: a key that cannot be scheduled (a KMS without
+    ScheduleKeyDeletion, a connection gone) is left. AWS KMS charges nothing for
+    a key pending deletion.
+    """
+    for key in keys.values():
+        try:
+            client.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+        except Exception:  # noqa: S112 - best effort at exit
+            continue
 
 
 def calls(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from kmscore.bench.operations import Operation, calls, mixed, prepare, schedule
+from kmscore.bench.operations import Operation, calls, delete_keys, mixed, prepare, schedule
 from kmscore.bench.timing import Slice, closed_loop, open_loop
 
 __all__ = ["ClientSpec", "WorkerPool"]
@@ -67,12 +67,16 @@ def _worker(
     seed: int,
 ) -> None:
     """A worker process: set up, say ready, then run each turn it is sent."""
+    keys: dict[str, str] = {}
+    clients: list[Any] = []
     try:
         clients = _client(spec, threads)
-        fixtures = prepare(clients[0], operations, batch)
+        fixtures = prepare(clients[0], operations, batch, keys)
         order = schedule(operations, seed)
         schedules = [mixed(calls(c, operations, fixtures), order) for c in clients]
     except Exception as exc:
+        if clients:
+            delete_keys(clients[0], keys)
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready", None))
@@ -87,6 +91,7 @@ def _worker(
         else:
             part = open_loop(schedules, n, rate, seconds=seconds, requests=requests)
         conn.send(("slice", part))
+    delete_keys(clients[0], keys)
     for client in {id(c): c for c in clients}.values():
         client.close()
 

@@ -35,7 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kmscore.bench.operations import Fixtures, Operation, calls, mixed, prepare, schedule
+from kmscore.bench.operations import (
+    Fixtures,
+    Operation,
+    calls,
+    delete_keys,
+    mixed,
+    prepare,
+    schedule,
+)
 from kmscore.bench.timing import Call
 
 __all__ = ["BenchSetupError", "Contender", "Server", "Workspace"]
@@ -61,6 +69,7 @@ class Contender:
             asyncio client, how to build the schedule on it, and the calls in flight.
         pool: A :class:`kmscore.bench.processes.WorkerPool` that runs the turns
             in worker processes instead (``--processes``).
+        cleanup: Schedules the deletion of the keys the run made.
     """
 
     name: str
@@ -72,6 +81,7 @@ class Contender:
     server_pid: int | None = None
     pipeline: tuple[Callable[[], Any], Callable[[Any], list[Call]], int] | None = None
     pool: Any = None
+    cleanup: Callable[[], None] | None = None
 
 
 @dataclass
@@ -180,11 +190,15 @@ def kms_contender(
     Raises:
         BenchSetupError: The setup calls (CreateKey, Encrypt, Sign, ...) failed.
     """
+    client = client_for_thread(0)
+    keys: dict[str, str] = {}
     try:
-        fixtures = prepare(client_for_thread(0), operations, batch)
+        fixtures = prepare(client, operations, batch, keys)
     except (OSError, ConnectionError) as exc:
+        delete_keys(client, keys)
         raise BenchSetupError(f"{name}: cannot reach the KMS: {exc}") from exc
     except Exception as exc:
+        delete_keys(client, keys)
         code = getattr(exc, "code", type(exc).__name__)
         message = getattr(exc, "message", str(exc))
         raise BenchSetupError(f"{name}: setting up the keys failed: {code}: {message}") from exc
@@ -195,6 +209,7 @@ def kms_contender(
         _schedules(client_for_thread, operations, fixtures, threads, seed),
         _items(operations, batch),
         server_pid=server_pid,
+        cleanup=lambda: delete_keys(client, keys),
     )
 
 
