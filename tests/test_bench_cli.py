@@ -34,7 +34,7 @@ def document(path: Path) -> dict:
     [
         ("library", EVERY_KMS_OPERATION, []),  # audit trail on, as shipped
         ("socket", EVERY_KMS_OPERATION, ["--no-audit"]),
-        ("http", EVERY_KMS_OPERATION, ["--no-audit"]),
+        ("http", EVERY_KMS_OPERATION, []),  # kms serve --http always audits
         ("envelope", ",".join(ENVELOPE_OPERATIONS), ["--no-audit", "--size", "64K"]),
     ],
 )
@@ -197,6 +197,7 @@ def _free_port() -> int:
         (["--compare", "/nonexistent/old.json"], "cannot read it"),
         (["--duration", "1", "--requests", "5"], "not both"),
         (["--size", "lots", "--target", "envelope"], "--size"),
+        (["--target", "http", "--no-audit"], "always keeps its audit trail"),
     ],
 )
 def test_bad_arguments_get_one_line_and_exit_2(args, needle):

@@ -421,6 +421,8 @@ def execute(o: dict[str, Any]) -> int:
             raise _OneLine(f"--plot {o['plot']}: the file must end in .png or .svg")
         if not results.plot_available():
             raise _OneLine("--plot needs matplotlib: pip install 'kmscore[plot]'")
+    if o["no_audit"] and o["target"] == "http":
+        raise _OneLine("--no-audit: kms serve --http always keeps its audit trail")
     if o["processes"] > 1 and (o["pipeline"] or o["target"] == "envelope"):
         raise _OneLine("--processes is for the library, socket and http targets, on threads")
     if o["pipeline"] and (o["target"] != "socket" or o["rate"] is not None):
