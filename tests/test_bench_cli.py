@@ -130,18 +130,33 @@ def test_output_names_the_ratios_and_the_bill(baseline_run):
 
 
 def test_compare_exit_codes(baseline_run, tmp_path):
-    doc, _, _, _ = baseline_run
-    faster = json.loads(json.dumps(doc))
+    doc, _, _, mix_json = baseline_run
+    args = [
+        "--op",
+        "Decrypt",
+        "--requests",
+        "2000",
+        "--warmup",
+        "0",
+        "--no-baselines",
+        "--no-audit",
+    ]
+    base = tmp_path / "base.json"
+    status, _, stderr = invoke(*args, "--json", str(base))
+    assert status == 0, stderr
+    faster = document(base)
     for c in faster["contenders"]:
         for row in c["operations"].values():
-            row["ops_per_s"] *= 3  # the "old" run was three times faster: a regression now
+            row["ops_per_s"] *= 5  # the "old" run was five times faster: a regression now
     old = tmp_path / "old.json"
     old.write_text(json.dumps(faster))
-    args = ["--op", "Decrypt", "--requests", "2000", "--warmup", "0", "--no-baselines"]
-    args += ["--no-audit", "--compare", str(old)]
+    args += ["--compare", str(old)]
     status, stdout, _ = invoke(*args, "--fail-above", "20")
     assert status == 1
-    assert "REGRESSION" in stdout
+    assert "REGRESSION" in stdout and "differs in" not in stdout
+    # A run of another shape is compared with a warning.
+    status, stdout, _ = invoke(*args[:-1], str(mix_json))
+    assert status == 0 and "the older run differs in operations" in " ".join(stdout.split())
     # Without --fail-above the deltas are printed and the run passes.
     status, stdout, _ = invoke(*args)
     assert status == 0 and "compared with the older run" in stdout
