@@ -20,7 +20,6 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from kmscore import LocalKMS
+from kmscore.bench.timing import per_op_ns
 
 TARGET_US = 20.0
 MESSAGE = b"m" * 64
@@ -81,10 +81,7 @@ def direct(algorithm: str, loaded: Any) -> tuple[Callable[[], bytes], Callable[[
 
 
 def per_call_us(fn: Callable[[], object], calls: int) -> float:
-    start = time.perf_counter_ns()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter_ns() - start) / calls / 1000
+    return per_op_ns(fn, calls) / 1000
 
 
 def main() -> int:

@@ -18,10 +18,10 @@ import itertools
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 
 from kmscore import LocalKMS
+from kmscore.bench import timing
 from kmscore.model import context as ec
 from kmscore.operations.crypto import conditions, encryption_key
 from kmscore.operations.registry import OPERATIONS, dispatch, validate
@@ -29,15 +29,7 @@ from kmscore.service import Call, new_request_id, symmetric
 
 
 def best_ns(fn: Callable[[], object], calls: int) -> float:
-    for _ in range(2000):
-        fn()
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter_ns()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter_ns() - start) / calls)
-    return best
+    return timing.best_ns(fn, calls, repeats=5, warmup=2000)
 
 
 def main() -> int:

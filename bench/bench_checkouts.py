@@ -17,17 +17,14 @@ from __future__ import annotations
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 
 from kmscore import LocalKMS
+from kmscore.bench.timing import per_op_ns
 
 
 def _per_call_ns(fn: Callable[[], object], calls: int = 20_000) -> float:
-    start = time.perf_counter_ns()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter_ns() - start) / calls
+    return per_op_ns(fn, calls)
 
 
 def main() -> int:

@@ -49,7 +49,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -58,6 +57,7 @@ from typing import Any
 import msgpack
 
 from kmscore import LocalKMS, engine
+from kmscore.bench.timing import Latency, elapsed_ns_async, timed_awaits, timed_calls
 from kmscore.client.aio import AsyncRemoteKMS
 from kmscore.client.remote import RemoteKMS
 
@@ -131,14 +131,7 @@ class Sample:
 
 
 def sequential(call: Callable[[], Any], n: int, per_call: int = 1) -> Sample:
-    lat = []
-    clock = time.perf_counter_ns
-    start = clock()
-    for _ in range(n):
-        t = clock()
-        call()
-        lat.append(clock() - t)
-    elapsed = clock() - start
+    elapsed, lat = timed_calls(call, n)
     return Sample(n * per_call / (elapsed / 1e9), lat)
 
 
@@ -178,18 +171,14 @@ def pipelined(
     async def main() -> Sample:
         conns = [await AsyncRemoteKMS(path).connect() for _ in range(clients)]
         lat: list[int] = []
-        clock = time.perf_counter_ns
         per_slot = total // (clients * window)
 
-        async def slot(kms: AsyncRemoteKMS) -> None:
-            for _ in range(per_slot):
-                t = clock()
-                await kms.call(method, **request)
-                lat.append(clock() - t)
+        def slot(kms: AsyncRemoteKMS) -> Any:
+            return timed_awaits(lambda: kms.call(method, **request), lat, calls=per_slot)
 
-        start = clock()
-        await asyncio.gather(*(slot(kms) for kms in conns for _ in range(window)))
-        elapsed = clock() - start
+        elapsed = await elapsed_ns_async(
+            asyncio.gather(*(slot(kms) for kms in conns for _ in range(window)))
+        )
         for kms in conns:
             await kms.close()
         return Sample(per_slot * clients * window * per_call / (elapsed / 1e9), lat)
@@ -207,25 +196,25 @@ def in_loop(kms: Any, pool: ThreadPoolExecutor, name: str, req: dict[str, Any], 
 
     async def main() -> Sample:
         loop = asyncio.get_running_loop()
-        lat = []
-        clock = time.perf_counter_ns
-        start = clock()
-        for _ in range(n):
-            t = clock()
+        lat: list[int] = []
+
+        async def step() -> None:
             if worker:
                 await loop.run_in_executor(pool, dispatch, service, name, req, caller)
             else:
                 dispatch(service, name, req, caller)
-            lat.append(clock() - t)
-        return Sample(n * per_call / ((clock() - start) / 1e9), lat)
+
+        elapsed = await elapsed_ns_async(timed_awaits(step, lat, calls=n))
+        return Sample(n * per_call / (elapsed / 1e9), lat)
 
     result: Sample = run_loop(main())
     return result
 
 
 def pct(values: list[int], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000.0
+    histogram = Latency()
+    histogram.record(values)
+    return histogram.percentile(q * 100) / 1000.0
 
 
 # How the daemon's glibc malloc is set for --malloc: code run before the daemon.

@@ -50,12 +50,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
-from time import perf_counter_ns
 
 from cryptography.hazmat.backends.openssl.backend import backend as _crypto_backend
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from kmscore import engine
+from kmscore.bench.results import cpu_model
+from kmscore.bench.timing import elapsed_ns
 
 HERE = Path(__file__).resolve().parent
 CEILING_SRC = HERE / "ceiling.c"
@@ -198,11 +199,12 @@ def wrap_engine(key: engine.AesGcmKey, n: int, keys: int, aad: bytes) -> Contend
     calls = max(1, keys // n)
     generate = key.generate_data_keys
 
-    def run() -> float:
-        t0 = perf_counter_ns()
+    def loop() -> None:
         for _ in repeat(None, calls):
             generate(n, DATA_KEY_LEN, aad)
-        return (perf_counter_ns() - t0) / (calls * n)
+
+    def run() -> float:
+        return elapsed_ns(loop) / (calls * n)
 
     return Contender(engine_wrap_id(n), run)
 
@@ -213,13 +215,14 @@ def wrap_crypto(aesgcm: AESGCM, keys: int, aad: bytes) -> Contender:
     encrypt = aesgcm.encrypt
     urandom = os.urandom
 
-    def run() -> float:
-        t0 = perf_counter_ns()
+    def loop() -> None:
         for _ in repeat(None, keys):
             data_key = urandom(DATA_KEY_LEN)
             iv = urandom(12)
             encrypt(iv, data_key, aad)
-        return (perf_counter_ns() - t0) / keys
+
+    def run() -> float:
+        return elapsed_ns(loop) / keys
 
     return Contender(CRYPTO_WRAP, run)
 
@@ -231,11 +234,12 @@ def unwrap_engine(key: engine.AesGcmKey, n: int, items: list[bytes], aad: bytes)
     aads = [aad] * n
     open_many = key.open_many
 
-    def run() -> float:
-        t0 = perf_counter_ns()
+    def loop() -> None:
         for batch in batches:
             open_many(batch, aads)
-        return (perf_counter_ns() - t0) / (calls * n)
+
+    def run() -> float:
+        return elapsed_ns(loop) / (calls * n)
 
     return Contender(engine_unwrap_id(n), run)
 
@@ -245,11 +249,12 @@ def unwrap_open_loop(
 ) -> Contender:
     open_ = key.open
 
-    def run() -> float:
-        t0 = perf_counter_ns()
+    def loop() -> None:
         for iv, ct in pairs:
             open_(iv, ct, aad)
-        return (perf_counter_ns() - t0) / len(pairs)
+
+    def run() -> float:
+        return elapsed_ns(loop) / len(pairs)
 
     return Contender(ENGINE_OPEN_LOOP, run)
 
@@ -257,11 +262,12 @@ def unwrap_open_loop(
 def unwrap_crypto(aesgcm: AESGCM, pairs: list[tuple[bytes, bytes]], aad: bytes) -> Contender:
     decrypt = aesgcm.decrypt
 
-    def run() -> float:
-        t0 = perf_counter_ns()
+    def loop() -> None:
         for iv, ct in pairs:
             decrypt(iv, ct, aad)
-        return (perf_counter_ns() - t0) / len(pairs)
+
+    def run() -> float:
+        return elapsed_ns(loop) / len(pairs)
 
     return Contender(CRYPTO_UNWRAP, run)
 
@@ -290,14 +296,7 @@ def make_items(key: engine.AesGcmKey, aesgcm: AESGCM, keys: int, aad: bytes) -> 
 
 
 def machine() -> dict[str, object]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     return {
         "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
         "nproc": os.cpu_count(),

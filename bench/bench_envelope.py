@@ -25,7 +25,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,14 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from test_awsjson_support import running_endpoint
 
 from kmscore import envelope as E
+from kmscore.bench.timing import elapsed_ns
 
 FRAME = 64 * 1024
 
 
 def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    return elapsed_ns(fn) / 1e9
 
 
 def main() -> None:

@@ -31,7 +31,6 @@ import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,14 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
+
+from kmscore.bench.timing import (
+    Latency,
+    cpu_ticks,
+    elapsed_ns_async,
+    process_tree,
+    timed_awaits,
+)
 
 TARGET_RATE = 10_000
 TARGET_RATIO = 25.0  # issue 13 (issue 6 asked for 10x)
@@ -160,28 +167,6 @@ def wait_for_chainer(data_dir: Path, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def process_tree(pid: int) -> list[int]:
-    pids = [pid]
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
-    for child in children:
-        pids += process_tree(int(child))
-    return pids
-
-
-def cpu_ticks(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total
-
-
 # --- pre-signed requests --------------------------------------------------------------
 
 
@@ -279,32 +264,33 @@ async def _python_load(
     url: str, requests: list[bytes], seconds: float, connections: int
 ) -> tuple[float, float, float, int, int]:
     host, port = url.split("//", 1)[1].rsplit(":", 1)
-    latencies: list[float] = []
+    latencies: list[int] = []
     errors = 0
-    stop_at = 0.0
 
     async def one(offset: int) -> None:
-        nonlocal errors
         reader, writer = await asyncio.open_connection(host, int(port))
         i = offset
-        while time.monotonic() < stop_at:
-            start = time.perf_counter()
+
+        async def request() -> None:
+            nonlocal errors, i
             writer.write(requests[i % len(requests)])
             i += 1
             head = await reader.readuntil(b"\r\n\r\n")
             length = int(re.search(rb"(?i)content-length:\s*(\d+)", head)[1])  # type: ignore[index]
             await reader.readexactly(length)
-            latencies.append(time.perf_counter() - start)
             if not head.startswith(b"HTTP/1.1 200"):
                 errors += 1
+
+        await timed_awaits(request, latencies, seconds=seconds)
         writer.close()
 
-    stop_at = time.monotonic() + seconds
-    started = time.monotonic()
-    await asyncio.gather(*(one(i * 7919) for i in range(connections)))
-    elapsed = time.monotonic() - started
-    cuts = statistics.quantiles(latencies, n=100)
-    return len(latencies) / elapsed, cuts[49] * 1000, cuts[98] * 1000, len(latencies), errors
+    elapsed = (
+        await elapsed_ns_async(asyncio.gather(*(one(i * 7919) for i in range(connections)))) / 1e9
+    )
+    histogram = Latency()
+    histogram.record(latencies)
+    p50, p99 = histogram.percentile(50) / 1e6, histogram.percentile(99) / 1e6
+    return len(latencies) / elapsed, p50, p99, len(latencies), errors
 
 
 def run_load(

@@ -27,17 +27,11 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 
 from kmscore import LocalKMS, engine
-
-
-def per_op_ns(fn: Callable[[], object], calls: int, per_call: int = 1) -> float:
-    start = time.perf_counter_ns()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter_ns() - start) / (calls * per_call)
+from kmscore.bench.targets import moto_backend
+from kmscore.bench.timing import per_op_ns
 
 
 def main() -> int:
@@ -98,23 +92,14 @@ def main() -> int:
             single_calls,
         )
 
-        try:
-            from moto.kms.models import kms_backends
-        except ImportError:
+        found = moto_backend()
+        if found is None:
             print("moto is not installed (pip install 'moto[kms]'); skipping the moto baseline")
-            kms_backends = None
-        if kms_backends is not None:
-            backend = kms_backends["123456789012"]["us-east-1"]
-            mkey = backend.create_key(
-                policy=None,
-                key_usage="ENCRYPT_DECRYPT",
-                key_spec="SYMMETRIC_DEFAULT",
-                description="",
-                tags=None,
-            )
-            mblob = backend.generate_data_key(mkey.id, ctx, None, "AES_256")[1]
+        else:
+            backend, mkey = found
+            mblob = backend.generate_data_key(mkey, ctx, None, "AES_256")[1]
             contenders["moto generate_data_key"] = lambda: per_op_ns(
-                lambda: backend.generate_data_key(mkey.id, ctx, None, "AES_256"), single_calls
+                lambda: backend.generate_data_key(mkey, ctx, None, "AES_256"), single_calls
             )
             contenders["moto decrypt"] = lambda: per_op_ns(
                 lambda: backend.decrypt(mblob, ctx), single_calls

@@ -17,11 +17,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from kmscore.audit import AuditTrail
 from kmscore.audit.witness import CheckpointSigner, Witness, WitnessClient
+from kmscore.bench.timing import Latency, elapsed_ns, timed_calls
 
 _CLI = "import sys; from kmscore.frontends.cli.main import main; sys.argv[0] = 'kms'; main()"
 _EVENT = {
@@ -47,22 +47,15 @@ def _round(tmp: Path, name: str, appends: int) -> tuple[float, float, float, flo
         signer = WitnessClient(tmp / "w.sock")
     try:
         trail = AuditTrail.open(tmp / "d", signer=signer, checkpoint_interval=None)
-        clock = time.perf_counter
-        waits = []
-        start = clock()
-        for _ in range(appends):
-            before = clock()
-            trail.append(_EVENT)
-            waits.append(clock() - before)
-        per_append = (clock() - start) / appends * 1e6
-        waits.sort()
-        p999, worst = waits[int(len(waits) * 0.999)] * 1e6, waits[-1] * 1e3
+        elapsed, waits = timed_calls(lambda: trail.append(_EVENT), appends)
+        per_append = elapsed / appends / 1e3
+        histogram = Latency()
+        histogram.record(waits)
+        p999, worst = histogram.percentile(99.9) / 1e3, max(waits) / 1e6
         trail.checkpoint()
         for _ in range(9_999):  # one short of the automatic checkpoint
             trail.append(_EVENT)
-        start = time.perf_counter()
-        trail.checkpoint()
-        checkpoint_ms = (time.perf_counter() - start) * 1e3
+        checkpoint_ms = elapsed_ns(trail.checkpoint) / 1e6
         trail.close()
     finally:
         if proc is not None:

@@ -15,6 +15,7 @@ The layers, bottom first; a module may import its own layer and the layers below
     operations
     client
     envelope
+    bench                     (kms bench: times the clients and starts the servers)
     frontends
     kmscore, __main__         (the package facade and ``python -m kmscore``)
 
@@ -47,6 +48,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("operations",),
     ("client",),
     ("envelope",),
+    ("bench",),
     ("frontends",),
     ("", "__main__"),
 )

@@ -19,4 +19,7 @@ def main() -> None:
 
     for module in (admin, serve, keys, crypto, access, audit, envelope, witness):
         module.register(cli)
+    from kmscore.bench.cli import bench
+
+    cli.add_command(bench)
     cli()
