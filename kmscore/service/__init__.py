@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from kmscore.fsutil import ensure_private_dir
 from kmscore.model.caller import Caller
 from kmscore.model.key import utcnow
 from kmscore.service.auditor import TrailAuditor
@@ -103,6 +104,7 @@ def open_service(
             differs from the data dir's.
     """
     path = Path(data_dir) if data_dir is not None else default_data_dir()
+    ensure_private_dir(path)  # holds the root key, audit trail and credentials
     key_store = open_store(path, store) if store is None or isinstance(store, str) else store
     served_region, served_account = open_settings(key_store, region, account)
     secret = passphrase.encode() if isinstance(passphrase, str) else passphrase

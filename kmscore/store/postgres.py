@@ -341,23 +341,24 @@ class PostgresKeyStore(KeyTables):
 
     def _listen(self) -> None:
         """Move the change token on other nodes' commits, until closed."""
-        seen: tuple[int, int] | None = None
         backoff = 0.05
         while not self._closed.is_set():
             try:
                 with psycopg.connect(self._url, **self._kwargs) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    seen = self._others(conn)
                     # Whatever happened while not listening is unknown: refill.
                     self._bump()
                     self._listener_ready.set()
                     backoff = 0.05
                     while not self._closed.is_set():
                         for note in conn.notifies(timeout=self._poll):
+                            if self._closed.is_set():
+                                return
                             if note.payload != self._node:
                                 self._bump()
-                        row = conn.execute(_OTHERS_SQL, (self._node,)).fetchone()
-                        now = (int(row[0]), int(row[1])) if row else (0, 0)
-                        if seen is not None and now != seen:
+                        now = self._others(conn)
+                        if now != seen:
                             self._bump()
                         seen = now
             except psycopg.Error:
@@ -365,9 +366,19 @@ class PostgresKeyStore(KeyTables):
                 self._closed.wait(backoff)
                 backoff = min(backoff * 2, self._poll)
 
+    def _others(self, conn: psycopg.Connection[Any]) -> tuple[int, int]:
+        row = conn.execute(_OTHERS_SQL, (self._node,)).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
     def close(self) -> None:
         """See :meth:`KeyStore.close`."""
+        if self._closed.is_set():
+            return
         self._closed.set()
+        # Wakes the listener out of its wait (it ignores its own node's notes).
+        with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout):
+            with self._pool.connection(timeout=1.0) as conn:
+                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self._node))
         self._pool.close()
         self._listener.join(self._poll + self._timeout + 1)
 

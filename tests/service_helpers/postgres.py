@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["PgCluster", "find_pg_bindir", "pg_cluster", "pg_url"]
+__all__ = ["PgCluster", "dbname_of", "find_pg_bindir", "pg_cluster", "pg_url", "wait_until"]
 
 _names = itertools.count()
 
@@ -162,6 +162,11 @@ class PgCluster:
         name = f"kms{os.getpid()}_{next(_names)}"
         self.psql(f"CREATE DATABASE {name}")
         return self.url(name)
+
+
+def dbname_of(url: str) -> str:
+    """The database name in a URL that :meth:`PgCluster.url` made."""
+    return url.split("@/", 1)[1].split("?", 1)[0]
 
 
 def start_cluster() -> tuple[PgCluster, Path]:
