@@ -57,7 +57,7 @@ def run_all(fns: list[Any]) -> list[Any]:
         barrier.wait()
         try:
             results[i] = fns[i]()
-        except Exception as exc:  # noqa: BLE001 - handed back to the test
+        except Exception as exc:  # handed back to the test
             results[i] = exc
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(fns))]
