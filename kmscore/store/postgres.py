@@ -171,9 +171,11 @@ class PostgresKeyStore(KeyTables):
             open=False,
             timeout=timeout,
             check=psycopg_pool.ConnectionPool.check_connection,
-            # Keep trying for as long as the node runs: it resumes when the
-            # database comes back, without a restart.
-            reconnect_timeout=float(365 * 24 * 3600),
+            # The pool's reconnect backoff doubles without a cap, so it gives
+            # up soon instead; the next call that finds the pool empty then
+            # connects at once. Either way the node resumes when the database
+            # is back, without a restart.
+            reconnect_timeout=2 * timeout,
             name="kmscore",
         )
         with self._errors("open"):
