@@ -8,6 +8,7 @@ and failover tests are in tests/test_fleet_processes.py. The database is real
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -286,3 +287,55 @@ def test_kms_init_and_serve_take_a_store_url(tmp_path: Path, pg_url: str) -> Non
         direct.close()
     bad = runner.invoke(main, ["init", "--data-dir", str(tmp_path / "x"), "--store", "mysql://h"])
     assert bad.exit_code == 2 and "postgresql://" in bad.output
+
+
+def test_each_node_keeps_its_own_trail_and_they_read_together(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from kmscore.audit import VerifyError
+    from kmscore.audit.fleet import node_id, query_trails, verify_trails
+    from kmscore.frontends.cli import audit as audit_cli
+    from kmscore.frontends.cli.main import cli
+
+    monkeypatch.setenv("KMS_NODE_ID", "node-a")
+    a = open_kms(tmp_path / "a", store=pg_url)
+    monkeypatch.setenv("KMS_NODE_ID", "node-b")
+    b = open_kms(join_fleet(tmp_path / "a", tmp_path / "b"), store=pg_url)
+    key_id = a.create_key()["KeyMetadata"]["KeyId"]
+    for _ in range(3):
+        a.encrypt(KeyId=key_id, Plaintext=b"x")
+        b.encrypt(KeyId=key_id, Plaintext=b"y")
+    b.disable_key(KeyId=key_id)
+    a.close()
+    b.close()
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    assert [node_id(d) for d in dirs] == ["node-a", "node-b"]
+
+    records = list(query_trails(dirs, key_id=key_id))
+    times = [r["eventTime"] for r in records]
+    assert times == sorted(times)
+    by_node = Counter((r["node"], r["eventName"]) for r in records)
+    assert by_node[("node-a", "CreateKey")] == 1 and by_node[("node-a", "Encrypt")] == 3
+    assert by_node[("node-b", "Encrypt")] == 3 and by_node[("node-b", "DisableKey")] == 1
+    assert [n for n, _ in verify_trails(dirs)] == ["node-a", "node-b"]
+
+    audit_cli.register(cli)
+    runner = CliRunner()
+    out = runner.invoke(
+        cli, ["audit", "query", "--data-dir", str(dirs[0]), "--trail", str(dirs[1]), "--json"]
+    )
+    assert out.exit_code == 0, out.output
+    assert {json.loads(line)["node"] for line in out.output.splitlines()} == {"node-a", "node-b"}
+    verify_args = ["audit", "verify", "--data-dir", str(dirs[0]), "--trail", str(dirs[1])]
+    ok = runner.invoke(cli, verify_args)
+    assert ok.exit_code == 0 and "node node-b" in ok.output, ok.output
+
+    # Tamper with node b's trail: verification names node b.
+    segment = sorted((dirs[1] / "audit").glob("segment-*.jsonl"))[0]
+    segment.write_bytes(segment.read_bytes().replace(b"DisableKey", b"EnableKey_", 1))
+    with pytest.raises(VerifyError, match="node node-b"):
+        verify_trails(dirs)
+    bad = runner.invoke(cli, verify_args)
+    assert bad.exit_code == 1 and "node node-b" in bad.output
