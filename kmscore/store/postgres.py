@@ -126,6 +126,10 @@ class _Tx(threading.local):
 class PostgresKeyStore(KeyTables):
     """A :class:`~kmscore.store.KeyStore` in a PostgreSQL database. Thread-safe."""
 
+    #: :meth:`change_token` reads a local counter (no query), so callers may
+    #: ask it on every call.
+    change_token_is_local: Final = True
+
     def __init__(
         self,
         url: str,
