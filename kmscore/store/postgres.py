@@ -91,11 +91,13 @@ def describe_url(url: str) -> str:
         params = conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError:
         return "postgresql://(unparsable URL)"
-    hosts = str(params.get("host") or "localhost")
-    port = params.get("port")
-    db = params.get("dbname") or ""
-    where = f"{hosts}:{port}" if port else hosts
-    return f"postgresql://{where}/{db}"
+    hosts = str(params.get("host") or "localhost").split(",")
+    ports = str(params.get("port") or "").split(",")
+    if len(ports) == 1:
+        ports *= len(hosts)  # one port for every host
+    ports += [""] * (len(hosts) - len(ports))
+    where = ",".join(f"{h}:{p}" if p else h for h, p in zip(hosts, ports, strict=False))
+    return f"postgresql://{where}/{params.get('dbname') or ''}"
 
 
 class _Session:
