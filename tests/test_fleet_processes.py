@@ -245,3 +245,71 @@ def test_failover_to_a_promoted_standby(
     finally:
         stop.set()
         stop_all(nodes)
+
+
+def test_concurrent_management_from_every_kms_serve_node(tmp_path: Path, pg_url: str) -> None:
+    """Rotation, CreateGrant and reservations from three processes, checked in the store."""
+    from kmscore.store.postgres import PostgresKeyStore
+
+    nodes = fleet(tmp_path, pg_url, 3)
+    try:
+        clients = [client(n, tmp_path) for n in nodes]
+        key_id = clients[0].create_key()["KeyMetadata"]["KeyId"]
+        outcomes: list[str] = []
+        grant_ids: list[str] = []
+        lock = threading.Lock()
+        barrier = threading.Barrier(3)
+
+        def work(kms: Any) -> None:
+            barrier.wait()
+            for _ in range(10):
+                try:
+                    kms.rotate_key_on_demand(KeyId=key_id)
+                    result = "rotated"
+                except kms.exceptions.LimitExceededException:
+                    result = "limit"
+                with lock:
+                    outcomes.append(result)
+            made = kms.create_grant(
+                KeyId=key_id,
+                GranteePrincipal="arn:aws:iam::111122223333:user/someone",
+                Operations=["Decrypt"],
+                Name="one-grant",
+            )
+            with lock:
+                grant_ids.append(made["GrantId"])
+
+        threads = [threading.Thread(target=work, args=(c,)) for c in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes).count("rotated") == 25 and outcomes.count("limit") == 5
+        assert len(set(grant_ids)) == 1 and len(grant_ids) == 3
+
+        store = PostgresKeyStore(pg_url)
+        try:
+            materials = store.list_materials(key_id)
+            assert [m.version for m in materials] == list(range(1, 27))
+            assert sum(m.rotation_type == "ON_DEMAND" for m in materials) == 25
+            assert len(store.key_grants(key_id)) == 1
+            # Encryptions from every node: each reserves a block of its own
+            # (2**20 by default), so the count grows by three whole blocks.
+            time.sleep(1.5)  # the nodes' caches have followed the changes above
+            before = store.get_material(key_id, 26).reserved  # type: ignore[union-attr]
+
+            def encrypt_some(kms: Any) -> None:
+                for _ in range(20):
+                    kms.encrypt(KeyId=key_id, Plaintext=b"p")
+
+            run = [threading.Thread(target=encrypt_some, args=(c,)) for c in clients]
+            for t in run:
+                t.start()
+            for t in run:
+                t.join()
+            after = store.get_material(key_id, 26).reserved  # type: ignore[union-attr]
+            assert after - before == 3 * (1 << 20)
+        finally:
+            store.close()
+    finally:
+        stop_all(nodes)

@@ -164,6 +164,9 @@ class PostgresKeyStore(KeyTables):
         self._token = 0
         self._token_lock = threading.Lock()
         self._closed = threading.Event()
+        #: Whether the listener is connected (False while the database is
+        #: unreachable); periodic maintenance waits for it.
+        self.online = False
         self._kwargs: dict[str, Any] = {
             "autocommit": True,
             "connect_timeout": max(1, int(timeout)),
@@ -184,8 +187,12 @@ class PostgresKeyStore(KeyTables):
             reconnect_timeout=2 * timeout,
             name="kmscore",
         )
-        with self._errors("open"):
-            self._pool.open(wait=True, timeout=timeout)
+        try:
+            with self._errors("open"):
+                self._pool.open(wait=True, timeout=timeout)
+        except BaseException:
+            self._pool.close()
+            raise
         try:
             self._migrate()
         except BaseException:
@@ -357,6 +364,7 @@ class PostgresKeyStore(KeyTables):
                     seen = self._others(conn)
                     # Whatever happened while not listening is unknown: refill.
                     self._bump()
+                    self.online = True
                     self._listener_ready.set()
                     backoff = 0.05
                     while not self._closed.is_set():
@@ -370,6 +378,7 @@ class PostgresKeyStore(KeyTables):
                             self._bump()
                         seen = now
             except psycopg.Error:
+                self.online = False
                 self._listener_ready.set()
                 self._closed.wait(backoff)
                 backoff = min(backoff * 2, self._poll)
