@@ -130,6 +130,21 @@ def load(kms: Any, acked: Acked, stop: threading.Event, errors: list[str]) -> No
             time.sleep(0.05)
 
 
+def start_load(
+    nodes: list[Node], tmp_path: Path
+) -> tuple[Acked, threading.Event, list[list[str]], list[threading.Thread]]:
+    """A loading client thread per node, started; set the event to stop them."""
+    acked, stop = Acked(), threading.Event()
+    errors: list[list[str]] = [[] for _ in nodes]
+    threads = [
+        threading.Thread(target=load, args=(client(n, tmp_path), acked, stop, errors[i]))
+        for i, n in enumerate(nodes)
+    ]
+    for t in threads:
+        t.start()
+    return acked, stop, errors, threads
+
+
 def check_everything_acked_is_there(kms: Any, acked: Acked) -> None:
     for key_id in acked.keys:
         assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyId"] == key_id
@@ -152,14 +167,7 @@ def stop_all(nodes: list[Node]) -> None:
 def test_kill_9_of_one_node_loses_nothing(tmp_path: Path, pg_url: str) -> None:
     nodes = fleet(tmp_path, pg_url, 3)
     try:
-        acked, stop = Acked(), threading.Event()
-        errors: list[list[str]] = [[] for _ in nodes]
-        threads = [
-            threading.Thread(target=load, args=(client(n, tmp_path), acked, stop, errors[i]))
-            for i, n in enumerate(nodes)
-        ]
-        for t in threads:
-            t.start()
+        acked, stop, errors, threads = start_load(nodes, tmp_path)
         time.sleep(1.5)
         nodes[1].proc.kill()  # SIGKILL, mid-load
         before = len(acked.keys)
@@ -218,14 +226,7 @@ def test_failover_to_a_promoted_standby(
     )
     nodes = fleet(tmp_path, url, 2)
     try:
-        acked, stop = Acked(), threading.Event()
-        errors: list[list[str]] = [[] for _ in nodes]
-        threads = [
-            threading.Thread(target=load, args=(client(n, tmp_path), acked, stop, errors[i]))
-            for i, n in enumerate(nodes)
-        ]
-        for t in threads:
-            t.start()
+        acked, stop, errors, threads = start_load(nodes, tmp_path)
         time.sleep(1.0)
         primary.stop("immediate")  # a crash: no shutdown checkpoint
         standby.promote()

@@ -102,3 +102,15 @@ def test_describe_url_never_fails_and_never_shows_a_password(text: str) -> None:
 def test_describe_url_names_hosts_and_database(url: str, expected: str) -> None:
     assert describe_url(url).startswith(f"postgresql://{expected}")
     assert ":p@" not in describe_url(url)
+
+
+def test_a_database_error_is_an_internal_error_naming_it(pg_cluster: PgCluster) -> None:
+    url = pg_cluster.new_database()
+    name = dbname_of(url)
+    role = f"nopriv_{name}"
+    pg_cluster.psql(f"CREATE ROLE {role} LOGIN")
+    # PostgreSQL 15: only the database owner may create in its public schema.
+    with pytest.raises(KMSInternalException) as info:
+        PostgresKeyStore(url.replace("postgres@", f"{role}@"))
+    assert "permission denied" in info.value.message
+    assert info.value.message.startswith("The key store postgresql://")

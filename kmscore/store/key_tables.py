@@ -11,6 +11,7 @@ error, because an error inside a PostgreSQL transaction ends it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Final
 
 from kmscore.errors import (
@@ -109,6 +110,25 @@ def _alias_from_row(row: Sequence[Any]) -> AliasRecord:
 
 class KeyTables(AccessTables):
     """Keys, material, aliases and tags in SQL (and, inherited, the access tables)."""
+
+    def _reservation_write(self) -> AbstractContextManager[Session]:
+        """The write transaction of a reservation (a store may keep it quieter)."""
+        return self._write()
+
+    # --- settings ---------------------------------------------------------------
+
+    def get_setting(self, name: str) -> bytes | None:
+        """See :meth:`KeyStore.get_setting`."""
+        rows = self._read("SELECT value FROM settings WHERE name = ?", (name,))
+        return bytes(rows[0][0]) if rows else None
+
+    def init_settings(self, settings: Mapping[str, bytes]) -> None:
+        """See :meth:`KeyStore.init_settings`."""
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                settings.items(),
+            )
 
     # --- keys -------------------------------------------------------------------
 
@@ -216,7 +236,7 @@ class KeyTables(AccessTables):
 
     def reserve_invocations(self, key_id: str, version: int, count: int) -> int:
         """See :meth:`KeyStore.reserve_invocations`."""
-        with self._write() as db:
+        with self._reservation_write() as db:
             row = db.execute(
                 "UPDATE key_materials SET reserved = reserved + ? "
                 "WHERE key_id = ? AND version = ? RETURNING reserved",

@@ -39,7 +39,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any, Final
 
@@ -47,7 +47,7 @@ import psycopg
 import psycopg_pool
 from psycopg import conninfo
 
-from kmscore.errors import DependencyTimeoutException, KMSInternalException, NotFoundException
+from kmscore.errors import DependencyTimeoutException, KMSInternalException
 from kmscore.model.grant import Grant
 from kmscore.model.key import KeyMaterialRecord
 from kmscore.store.key_tables import KeyTables
@@ -273,21 +273,21 @@ class PostgresKeyStore(KeyTables):
                 finally:
                     tx.conn, tx.depth = None, 0
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[_Session]:
+    def _write(self) -> contextlib.AbstractContextManager[_Session]:
         """One write transaction; inside :meth:`transaction` it joins the open one."""
-        with self.transaction(), self._errors("write"):
-            conn = self._tx.conn
-            assert conn is not None
-            self._tx.changed = True
-            yield _Session(conn)
+        return self._session(notify=True)
+
+    def _reservation_write(self) -> contextlib.AbstractContextManager[_Session]:
+        """A reservation changes nothing another node caches: no notification."""
+        return self._session(notify=False)
 
     @contextlib.contextmanager
-    def _quiet_write(self) -> Iterator[_Session]:
-        """A write that changes nothing another node caches (no notification)."""
+    def _session(self, *, notify: bool) -> Iterator[_Session]:
         with self.transaction(), self._errors("write"):
             conn = self._tx.conn
             assert conn is not None
+            if notify:
+                self._tx.changed = True
             yield _Session(conn)
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
@@ -305,21 +305,6 @@ class PostgresKeyStore(KeyTables):
             with self._errors("lock"):
                 conn.execute("SELECT 1 FROM keys WHERE key_id = %s FOR UPDATE", (key_id,))
 
-    # --- settings ---------------------------------------------------------------
-
-    def get_setting(self, name: str) -> bytes | None:
-        """See :meth:`KeyStore.get_setting`."""
-        rows = self._read("SELECT value FROM settings WHERE name = ?", (name,))
-        return bytes(rows[0][0]) if rows else None
-
-    def init_settings(self, settings: Mapping[str, bytes]) -> None:
-        """See :meth:`KeyStore.init_settings`."""
-        with self._write() as db:
-            db.executemany(
-                "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                settings.items(),
-            )
-
     # --- decisions that read before they write -------------------------------------
 
     def list_materials(self, key_id: str) -> list[KeyMaterialRecord]:
@@ -331,18 +316,6 @@ class PostgresKeyStore(KeyTables):
         """See :meth:`KeyStore.key_grants`; in a transaction, locks the key first."""
         self._lock_key(key_id)
         return super().key_grants(key_id)
-
-    def reserve_invocations(self, key_id: str, version: int, count: int) -> int:
-        """See :meth:`KeyStore.reserve_invocations`."""
-        with self._quiet_write() as db:
-            row = db.execute(
-                "UPDATE key_materials SET reserved = reserved + ? "
-                "WHERE key_id = ? AND version = ? RETURNING reserved",
-                (count, key_id, version),
-            ).fetchone()
-            if row is None:
-                raise NotFoundException(f"Key {key_id} has no material version {version}.")
-            return int(row[0])
 
     # --- change detection ---------------------------------------------------------
 

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -139,30 +139,6 @@ class SQLiteKeyStore(KeyTables):
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
-
-    # --- settings ---------------------------------------------------------------
-
-    def get_setting(self, name: str) -> bytes | None:
-        """See :meth:`KeyStore.get_setting`."""
-        rows = self._read("SELECT value FROM settings WHERE name = ?", (name,))
-        return bytes(rows[0][0]) if rows else None
-
-    def init_settings(self, settings: Mapping[str, bytes]) -> None:
-        """See :meth:`KeyStore.init_settings`."""
-        with self._write() as db:
-            db.executemany(
-                "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                settings.items(),
-            )
-
-    def delete_key(self, key_id: str) -> None:
-        """See :meth:`KeyStore.delete_key`."""
-        super().delete_key(key_id)  # secure_delete zeroes the rows' pages
-        # secure_delete zeroes the database pages, but the WAL still holds
-        # earlier images of them (wrapped material included) until it is
-        # overwritten. Checkpoint and truncate it, so deleted really means gone.
-        with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     # --- housekeeping -------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -102,11 +102,7 @@ def audit_verify(
     try:
         report = verify(path, anchor=anchor, public_key=public_key, exported=exported)
     except VerifyError as exc:
-        if as_json:
-            echo_json({"Valid": False, "Error": str(exc)})
-        else:
-            click.echo(f"FAILED: {exc}", err=True)
-        sys.exit(1)
+        _failed(exc, as_json)
     if as_json:
         echo_json(
             {
@@ -123,15 +119,19 @@ def audit_verify(
         click.echo(report.describe())
 
 
+def _failed(exc: VerifyError, as_json: bool) -> NoReturn:
+    if as_json:
+        echo_json({"Valid": False, "Error": str(exc)})
+    else:
+        click.echo(f"FAILED: {exc}", err=True)
+    sys.exit(1)
+
+
 def _verify_fleet(paths: list[Path], public_key: bytes | None, as_json: bool) -> None:
     try:
         reports = verify_trails(paths, public_key=public_key)
     except VerifyError as exc:
-        if as_json:
-            echo_json({"Valid": False, "Error": str(exc)})
-        else:
-            click.echo(f"FAILED: {exc}", err=True)
-        sys.exit(1)
+        _failed(exc, as_json)
     if as_json:
         echo_json(
             {
