@@ -140,6 +140,17 @@ class SQLiteKeyStore(KeyTables):
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
+    # --- keys ----------------------------------------------------------------------
+
+    def delete_key(self, key_id: str) -> None:
+        """See :meth:`KeyStore.delete_key`."""
+        super().delete_key(key_id)  # secure_delete zeroes the rows' pages
+        # secure_delete zeroes the database pages, but the WAL still holds
+        # earlier images of them (wrapped material included) until it is
+        # overwritten. Checkpoint and truncate it, so deleted really means gone.
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
     # --- housekeeping -------------------------------------------------------------------
 
     def change_token(self) -> int:
