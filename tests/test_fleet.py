@@ -344,3 +344,21 @@ def test_each_node_keeps_its_own_trail_and_they_read_together(
         verify_trails(dirs)
     bad = runner.invoke(cli, verify_args)
     assert bad.exit_code == 1 and "node node-b" in bad.output
+
+
+def test_a_passphrase_fleet_needs_the_same_passphrase_on_every_node(
+    tmp_path: Path, pg_url: str
+) -> None:
+    secret = "fleet secret"
+    open_kms(tmp_path / "a", store=pg_url, passphrase=secret, argon2_interactive=True).close()
+    # Another node: nothing but the URL and the passphrase (no root key file).
+    b = open_kms(tmp_path / "b", store=pg_url, passphrase=secret)
+    key_id = b.create_key()["KeyMetadata"]["KeyId"]
+    b.close()
+    with pytest.raises(RootKeyError, match="Root key mismatch: the passphrase"):
+        open_kms(tmp_path / "c", store=pg_url, passphrase="another secret")
+    with pytest.raises(RootKeyError, match="protected by a passphrase"):
+        open_kms(tmp_path / "d", store=pg_url)
+    a = open_kms(tmp_path / "a", store=pg_url, passphrase=secret)
+    assert a.describe_key(KeyId=key_id)["KeyMetadata"]["KeyId"] == key_id
+    a.close()

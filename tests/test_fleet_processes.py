@@ -314,3 +314,20 @@ def test_concurrent_management_from_every_kms_serve_node(tmp_path: Path, pg_url:
             store.close()
     finally:
         stop_all(nodes)
+
+
+def test_kms_serve_with_another_root_key_refuses_to_start(tmp_path: Path, pg_url: str) -> None:
+    stop_all(fleet(tmp_path, pg_url, 1))
+    stranger = tmp_path / "stranger"
+    init = subprocess.run(
+        [str(KMS), "init", "--data-dir", str(stranger)],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert init.returncode == 0
+    (stranger / "kms.db").unlink()
+    out = subprocess.run(
+        [str(KMS), "serve", "--data-dir", str(stranger), "--store", pg_url],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert "Root key mismatch" in out.stderr and str(stranger / ROOT_KEY_FILE) in out.stderr
