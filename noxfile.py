@@ -133,7 +133,10 @@ def typecheck(session: nox.Session) -> None:
     """Mypy, strict, on kmscore (the native engine through its .pyi) and the typing tests."""
     optional = PYPROJECT["project"]["optional-dependencies"]
     session.install(
-        _dev_requirement("mypy"), *PYPROJECT["project"]["dependencies"], *optional["fast"]
+        _dev_requirement("mypy"),
+        *PYPROJECT["project"]["dependencies"],
+        *optional["fast"],
+        *optional["postgresql"],
     )
     session.run("mypy", "kmscore", "tools")
     # The clients' typing tests: each marked line must be an error.

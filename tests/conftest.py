@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 #: Fixtures shared by the access tests (data_dir, admin, as_user).
-pytest_plugins = ["service_helpers.access"]
+pytest_plugins = ["service_helpers.access", "service_helpers.postgres"]
 
 PUREPYTHON = os.environ.get("KMSCORE_PUREPYTHON") == "1"
 

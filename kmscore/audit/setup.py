@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import socket
 from pathlib import Path
 from typing import Any, Final
 
@@ -25,7 +27,7 @@ from kmscore.audit.trail import AuditTrail
 from kmscore.audit.witness import CheckpointSigner, WitnessClient, WitnessError
 from kmscore.errors import KMSInternalException
 
-__all__ = ["AUDIT_CONFIG_FILE", "audit_config", "open_service_trail"]
+__all__ = ["AUDIT_CONFIG_FILE", "audit_config", "new_node_id", "open_service_trail"]
 
 AUDIT_CONFIG_FILE: Final = "audit.json"
 
@@ -52,6 +54,11 @@ def audit_config(data_dir: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise KMSInternalException(f"{path} is not a JSON object")
     return config
+
+
+def new_node_id() -> str:
+    """``$KMS_NODE_ID``, else this host's name and four random hex digits."""
+    return os.environ.get("KMS_NODE_ID") or f"{socket.gethostname()}-{secrets.token_hex(2)}"
 
 
 def _save(data_dir: Path, config: dict[str, Any]) -> None:
@@ -90,6 +97,10 @@ def open_service_trail(
         raise KMSInternalException(f"cannot create the data directory: {exc}") from exc
     config = audit_config(data)
     changed = False
+    if not config.get("node"):
+        # The id this trail goes by when a fleet's trails are read together.
+        config["node"] = new_node_id()
+        changed = True
     if witness is not None and (config.get("witness") or {}).get("socket") != witness:
         # A new socket keeps the pinned key: another witness is refused.
         config["witness"] = {**(config.get("witness") or {}), "socket": witness}

@@ -21,7 +21,7 @@ from kmscore.errors import (
 from kmscore.model.keystate import StateRule, state_rule
 from kmscore.model.validation import Shape, validate
 from kmscore.service import Call, Caller, KeyService, new_request_id
-from kmscore.service.maintenance import run_maintenance
+from kmscore.service.maintenance import maintain_if_due
 from kmscore.wire.operations import OPERATION_FACTS, OperationFacts
 
 __all__ = ["OPERATIONS", "Handler", "Operation", "dispatch", "operation"]
@@ -145,8 +145,7 @@ def dispatch(
         raise error
     call.read_only = op.read_only
     call.states = op.states
-    if service.maintenance_due():
-        run_maintenance(service)
+    maintain_if_due(service)
     recorded = False
     try:
         req = validate(op.shape, request)

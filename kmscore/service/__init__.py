@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from kmscore.fsutil import ensure_private_dir
 from kmscore.model.caller import Caller
 from kmscore.model.key import utcnow
 from kmscore.service.auditor import TrailAuditor
@@ -25,12 +26,12 @@ from kmscore.service.data_dir import (
     first_open_lock,
     open_root_key,
     open_settings,
+    open_store,
 )
 from kmscore.service.key_service import CACHE_RECHECK_SECONDS, KeyService
 from kmscore.service.principals import init_admin
 from kmscore.service.versions import DEFAULT_BLOCK, DEFAULT_LIMIT
 from kmscore.store import KeyStore
-from kmscore.store.sqlite import SQLiteKeyStore
 
 __all__ = [
     "CACHE_RECHECK_SECONDS",
@@ -53,7 +54,7 @@ def open_service(
     region: str | None = None,
     account: str | None = None,
     passphrase: bytes | str | None = None,
-    store: KeyStore | None = None,
+    store: KeyStore | str | None = None,
     clock: Callable[[], datetime] = utcnow,
     authorizer: Authorizer | None = None,
     auditor: Auditor | None = None,
@@ -72,7 +73,10 @@ def open_service(
         account: Account id of a new data dir (likewise).
         passphrase: Derive the root key from this passphrase (Argon2id)
             instead of a root key file. Needed at every open of such a dir.
-        store: A store to use instead of SQLite in the data dir.
+        store: A store to use instead of the data dir's own, or a
+            ``postgresql://`` URL to keep the keys in (saved in the data dir:
+            later opens use it too). Default: the saved URL, else SQLite in
+            the data dir.
         clock: Source of the current time (tests move it).
         authorizer: Decides each call; key policies, identity policies and
             grants (:class:`~kmscore.service.authorization.PolicyAuthorizer`)
@@ -100,7 +104,8 @@ def open_service(
             differs from the data dir's.
     """
     path = Path(data_dir) if data_dir is not None else default_data_dir()
-    key_store: KeyStore = store if store is not None else SQLiteKeyStore(path)
+    ensure_private_dir(path)  # holds the root key, audit trail and credentials
+    key_store = open_store(path, store) if store is None or isinstance(store, str) else store
     served_region, served_account = open_settings(key_store, region, account)
     secret = passphrase.encode() if isinstance(passphrase, str) else passphrase
     root_key = open_root_key(key_store, path, secret, interactive=argon2_interactive)

@@ -16,17 +16,30 @@ from pathlib import Path
 from typing import Final
 
 from kmscore.crypto.rootkey import ROOT_KEY_FILE, Argon2Params, RootKey, RootKeyError
-from kmscore.fsutil import default_data_dir
+from kmscore.fsutil import (
+    default_data_dir,
+    ensure_private_dir,
+    open_private_file,
+    replace_private_file,
+)
 from kmscore.store import KeyStore
+from kmscore.store.sqlite import SQLiteKeyStore
 
 __all__ = [
     "DEFAULT_ACCOUNT",
     "DEFAULT_REGION",
+    "STORE_FILE",
     "default_data_dir",
     "first_open_lock",
     "open_root_key",
     "open_settings",
+    "open_store",
+    "saved_store",
 ]
+
+#: The data dir's choice of store: a PostgreSQL URL, kept 0600 (it may hold a
+#: password). Absent: SQLite in the data dir.
+STORE_FILE: Final = "store.url"
 
 DEFAULT_REGION: Final = "us-east-1"
 DEFAULT_ACCOUNT: Final = "111122223333"
@@ -47,6 +60,47 @@ def first_open_lock(data_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def saved_store(data_dir: Path) -> str | None:
+    """The store URL a data dir was given (``kms init --store``), or None for SQLite."""
+    try:
+        fd = open_private_file(data_dir / STORE_FILE)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        return f.read().decode().strip() or None
+
+
+def open_store(data_dir: Path, url: str | None = None) -> KeyStore:
+    """The data dir's store: PostgreSQL when given (or saved) a URL, else SQLite.
+
+    Args:
+        data_dir: The data dir.
+        url: A ``postgresql://`` URL to use, saved in the data dir for every
+            later open (the CLI, the daemon and its workers); None for the
+            saved choice.
+
+    Raises:
+        ValueError: ``url`` is not a PostgreSQL URL.
+        DependencyTimeoutException: PostgreSQL did not answer.
+        KMSInternalException: the store cannot be opened.
+    """
+    if url is not None:
+        from kmscore.store.postgres import is_postgres_url
+
+        if not is_postgres_url(url):
+            raise ValueError(f"--store takes a postgresql:// URL, not {url.split(':', 1)[0]!r}")
+        ensure_private_dir(data_dir)
+        if saved_store(data_dir) != url:
+            replace_private_file(data_dir / STORE_FILE, url.encode() + b"\n")
+    else:
+        url = saved_store(data_dir)
+    if url is None:
+        return SQLiteKeyStore(data_dir)
+    from kmscore.store.postgres import PostgresKeyStore
+
+    return PostgresKeyStore(url)
 
 
 def open_settings(store: KeyStore, region: str | None, account: str | None) -> tuple[str, str]:
@@ -148,5 +202,19 @@ def open_root_key(
     check = store.get_setting("root_key_check")
     if check is None:
         raise RootKeyError("The data dir has no root key check value; it is damaged.")
-    root.verify_check_value(check)
+    where = getattr(store, "where", None)
+    if where is None:
+        root.verify_check_value(check)
+        return root
+    try:
+        root.verify_check_value(check)
+    except RootKeyError:
+        given = (
+            "passphrase" if mode == b"passphrase" else f"root key file {data_dir / ROOT_KEY_FILE}"
+        )
+        raise RootKeyError(
+            f"Root key mismatch: the {given} is not the root key of the fleet's key store "
+            f"{where} (its check value was made by another key). Give every node the same "
+            "root key file or passphrase."
+        ) from None
     return root

@@ -82,6 +82,9 @@ class KeyService:
         self._cache_lock = threading.Lock()
         self._token = self.store.change_token()
         self._checked = time.monotonic()
+        # A store whose token is a local read (PostgreSQL's moves from a
+        # listener thread) is asked on every call, not every 50 ms.
+        self._free_token = bool(getattr(store, "change_token_is_local", False))
         self._maintained = 0.0
         self.root_arn = f"arn:aws:iam::{self.account}:root"
         self.default_key_policy = default_key_policy(self.account)
@@ -103,15 +106,18 @@ class KeyService:
     # --- caches ------------------------------------------------------------------
 
     def recheck(self) -> None:
-        """Notice changes another process made to the store (cheap; at most every 50 ms).
+        """Notice changes another process made to the store (cheap).
 
-        The key and alias caches, the keyring and the access decisions are
-        dropped when the store's change token moved.
+        The store is asked at most every 50 ms, or on every call when its token
+        costs no query (PostgreSQL's). The key and alias caches, the keyring
+        and the access decisions are dropped when the store's change token
+        moved.
         """
-        now = time.monotonic()
-        if now - self._checked < CACHE_RECHECK_SECONDS:
-            return
-        self._checked = now
+        if not self._free_token:
+            now = time.monotonic()
+            if now - self._checked < CACHE_RECHECK_SECONDS:
+                return
+            self._checked = now
         token = self.store.change_token()
         if token != self._token:
             with self._cache_lock:

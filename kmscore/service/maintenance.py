@@ -7,15 +7,37 @@ is due (every minute); the daemon runs it on a timer as well.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
+from kmscore.errors import KMSError
 from kmscore.model.keystate import KeyState
 from kmscore.service.rotation import AUTOMATIC, rotate
 
 if TYPE_CHECKING:
     from kmscore.service.key_service import KeyService
 
-__all__ = ["run_maintenance"]
+__all__ = ["maintain_if_due", "run_maintenance"]
+
+_log = logging.getLogger(__name__)
+
+
+def maintain_if_due(service: KeyService, *, force: bool = False) -> None:
+    """Run maintenance when due (or ``force``), never failing the caller.
+
+    It runs once per period whatever happens; it is skipped while the store
+    says it is offline (PostgreSQL unreachable), so calls served from caches
+    do not wait on it, and a failure is logged and retried next period.
+    """
+    if not force and not service.maintenance_due():
+        return
+    service.mark_maintained()
+    if not getattr(service.store, "online", True):
+        return
+    try:
+        run_maintenance(service)
+    except KMSError as exc:
+        _log.warning("maintenance failed; retried in a minute: %s", exc.message)
 
 
 def run_maintenance(service: KeyService) -> None:

@@ -18,13 +18,21 @@ The contract every implementation keeps:
 - **Deletion cascades.** Deleting a key deletes its material, aliases, tags
   and grants; deleting a principal deletes its access keys.
 - **Change detection.** :meth:`KeyStore.change_token` returns a value that
-  differs after any change committed by another writer (another connection or
-  process), so caches can be invalidated across processes cheaply. Changes
-  made through this store object do not move it: their callers invalidate
-  their own caches.
+  differs after any change to keys, material, aliases, tags, grants,
+  principals or settings committed by another writer (another connection,
+  process or node), so caches can be invalidated across processes cheaply.
+  Changes made through this store object do not move it: their callers
+  invalidate their own caches. A store may or may not move it for another
+  writer's reservations, which change nothing a cache holds.
+- **Linearizable.** Concurrent writers of one key are ordered: a method that
+  reads inside :meth:`KeyStore.transaction` (``list_materials``, ``key_grants``)
+  and the writes after it see no change by another writer in between.
 
 Implementations: :class:`kmscore.store.sqlite.SQLiteKeyStore` (embedded
-default). PostgreSQL will follow for fleets.
+default) and :class:`kmscore.store.postgres.PostgresKeyStore` (a fleet of
+nodes on one PostgreSQL database; docs/fleet.md). Both run the same SQL
+(:mod:`kmscore.store.key_tables`), and tests/test_store_contract.py holds
+both to this contract.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from kmscore.errors import KMSError
 from kmscore.service import default_data_dir
+from kmscore.service.data_dir import STORE_FILE
 
 __all__ = [
     "all_pages",
@@ -111,7 +112,7 @@ def existing_data_dir(data_dir: Path | None) -> Path:
         click.UsageError: there is no data dir there.
     """
     path = resolve_data_dir(data_dir)
-    if not (path / "kms.db").exists():
+    if not (path / "kms.db").exists() and not (path / STORE_FILE).exists():
         raise click.UsageError(f"no kmscore data dir at {path}; run 'kms init' first")
     return path
 

@@ -47,6 +47,14 @@ def _open(data_dir: Path | None) -> KeyService:
     metavar="VAR",
     help="Protect the root key with the passphrase in this environment variable.",
 )
+@click.option(
+    "--store",
+    default=None,
+    metavar="URL",
+    help="Keep the keys in this PostgreSQL database (postgresql://...; several hosts and "
+    "target_session_attrs=read-write for failover) instead of SQLite in the data dir; "
+    "saved for every later use of the data dir. See docs/fleet.md.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @kms_errors
 def init(
@@ -54,6 +62,7 @@ def init(
     region: str | None,
     account: str | None,
     passphrase_env: str | None,
+    store: str | None,
     as_json: bool,
 ) -> None:
     """Create a data dir: root key, key store, and an admin user for you."""
@@ -62,7 +71,7 @@ def init(
     if passphrase_env and not passphrase:
         raise click.UsageError(f"${passphrase_env} is empty or not set")
     try:
-        svc = open_service(path, region=region, account=account, passphrase=passphrase)
+        svc = open_service(path, region=region, account=account, passphrase=passphrase, store=store)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:

@@ -6,13 +6,14 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from kmscore.audit import VerifyError, query, verify
+from kmscore.audit.fleet import query_trails, verify_trails
 from kmscore.audit.usage import usage as compute_usage
 from kmscore.model.key import utcnow
 from kmscore.service import open_service
@@ -26,6 +27,17 @@ from ._common import (
 )
 
 __all__ = ["register"]
+
+
+def _trail_option(fn: Any) -> Any:
+    return click.option(
+        "--trail",
+        "trails",
+        multiple=True,
+        type=click.Path(file_okay=False, exists=True, path_type=Path),
+        help="Another node's data dir whose trail to take too (repeatable): a fleet's "
+        "trails, merged by time.",
+    )(fn)
 
 
 def _when(text: str | None) -> datetime | None:
@@ -61,6 +73,7 @@ def audit() -> None:
     default=None,
     help="Checkpoints exported as they were made; the trail must hold them all.",
 )
+@_trail_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @kms_errors
 def audit_verify(
@@ -68,6 +81,7 @@ def audit_verify(
     anchor: str | None,
     public_key_file: Path | None,
     exported: Path | None,
+    trails: tuple[Path, ...],
     as_json: bool,
 ) -> None:
     """Check the hash chain and every signed checkpoint; exit 1 at the first bad place."""
@@ -80,14 +94,15 @@ def audit_verify(
             public_key = b""
         if len(public_key) != 32:
             raise click.BadParameter("not a 32-byte key in hex", param_hint="--public-key")
+    if trails:
+        if anchor is not None or exported is not None:
+            raise click.UsageError("--anchor and --exported name one trail; not with --trail")
+        _verify_fleet([path, *trails], public_key, as_json)
+        return
     try:
         report = verify(path, anchor=anchor, public_key=public_key, exported=exported)
     except VerifyError as exc:
-        if as_json:
-            echo_json({"Valid": False, "Error": str(exc)})
-        else:
-            click.echo(f"FAILED: {exc}", err=True)
-        sys.exit(1)
+        _failed(exc, as_json)
     if as_json:
         echo_json(
             {
@@ -104,6 +119,34 @@ def audit_verify(
         click.echo(report.describe())
 
 
+def _failed(exc: VerifyError, as_json: bool) -> NoReturn:
+    if as_json:
+        echo_json({"Valid": False, "Error": str(exc)})
+    else:
+        click.echo(f"FAILED: {exc}", err=True)
+    sys.exit(1)
+
+
+def _verify_fleet(paths: list[Path], public_key: bytes | None, as_json: bool) -> None:
+    try:
+        reports = verify_trails(paths, public_key=public_key)
+    except VerifyError as exc:
+        _failed(exc, as_json)
+    if as_json:
+        echo_json(
+            {
+                "Valid": True,
+                "Trails": [
+                    {"Node": node, "Records": r.records, "HeadHash": r.head_hash}
+                    for node, r in reports
+                ],
+            }
+        )
+        return
+    for node, report in reports:
+        click.echo(f"node {node}: {report.describe()}")
+
+
 @audit.command("query")
 @data_dir_option
 @click.option("--key", "key_id", default=None, help="Key id or ARN.")
@@ -114,10 +157,12 @@ def audit_verify(
 @click.option("--since", default=None, help="ISO 8601 time (inclusive).")
 @click.option("--until", default=None, help="ISO 8601 time (exclusive).")
 @click.option("--limit", type=int, default=None, help="At most this many records.")
+@_trail_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines (one event per line).")
 @kms_errors
 def audit_query(
     data_dir: Path | None,
+    trails: tuple[Path, ...],
     key_id: str | None,
     principal: str | None,
     event_name: str | None,
@@ -132,16 +177,18 @@ def audit_query(
     import json
 
     error: str | bool | None = error_code if error_code else (True if any_error else None)
-    events = query(
-        existing_data_dir(data_dir),
-        key_id=key_id,
-        principal=principal,
-        event_name=event_name,
-        error_code=error,
-        since=_when(since),
-        until=_when(until),
-    )
-    table = Table("time", "event", "principal", "key", "error")
+    filters: dict[str, Any] = {
+        "key_id": key_id,
+        "principal": principal,
+        "event_name": event_name,
+        "error_code": error,
+        "since": _when(since),
+        "until": _when(until),
+    }
+    path = existing_data_dir(data_dir)
+    events = query_trails([path, *trails], **filters) if trails else query(path, **filters)
+    columns = ("time", "node", "event", "principal", "key", "error")
+    table = Table(*(c for c in columns if trails or c != "node"))
     for count, event in enumerate(events):
         if limit is not None and count >= limit:
             break
@@ -152,6 +199,7 @@ def audit_query(
         key = resources[0].get("ARN", "") if resources else ""
         table.add_row(
             str(event.get("eventTime", "")),
+            *([str(event.get("node", ""))] if trails else []),
             str(event.get("eventName", "")),
             str((event.get("userIdentity") or {}).get("arn", "")),
             str(key).rsplit("/", 1)[-1],

@@ -53,6 +53,13 @@ def _listen(value: str) -> tuple[str, int]:
     "--passphrase-env", default=None, metavar="VAR", help="Root key passphrase from this variable."
 )
 @click.option(
+    "--store",
+    default=None,
+    metavar="URL",
+    help="Serve the keys of this PostgreSQL database (postgresql://...), saved in the data "
+    "dir for later starts and its other commands; a fleet's nodes share one. See docs/fleet.md.",
+)
+@click.option(
     "--audit-witness",
     default=None,
     metavar="SOCKET",
@@ -95,6 +102,7 @@ def _listen(value: str) -> tuple[str, int]:
 )
 def serve(
     data_dir: Path | None,
+    store: str | None,
     socket_path: Path | None,
     socket_mode: str,
     http: str | None,
@@ -119,6 +127,14 @@ def serve(
     if audit_export:
         os.environ["KMS_AUDIT_EXPORT"] = audit_export
     limits = ConnectionLimits(max_connections, idle_timeout)
+    if store is not None:
+        from kmscore.service.data_dir import open_store
+
+        # Saved in the data dir, where the daemon and its workers find it.
+        try:
+            open_store(resolve_data_dir(data_dir), store).close()
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
 
     passphrase = os.environ.get(passphrase_env) if passphrase_env else None
     if passphrase_env and not passphrase:

@@ -21,6 +21,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -31,7 +32,7 @@ from kmscore.errors import KMSError
 from kmscore.fsutil import ensure_private_dir
 from kmscore.service import KeyService, default_data_dir, open_service
 from kmscore.service.key_service import MAINTENANCE_SECONDS
-from kmscore.service.maintenance import run_maintenance
+from kmscore.service.maintenance import maintain_if_due, run_maintenance
 from kmscore.service.principals import CREDENTIALS_FILE
 from kmscore.service.refusals import RefusalLimits, RefusalRecorder, recorder_for
 from kmscore.wire.rpc import SOCKET_FILE
@@ -152,7 +153,7 @@ class Daemon:
 
         def tick() -> None:
             if not self.stopping:
-                self.run_in_worker(run_maintenance, self.service)
+                self.run_in_worker(partial(maintain_if_due, self.service, force=True))
                 self._maintenance = self.loop.call_later(MAINTENANCE_SECONDS / 2, tick)
 
         self._maintenance = self.loop.call_later(MAINTENANCE_SECONDS / 2, tick)

@@ -1,17 +1,19 @@
-"""The SQLite store's tables for principals, access keys and grants.
+"""The SQL stores' tables for principals, access keys and grants.
 
-A mixin of :class:`~kmscore.store.sqlite.SQLiteKeyStore`, kept apart so each
-module stays a few hundred lines. Same contract: atomic, durable on return.
+A mixin of both SQL stores (:class:`~kmscore.store.sqlite.SQLiteKeyStore` and
+:class:`~kmscore.store.postgres.PostgresKeyStore`), kept apart so each module
+stays a few hundred lines. The SQL is the subset both dialects speak, with
+``?`` placeholders (the PostgreSQL store translates them). Inserts that may
+collide use ``ON CONFLICT DO NOTHING`` and count rows rather than catching a
+constraint error, because an error inside a PostgreSQL transaction ends it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
-import threading
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from kmscore.errors import AlreadyExistsException, NotFoundException
 from kmscore.model.grant import Grant
@@ -46,12 +48,29 @@ def _grant(row: Sequence[Any]) -> Grant:
     )
 
 
+class Cursor(Protocol):
+    """What the shared SQL needs of a statement's result (DB-API)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Session(Protocol):
+    """What the shared SQL needs of a connection inside a write transaction."""
+
+    def execute(self, sql: str, args: Sequence[Any] = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, args: Any, /) -> Any: ...
+
+
 class AccessTables:
-    """Principals, access keys and grants in SQLite."""
+    """Principals, access keys and grants in SQL."""
 
-    _lock: threading.RLock
-
-    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+    def _write(self) -> contextlib.AbstractContextManager[Session]:
         raise NotImplementedError
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
@@ -66,23 +85,23 @@ class AccessTables:
             AlreadyExistsException: the name, ARN or uid is taken.
         """
         with self._write() as db:
-            try:
-                db.execute(
-                    f"INSERT INTO principals ({_PRINCIPAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        principal.name,
-                        principal.arn,
-                        principal.principal_id,
-                        principal.uid,
-                        principal.identity_policy,
-                        to_epoch(principal.creation_date),
-                        json.dumps(dict(principal.tags), sort_keys=True),
-                    ),
-                )
-            except sqlite3.IntegrityError:
+            cur = db.execute(
+                f"INSERT INTO principals ({_PRINCIPAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (
+                    principal.name,
+                    principal.arn,
+                    principal.principal_id,
+                    principal.uid,
+                    principal.identity_policy,
+                    to_epoch(principal.creation_date),
+                    json.dumps(dict(principal.tags), sort_keys=True),
+                ),
+            )
+            if cur.rowcount != 1:
                 raise AlreadyExistsException(
                     f"A principal named {principal.name} or with uid {principal.uid} exists."
-                ) from None
+                )
             if access_key is not None:
                 self._insert_access_key(db, access_key)
 
@@ -147,7 +166,7 @@ class AccessTables:
     # --- access keys -------------------------------------------------------------
 
     @staticmethod
-    def _insert_access_key(db: sqlite3.Connection, key: AccessKey) -> None:
+    def _insert_access_key(db: Session, key: AccessKey) -> None:
         db.execute(
             "INSERT INTO access_keys VALUES (?, ?, ?, ?)",
             (
