@@ -12,10 +12,12 @@ with botocore's KMS model.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from kmscore.errors import ValidationException
@@ -30,6 +32,7 @@ __all__ = [
     "Shape",
     "String",
     "Structure",
+    "Timestamp",
     "validate",
 ]
 
@@ -202,6 +205,23 @@ class Integer(Member):
             return check(value)
 
         return fast
+
+
+@dataclass(frozen=True)
+class Timestamp(Member):
+    """A point in time: a timezone-aware datetime, or epoch seconds (the JSON wire form)."""
+
+    def check(self, value: Any) -> datetime:
+        """See :meth:`Member.check`; returns an aware UTC datetime."""
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise _Invalid("Member must be a timestamp with a time zone")
+            return value.astimezone(UTC)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Invalid("Member must be a timestamp")
+        if not math.isfinite(value) or not 0 <= value < 253402300800:
+            raise _Invalid("Member must be a timestamp between 1970 and 9999")
+        return datetime.fromtimestamp(value, UTC)
 
 
 @dataclass(frozen=True)

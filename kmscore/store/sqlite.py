@@ -41,10 +41,13 @@ _BUSY_TIMEOUT_MS: Final = 30_000
 _KEY_COLUMNS: Final = (
     "key_id, arn, account, creation_date, description, key_usage, key_spec, origin, state, "
     "current_version, multi_region, deletion_date, pending_window_days, rotation_enabled, "
-    "rotation_period_days, next_rotation_date, on_demand_rotation_start, policy, revision"
+    "rotation_period_days, next_rotation_date, on_demand_rotation_start, policy, revision, "
+    "expiration_model, valid_to"
 )
+_KEY_COLUMN_COUNT: Final = 21
 _MATERIAL_COLUMNS: Final = (
-    "key_id, version, wrapped, creation_date, material_id, rotation_type, reserved"
+    "key_id, version, wrapped, creation_date, material_id, rotation_type, reserved, "
+    "import_state, expiration_model, valid_to, description"
 )
 
 
@@ -77,6 +80,8 @@ def _key_from_row(row: sqlite3.Row) -> KeyRecord:
         on_demand_rotation_start=_opt_time(row[16]),
         policy=row[17],
         revision=row[18],
+        expiration_model=row[19],
+        valid_to=_opt_time(row[20]),
     )
 
 
@@ -101,6 +106,8 @@ def _key_values(k: KeyRecord, revision: int) -> tuple[Any, ...]:
         _opt_epoch(k.on_demand_rotation_start),
         k.policy,
         revision,
+        k.expiration_model,
+        _opt_epoch(k.valid_to),
     )
 
 
@@ -113,6 +120,10 @@ def _material_from_row(row: sqlite3.Row) -> KeyMaterialRecord:
         material_id=row[4],
         rotation_type=row[5],
         reserved=row[6],
+        import_state=row[7],
+        expiration_model=row[8],
+        valid_to=_opt_time(row[9]),
+        description=row[10],
     )
 
 
@@ -252,7 +263,8 @@ class SQLiteKeyStore(AccessTables):
         with self._write() as db:
             try:
                 db.execute(
-                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES ({', '.join('?' * 19)})",
+                    f"INSERT INTO keys ({_KEY_COLUMNS}) "
+                    f"VALUES ({', '.join('?' * _KEY_COLUMN_COUNT)})",
                     _key_values(key, 1),
                 )
             except sqlite3.IntegrityError:
@@ -312,7 +324,8 @@ class SQLiteKeyStore(AccessTables):
     @staticmethod
     def _insert_material(db: sqlite3.Connection, m: KeyMaterialRecord) -> None:
         db.execute(
-            f"INSERT INTO key_materials ({_MATERIAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO key_materials ({_MATERIAL_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 m.key_id,
                 m.version,
@@ -321,8 +334,51 @@ class SQLiteKeyStore(AccessTables):
                 m.material_id,
                 m.rotation_type,
                 m.reserved,
+                m.import_state,
+                m.expiration_model,
+                _opt_epoch(m.valid_to),
+                m.description,
             ),
         )
+
+    def put_material(self, key: KeyRecord, material: KeyMaterialRecord) -> KeyRecord:
+        """See :meth:`KeyStore.put_material`."""
+        with self._write() as db:
+            stored = self._update_key(db, key)
+            # An existing version keeps its invocation count: reimporting the
+            # same material must not reset it.
+            cur = db.execute(
+                "UPDATE key_materials SET wrapped = ?, creation_date = ?, rotation_type = ?, "
+                "import_state = ?, expiration_model = ?, valid_to = ?, description = ? "
+                "WHERE key_id = ? AND version = ?",
+                (
+                    material.wrapped,
+                    to_epoch(material.creation_date),
+                    material.rotation_type,
+                    material.import_state,
+                    material.expiration_model,
+                    _opt_epoch(material.valid_to),
+                    material.description,
+                    material.key_id,
+                    material.version,
+                ),
+            )
+            if cur.rowcount == 0:
+                self._insert_material(db, material)
+            return stored
+
+    def use_import_token(self, key_id: str, token_id: bytes, valid_to: float, now: float) -> bool:
+        """See :meth:`KeyStore.use_import_token`."""
+        with self._write() as db:
+            db.execute("DELETE FROM used_import_tokens WHERE valid_to < ?", (now,))
+            try:
+                db.execute(
+                    "INSERT INTO used_import_tokens (token_id, key_id, valid_to) VALUES (?, ?, ?)",
+                    (token_id, key_id, valid_to),
+                )
+            except sqlite3.IntegrityError:
+                return False
+            return True
 
     def add_material(self, key: KeyRecord, material: KeyMaterialRecord) -> KeyRecord:
         """See :meth:`KeyStore.add_material`."""
