@@ -44,6 +44,7 @@ _TYPES: dict[type[v.Member], str] = {
     v.String: "string",
     v.Blob: "blob",
     v.Integer: "integer",
+    v.Timestamp: "timestamp",
     v.Boolean: "boolean",
     v.List: "list",
     v.Map: "map",

@@ -25,6 +25,7 @@ from kmscore.operations.importing import IMPORTABLE_SPECS
 from kmscore.operations.registry import operation
 from kmscore.operations.tags import TAG_LIST, check_new_tags, request_tag_conditions
 from kmscore.service import Call
+from kmscore.service.importing import summarize
 from kmscore.service.rotation import new_material
 
 KEY_USAGES: Final = ("SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT")
@@ -278,14 +279,18 @@ def schedule_key_deletion(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 
 @operation("CancelKeyDeletion", {"KeyId": KEY_ID})
 def cancel_key_deletion(call: Call, req: dict[str, Any]) -> dict[str, Any]:
-    """CancelKeyDeletion: back from PendingDeletion to Disabled."""
+    """CancelKeyDeletion: back from PendingDeletion to Disabled (PendingImport without material)."""
     svc = call.service
     key = call.key(req["KeyId"], allow_alias=False)
     call.authorize(key)
 
     def change(k: KeyRecord) -> KeyRecord:
         call.check_state(k)
-        return k.replace(state=KeyState.DISABLED, deletion_date=None, pending_window_days=None)
+        back = k.replace(state=KeyState.DISABLED, deletion_date=None, pending_window_days=None)
+        if k.origin == "EXTERNAL":
+            # A key that lost imported material waits for it (PendingImport).
+            back = summarize(back, svc.store.list_materials(k.key_id))
+        return back
 
     stored = svc.update_key(key, change)
     return {"KeyId": stored.arn}
