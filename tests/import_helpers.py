@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 
 
 def _hash(algorithm: str) -> hashes.HashAlgorithm:
-    return hashes.SHA256() if algorithm.endswith("SHA_256") else hashes.SHA1()  # noqa: S303
+    return hashes.SHA256() if algorithm.endswith("SHA_256") else hashes.SHA1()
 
 
 def wrap(public_der: bytes, algorithm: str, material: bytes) -> bytes:

@@ -306,8 +306,14 @@ def test_material_of_the_wrong_size(kms: LocalKMS, size: int) -> None:
     else:
         enc = wrap(p["PublicKey"], algorithm, os.urandom(size))
         code = "IncorrectKeyMaterialException"
-    expect(code, kms.import_key_material, KeyId=key, ImportToken=p["ImportToken"],
-           EncryptedKeyMaterial=enc, **NEVER)  # fmt: skip
+    expect(
+        code,
+        kms.import_key_material,
+        KeyId=key,
+        ImportToken=p["ImportToken"],
+        EncryptedKeyMaterial=enc,
+        **NEVER,
+    )
     _unchanged(kms, key, before)
 
 
@@ -345,11 +351,18 @@ def test_only_the_same_material_can_be_reimported(kms: LocalKMS) -> None:
     expect("KMSInvalidStateException", kms.decrypt, CiphertextBlob=blob)
     before = _snapshot(kms, key)
     expect("IncorrectKeyMaterialException", import_material, kms, key, os.urandom(32))
-    expect("IncorrectKeyMaterialException", import_material, kms, key, os.urandom(32),
-           ImportType="EXISTING_KEY_MATERIAL")  # fmt: skip
+    expect(
+        "IncorrectKeyMaterialException",
+        import_material,
+        kms,
+        key,
+        os.urandom(32),
+        ImportType="EXISTING_KEY_MATERIAL",
+    )
     _unchanged(kms, key, before)
-    expect("IncorrectKeyMaterialException", import_material, kms, key, material,
-           KeyMaterialId="0" * 64)  # fmt: skip
+    expect(
+        "IncorrectKeyMaterialException", import_material, kms, key, material, KeyMaterialId="0" * 64
+    )
     out = import_material(kms, key, material, KeyMaterialId=mid)
     assert out["KeyMaterialId"] == mid
     assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"kept"
@@ -377,11 +390,20 @@ def test_expiration_arguments(kms: LocalKMS, clock: Clock) -> None:
     base = {"KeyId": key, "ImportToken": p["ImportToken"], "EncryptedKeyMaterial": enc}
     # The default model is KEY_MATERIAL_EXPIRES, which needs ValidTo.
     expect("ValidationException", kms.import_key_material, **base)
-    expect("ValidationException", kms.import_key_material, **base, **NEVER,
-           ValidTo=clock.now + timedelta(days=1))  # fmt: skip
+    expect(
+        "ValidationException",
+        kms.import_key_material,
+        **base,
+        **NEVER,
+        ValidTo=clock.now + timedelta(days=1),
+    )
     expect("ValidationException", kms.import_key_material, **base, ValidTo=clock.now)
-    expect("ValidationException", kms.import_key_material, **base,
-           ValidTo=clock.now + timedelta(days=366))  # fmt: skip
+    expect(
+        "ValidationException",
+        kms.import_key_material,
+        **base,
+        ValidTo=clock.now + timedelta(days=366),
+    )
     assert metadata(kms, key)["KeyState"] == "PendingImport"
     kms.import_key_material(**base, ValidTo=clock.now + timedelta(days=365))
 
@@ -398,7 +420,7 @@ def test_not_an_external_key(kms: LocalKMS) -> None:
         ("RSAES_PKCS1_V1_5", "RSA_2048"),
         ("SM2PKE", "RSA_2048"),
         ("RSAES_OAEP_SHA_256", "SM2"),
-    ],  # fmt: skip
+    ],
 )
 def test_unsupported_wrapping(kms: LocalKMS, algorithm: str, spec: str) -> None:
     key = external(kms)
@@ -479,8 +501,13 @@ def test_expiry_returns_the_key_to_pending_import(kms: LocalKMS, clock: Clock) -
 
 def test_expiry_by_maintenance(kms: LocalKMS, clock: Clock, tmp_path: Path) -> None:
     key = external(kms)
-    import_material(kms, key, os.urandom(32), ExpirationModel="KEY_MATERIAL_EXPIRES",
-                    ValidTo=clock.now + timedelta(hours=1))  # fmt: skip
+    import_material(
+        kms,
+        key,
+        os.urandom(32),
+        ExpirationModel="KEY_MATERIAL_EXPIRES",
+        ValidTo=clock.now + timedelta(hours=1),
+    )
     clock.advance(hours=2)
     kms.run_maintenance()
     state = kms.service.store.get_key(key)
@@ -498,8 +525,9 @@ def test_on_demand_rotation_needs_new_material_first(kms: LocalKMS, clock: Clock
     expect("KMSInvalidStateException", kms.rotate_key_on_demand, KeyId=key)
     expect("UnsupportedOperationException", kms.enable_key_rotation, KeyId=key)
     new_material = os.urandom(32)
-    second = import_material(kms, key, new_material, ImportType="NEW_KEY_MATERIAL",
-                             KeyMaterialDescription="second one")["KeyMaterialId"]  # fmt: skip
+    second = import_material(
+        kms, key, new_material, ImportType="NEW_KEY_MATERIAL", KeyMaterialDescription="second one"
+    )["KeyMaterialId"]
     listed = rotations(kms, key)
     assert [(r["KeyMaterialId"], r["KeyMaterialState"]) for r in listed] == [
         (first, "CURRENT"),
@@ -508,8 +536,14 @@ def test_on_demand_rotation_needs_new_material_first(kms: LocalKMS, clock: Clock
     assert listed[1]["KeyMaterialDescription"] == "second one"
     assert "RotationDate" not in listed[1]
     # Only one material may wait for rotation at a time.
-    expect("KMSInvalidStateException", import_material, kms, key, os.urandom(32),
-           ImportType="NEW_KEY_MATERIAL")  # fmt: skip
+    expect(
+        "KMSInvalidStateException",
+        import_material,
+        kms,
+        key,
+        os.urandom(32),
+        ImportType="NEW_KEY_MATERIAL",
+    )
     assert metadata(kms, key)["CurrentKeyMaterialId"] == first
     clock.advance(days=1)
     assert kms.rotate_key_on_demand(KeyId=key) == {"KeyId": key_arn(key)}
@@ -526,8 +560,7 @@ def test_on_demand_rotation_needs_new_material_first(kms: LocalKMS, clock: Clock
     # Deleting the old material makes the key wait for it: every material is needed.
     kms.delete_imported_key_material(KeyId=key, KeyMaterialId=first)
     assert metadata(kms, key)["KeyState"] == "PendingImport"
-    expect("NotFoundException", kms.delete_imported_key_material, KeyId=key,
-           KeyMaterialId="a" * 64)  # fmt: skip
+    expect("NotFoundException", kms.delete_imported_key_material, KeyId=key, KeyMaterialId="a" * 64)
 
 
 # --- HMAC and asymmetric keys -----------------------------------------------------------
@@ -545,14 +578,25 @@ def test_hmac_import(kms: LocalKMS, spec: str, size: int) -> None:
     other = external(kms, KeySpec=spec, KeyUsage="GENERATE_VERIFY_MAC")
     low, high = {"HMAC_224": (28, 64), "HMAC_256": (32, 64), "HMAC_512": (64, 128)}[spec]
     for wrong in (low - 1, high + 1):
-        expect("IncorrectKeyMaterialException", import_material, kms, other, os.urandom(wrong),
-               algorithm="RSA_AES_KEY_WRAP_SHA_256")  # fmt: skip
+        expect(
+            "IncorrectKeyMaterialException",
+            import_material,
+            kms,
+            other,
+            os.urandom(wrong),
+            algorithm="RSA_AES_KEY_WRAP_SHA_256",
+        )
     assert metadata(kms, other)["KeyState"] == "PendingImport"
     # An HMAC key's material cannot be replaced, nor described.
-    expect("UnsupportedOperationException", import_material, kms, key, os.urandom(size),
-           ImportType="NEW_KEY_MATERIAL")  # fmt: skip
-    expect("ValidationException", import_material, kms, key, material,
-           KeyMaterialDescription="d")  # fmt: skip
+    expect(
+        "UnsupportedOperationException",
+        import_material,
+        kms,
+        key,
+        os.urandom(size),
+        ImportType="NEW_KEY_MATERIAL",
+    )
+    expect("ValidationException", import_material, kms, key, material, KeyMaterialDescription="d")
 
 
 def _pkcs8(private: Any) -> bytes:
@@ -576,11 +620,21 @@ def test_ecc_signing_key_import(kms: LocalKMS) -> None:
     sig = kms.sign(KeyId=key, Message=b"m", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
     private.public_key().verify(sig, b"m", ec.ECDSA(hashes.SHA256()))
     # Another key's material, or the wrong curve, is not this key's.
-    expect("IncorrectKeyMaterialException", import_material, kms, key,
-           _pkcs8(ec.generate_private_key(ec.SECP256R1())))  # fmt: skip
+    expect(
+        "IncorrectKeyMaterialException",
+        import_material,
+        kms,
+        key,
+        _pkcs8(ec.generate_private_key(ec.SECP256R1())),
+    )
     fresh = external(kms, KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")
-    expect("IncorrectKeyMaterialException", import_material, kms, fresh,
-           _pkcs8(ec.generate_private_key(ec.SECP384R1())))  # fmt: skip
+    expect(
+        "IncorrectKeyMaterialException",
+        import_material,
+        kms,
+        fresh,
+        _pkcs8(ec.generate_private_key(ec.SECP384R1())),
+    )
 
 
 def test_rsa_encryption_key_import_needs_aes_key_wrap(kms: LocalKMS) -> None:
@@ -597,8 +651,13 @@ def test_rsa_encryption_key_import_needs_aes_key_wrap(kms: LocalKMS) -> None:
 
 
 def test_specs_without_import(kms: LocalKMS) -> None:
-    expect("UnsupportedOperationException", kms.create_key, Origin="EXTERNAL",
-           KeySpec="ML_DSA_44", KeyUsage="SIGN_VERIFY")  # fmt: skip
+    expect(
+        "UnsupportedOperationException",
+        kms.create_key,
+        Origin="EXTERNAL",
+        KeySpec="ML_DSA_44",
+        KeyUsage="SIGN_VERIFY",
+    )
 
 
 # --- condition keys ---------------------------------------------------------------------
@@ -648,8 +707,13 @@ def test_condition_keys(as_user: Callable[..., LocalKMS], admin: LocalKMS) -> No
         ),
     )
     expect("AccessDeniedException", params, alice, key, "RSA_AES_KEY_WRAP_SHA_256")
-    expect("AccessDeniedException", alice.get_parameters_for_import, KeyId=key,
-           WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_4096")  # fmt: skip
+    expect(
+        "AccessDeniedException",
+        alice.get_parameters_for_import,
+        KeyId=key,
+        WrappingAlgorithm="RSAES_OAEP_SHA_256",
+        WrappingKeySpec="RSA_4096",
+    )
     material = os.urandom(32)
 
     def attempt(**request: Any) -> Any:
