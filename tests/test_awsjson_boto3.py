@@ -492,10 +492,11 @@ def test_main_failures_have_aws_codes_and_statuses(endpoint: Endpoint, kms: Any)
         ),
         ("InvalidCiphertextException", kms.decrypt, {"CiphertextBlob": b"\x00" * 64}),
         (
-            "InvalidAliasNameException",
+            "NotAuthorizedException",
             kms.create_alias,
             {"AliasName": "alias/aws/mine", "TargetKeyId": key},
         ),
+        ("ValidationException", kms.create_alias, {"AliasName": "mine", "TargetKeyId": key}),
         ("InvalidMarkerException", kms.list_keys, {"Marker": "not-a-marker"}),
         (
             "MalformedPolicyDocumentException",

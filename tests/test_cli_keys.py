@@ -440,7 +440,7 @@ def test_alias_failures(kms: Kms) -> None:
         "NotFoundException", "alias", "create", "alias/chained", "alias/taken"
     )
     kms.fails("NotFoundException", "alias", "create", "alias/nothing", "no-such-key")
-    kms.fails("InvalidAliasNameException", "alias", "create", "no-prefix", key_id)
+    kms.fails("ValidationException", "alias", "create", "no-prefix", key_id)
     kms.fails("NotFoundException", "alias", "update", "alias/missing", key_id)
     kms.fails("NotFoundException", "alias", "update", "alias/taken", "alias/taken")
     kms.fails("NotFoundException", "alias", "list", "--key", "no-such-key")

@@ -544,7 +544,8 @@ class KMSMethods:
         raise NotImplementedError
 
     def cancel_key_deletion(self, **request: Unpack[CancelKeyDeletionRequest]) -> dict[str, Any]:
-        """CancelKeyDeletion: back from PendingDeletion to Disabled."""
+        """CancelKeyDeletion: back from PendingDeletion to Disabled (PendingImport without material).
+        """
         return self._invoke("CancelKeyDeletion", request)
 
     def create_alias(self, **request: Unpack[CreateAliasRequest]) -> dict[str, Any]:
@@ -786,7 +787,8 @@ class AsyncKMSMethods:
     async def cancel_key_deletion(
         self, **request: Unpack[CancelKeyDeletionRequest]
     ) -> dict[str, Any]:
-        """CancelKeyDeletion: back from PendingDeletion to Disabled."""
+        """CancelKeyDeletion: back from PendingDeletion to Disabled (PendingImport without material).
+        """
         return await self._invoke("CancelKeyDeletion", request)
 
     async def create_alias(self, **request: Unpack[CreateAliasRequest]) -> dict[str, Any]:
