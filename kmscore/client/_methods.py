@@ -544,8 +544,7 @@ class KMSMethods:
         raise NotImplementedError
 
     def cancel_key_deletion(self, **request: Unpack[CancelKeyDeletionRequest]) -> dict[str, Any]:
-        """CancelKeyDeletion: back from PendingDeletion to Disabled (PendingImport without material).
-        """
+        """CancelKeyDeletion: back to Disabled (PendingImport if imported material is gone)."""
         return self._invoke("CancelKeyDeletion", request)
 
     def create_alias(self, **request: Unpack[CreateAliasRequest]) -> dict[str, Any]:
@@ -787,8 +786,7 @@ class AsyncKMSMethods:
     async def cancel_key_deletion(
         self, **request: Unpack[CancelKeyDeletionRequest]
     ) -> dict[str, Any]:
-        """CancelKeyDeletion: back from PendingDeletion to Disabled (PendingImport without material).
-        """
+        """CancelKeyDeletion: back to Disabled (PendingImport if imported material is gone)."""
         return await self._invoke("CancelKeyDeletion", request)
 
     async def create_alias(self, **request: Unpack[CreateAliasRequest]) -> dict[str, Any]:

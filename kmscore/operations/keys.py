@@ -279,7 +279,7 @@ def schedule_key_deletion(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 
 @operation("CancelKeyDeletion", {"KeyId": KEY_ID})
 def cancel_key_deletion(call: Call, req: dict[str, Any]) -> dict[str, Any]:
-    """CancelKeyDeletion: back from PendingDeletion to Disabled (PendingImport without material)."""
+    """CancelKeyDeletion: back to Disabled (PendingImport if imported material is gone)."""
     svc = call.service
     key = call.key(req["KeyId"], allow_alias=False)
     call.authorize(key)
