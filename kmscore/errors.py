@@ -45,6 +45,7 @@ __all__ = [
     "LimitExceededException",
     "MalformedPolicyDocumentException",
     "MissingAuthenticationTokenException",
+    "NotAuthorizedException",
     "NotFoundException",
     "SerializationException",
     "TagException",
@@ -311,6 +312,12 @@ class UnsupportedOperationException(KMSError):
 # --- errors common to every AWS JSON service --------------------------------
 # AWS JSON services (KMS among them) answer these with HTTP 400 and the
 # "...Exception" codes; the query-protocol services spell them differently.
+
+
+class NotAuthorizedException(KMSError):
+    """The caller may not use a reserved name (an ``alias/aws/`` alias), as AWS answers."""
+
+    code = "NotAuthorizedException"
 
 
 class AccessDeniedException(KMSError):

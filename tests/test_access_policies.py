@@ -471,7 +471,24 @@ def test_unmapped_caller_may_only_generate_random(admin: LocalKMS, key: str) -> 
         )
     )
     peer = admin.get_public_key(KeyId=agree)["PublicKey"]
+    external = admin.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+    params = admin.get_parameters_for_import(
+        KeyId=external, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048"
+    )
     requests: dict[str, dict[str, Any]] = {
+        "GetKeyLastUsage": {"KeyId": key},
+        "GetParametersForImport": {
+            "KeyId": external,
+            "WrappingAlgorithm": "RSAES_OAEP_SHA_256",
+            "WrappingKeySpec": "RSA_2048",
+        },
+        "ImportKeyMaterial": {
+            "KeyId": external,
+            "ImportToken": params["ImportToken"],
+            "EncryptedKeyMaterial": b"\x00" * 256,
+            "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE",
+        },
+        "DeleteImportedKeyMaterial": {"KeyId": external},
         "CreateAlias": {"AliasName": "alias/u", "TargetKeyId": key},
         "UpdateAlias": {"AliasName": "alias/shared", "TargetKeyId": key},
         "DeleteAlias": {"AliasName": "alias/shared"},
@@ -539,7 +556,8 @@ def test_unmapped_caller_may_only_generate_random(admin: LocalKMS, key: str) -> 
     assert meta["KeyState"] == "Enabled" and meta["Description"] == "shared"
     assert "Enable IAM User Permissions" in policy_of(admin, key)
     assert [a["AliasName"] for a in admin.list_aliases(KeyId=key)["Aliases"]] == ["alias/shared"]
-    assert len(admin.list_keys()["Keys"]) == 5
+    assert len(admin.list_keys()["Keys"]) == 6
+    assert admin.describe_key(KeyId=external)["KeyMetadata"]["KeyState"] == "PendingImport"
     assert admin.describe_key(KeyId=doomed)["KeyMetadata"]["KeyState"] == "PendingDeletion"
     assert svc.store.get_principal("intruder") is None
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from import_helpers import wrap
 from service_helpers import expect
 
 from kmscore.audit import VerifyError, query, verify
@@ -172,6 +173,22 @@ def run_every_operation(kms: LocalKMS) -> Recorder:
     call("EnableKey", KeyId=key)
     call("ScheduleKeyDeletion", KeyId=other, PendingWindowInDays=7)
     call("CancelKeyDeletion", KeyId=other)
+    call("GetKeyLastUsage", KeyId=key)
+    external = call("CreateKey", Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+    params = call(
+        "GetParametersForImport",
+        KeyId=external,
+        WrappingAlgorithm="RSAES_OAEP_SHA_256",
+        WrappingKeySpec="RSA_2048",
+    )
+    call(
+        "ImportKeyMaterial",
+        KeyId=external,
+        ImportToken=params["ImportToken"],
+        EncryptedKeyMaterial=wrap(params["PublicKey"], "RSAES_OAEP_SHA_256", os.urandom(32)),
+        ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+    )
+    call("DeleteImportedKeyMaterial", KeyId=external)
     account = kms.service.account
     root = Caller(
         arn=f"arn:aws:iam::{account}:root", account=account, principal_id=account,

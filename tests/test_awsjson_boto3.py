@@ -297,6 +297,33 @@ def _derive_shared_secret(kms: Any) -> dict[str, Any]:
     )
 
 
+def _external_key(kms: Any) -> str:
+    return str(kms.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"])
+
+
+def _import(kms: Any, key: str | None = None) -> dict[str, Any]:
+    from import_helpers import wrap
+
+    key = key or _external_key(kms)
+    p = kms.get_parameters_for_import(
+        KeyId=key, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048"
+    )
+    return dict(
+        kms.import_key_material(
+            KeyId=key,
+            ImportToken=p["ImportToken"],
+            EncryptedKeyMaterial=wrap(p["PublicKey"], "RSAES_OAEP_SHA_256", os.urandom(32)),
+            ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+        )
+    )
+
+
+def _delete_imported(kms: Any) -> dict[str, Any]:
+    key = _external_key(kms)
+    _import(kms, key)
+    return dict(kms.delete_imported_key_material(KeyId=key))
+
+
 OP_CALLS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "CreateKey": lambda kms: kms.create_key(
         Description="made over HTTP", Tags=[{"TagKey": "team", "TagValue": "a"}]
@@ -362,6 +389,14 @@ OP_CALLS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "GenerateDataKeyPairWithoutPlaintext": lambda kms: kms.generate_data_key_pair_without_plaintext(
         KeyId=new_key(kms), KeyPairSpec="RSA_2048"
     ),
+    "GetParametersForImport": lambda kms: kms.get_parameters_for_import(
+        KeyId=_external_key(kms),
+        WrappingAlgorithm="RSA_AES_KEY_WRAP_SHA_256",
+        WrappingKeySpec="RSA_2048",
+    ),
+    "ImportKeyMaterial": _import,
+    "DeleteImportedKeyMaterial": _delete_imported,
+    "GetKeyLastUsage": lambda kms: kms.get_key_last_usage(KeyId=new_key(kms)),
 }
 
 
@@ -457,10 +492,11 @@ def test_main_failures_have_aws_codes_and_statuses(endpoint: Endpoint, kms: Any)
         ),
         ("InvalidCiphertextException", kms.decrypt, {"CiphertextBlob": b"\x00" * 64}),
         (
-            "InvalidAliasNameException",
+            "NotAuthorizedException",
             kms.create_alias,
             {"AliasName": "alias/aws/mine", "TargetKeyId": key},
         ),
+        ("ValidationException", kms.create_alias, {"AliasName": "mine", "TargetKeyId": key}),
         ("InvalidMarkerException", kms.list_keys, {"Marker": "not-a-marker"}),
         (
             "MalformedPolicyDocumentException",

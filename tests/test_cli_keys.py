@@ -40,7 +40,7 @@ from click.testing import CliRunner, Result
 
 from kmscore.audit import query
 from kmscore.client import LocalKMS
-from kmscore.frontends.cli import access, admin, audit, crypto, keys, serve
+from kmscore.frontends.cli import access, admin, audit, crypto, importing, keys, serve
 from kmscore.frontends.cli.main import cli
 
 ACCOUNT = "111122223333"
@@ -49,7 +49,7 @@ MODEL = botocore.session.get_session().get_service_model("kms")
 
 def build_cli() -> click.Group:
     """The ``kms`` group with every subcommand, registered as ``main()`` does."""
-    for module in (admin, serve, keys, crypto, access, audit):
+    for module in (admin, serve, keys, importing, crypto, access, audit):
         module.register(cli)
     return cli
 
@@ -440,7 +440,7 @@ def test_alias_failures(kms: Kms) -> None:
         "NotFoundException", "alias", "create", "alias/chained", "alias/taken"
     )
     kms.fails("NotFoundException", "alias", "create", "alias/nothing", "no-such-key")
-    kms.fails("InvalidAliasNameException", "alias", "create", "no-prefix", key_id)
+    kms.fails("ValidationException", "alias", "create", "no-prefix", key_id)
     kms.fails("NotFoundException", "alias", "update", "alias/missing", key_id)
     kms.fails("NotFoundException", "alias", "update", "alias/taken", "alias/taken")
     kms.fails("NotFoundException", "alias", "list", "--key", "no-such-key")

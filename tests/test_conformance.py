@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import botocore.session
@@ -44,6 +44,7 @@ _TYPES: dict[type[v.Member], str] = {
     v.String: "string",
     v.Blob: "blob",
     v.Integer: "integer",
+    v.Timestamp: "timestamp",
     v.Boolean: "boolean",
     v.List: "list",
     v.Map: "map",
@@ -336,6 +337,36 @@ def _sample_calls(kms: LocalKMS) -> Iterator[tuple[str, dict[str, Any]]]:
     yield "DescribeKey", {"KeyId": other}
     yield "CancelKeyDeletion", {"KeyId": other}
     yield from _asymmetric_sample_calls(kms, key)
+    yield from _import_sample_calls(kms)
+    yield "GetKeyLastUsage", {"KeyId": key}
+
+
+def _import_sample_calls(kms: LocalKMS) -> Iterator[tuple[str, dict[str, Any]]]:
+    from import_helpers import wrap
+
+    external = str(kms.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"])
+    yield "DescribeKey", {"KeyId": external}
+    params = kms.get_parameters_for_import(
+        KeyId=external, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048"
+    )
+    yield (
+        "GetParametersForImport",
+        {"KeyId": external, "WrappingAlgorithm": "RSAES_OAEP_SHA_1", "WrappingKeySpec": "RSA_2048"},
+    )
+    yield (
+        "ImportKeyMaterial",
+        {
+            "KeyId": external,
+            "ImportToken": params["ImportToken"],
+            "EncryptedKeyMaterial": wrap(params["PublicKey"], "RSAES_OAEP_SHA_256", b"k" * 32),
+            "ExpirationModel": "KEY_MATERIAL_EXPIRES",
+            "ValidTo": kms.service.clock() + timedelta(days=3),
+            "KeyMaterialDescription": "conformance",
+        },
+    )
+    yield "DescribeKey", {"KeyId": external}
+    yield "ListKeyRotations", {"KeyId": external, "IncludeKeyMaterial": "ALL_KEY_MATERIAL"}
+    yield "DeleteImportedKeyMaterial", {"KeyId": external}
 
 
 def _asymmetric_sample_calls(kms: LocalKMS, key: str) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -11,6 +11,7 @@ times and random bytes normalized, must be identical.
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -241,6 +242,27 @@ def test_results_have_aware_datetimes_and_bytes(daemon: DaemonProcess) -> None:
         again = kms.describe_key(KeyId=meta["KeyId"])["KeyMetadata"]
         assert again["CreationDate"] == meta["CreationDate"]
         assert type(kms.generate_random(NumberOfBytes=8)["Plaintext"]) is bytes
+
+
+def test_import_through_the_daemon(daemon: DaemonProcess) -> None:
+    """Key material imported through the socket, ValidTo as a msgpack Timestamp."""
+    from datetime import UTC, datetime, timedelta
+
+    from import_helpers import import_material
+
+    material = os.urandom(32)
+    valid_to = datetime.now(UTC).replace(microsecond=0) + timedelta(days=5)
+    with connect(daemon.socket) as kms:
+        key = kms.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+        out = import_material(
+            kms, key, material, ExpirationModel="KEY_MATERIAL_EXPIRES", ValidTo=valid_to
+        )
+        meta = kms.describe_key(KeyId=key)["KeyMetadata"]
+        assert meta["KeyState"] == "Enabled" and meta["ValidTo"] == valid_to
+        assert meta["CurrentKeyMaterialId"] == out["KeyMaterialId"]
+        blob = kms.encrypt(KeyId=key, Plaintext=b"p")["CiphertextBlob"]
+        assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"p"
+        assert kms.get_key_last_usage(KeyId=key)["KeyLastUsage"]["Operation"] == "Decrypt"
 
 
 def test_request_members_msgpack_cannot_carry_are_validation_errors(

@@ -65,13 +65,13 @@ def test_create_alias_targets_by_id_or_arn(kms: LocalKMS, target: str) -> None:
 @pytest.mark.parametrize(
     ("name", "code"),
     [
-        ("app", "InvalidAliasNameException"),  # no alias/ prefix
-        ("aliases/app", "InvalidAliasNameException"),
+        ("app", "ValidationException"),  # no alias/ prefix: AWS's message, tested below
+        ("aliases/app", "ValidationException"),
         ("alias/", "InvalidAliasNameException"),  # empty name after the prefix
         ("alias/a:b", "InvalidAliasNameException"),  # ':' passes the model pattern only
-        ("alias/aws/app", "InvalidAliasNameException"),  # reserved for AWS managed keys
-        ("alias/AWS/app", "InvalidAliasNameException"),
-        ("alias/aws/", "InvalidAliasNameException"),
+        ("alias/aws/app", "NotAuthorizedException"),  # reserved for AWS managed keys
+        ("alias/AWS/app", "NotAuthorizedException"),
+        ("alias/aws/", "NotAuthorizedException"),
         # Characters outside the API model's pattern fail request validation
         # first, as they do at AWS.
         ("alias/a b", "ValidationException"),
@@ -85,6 +85,22 @@ def test_bad_alias_names(kms: LocalKMS, name: str, code: str) -> None:
     key_id = new_key(kms)
     expect(code, kms.create_alias, AliasName=name, TargetKeyId=key_id)
     assert kms.list_aliases()["Aliases"] == []
+
+
+def test_alias_messages_are_aws_words(kms: LocalKMS) -> None:
+    key_id = new_key(kms)
+    err = expect("ValidationException", kms.create_alias, AliasName="app", TargetKeyId=key_id)
+    assert err.message == (
+        'Alias must start with the prefix "alias/". Please see '
+        "https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html"
+    )
+    err = expect("ValidationException", kms.create_alias, AliasName="alias/a b", TargetKeyId=key_id)
+    assert err.message == (
+        "1 validation error detected: Value 'alias/a b' at 'aliasName' failed to satisfy "
+        "constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"
+    )
+    expect("ValidationException", kms.delete_alias, AliasName="app")
+    expect("NotAuthorizedException", kms.update_alias, AliasName="alias/aws/x", TargetKeyId=key_id)
 
 
 def test_longest_alias_name(kms: LocalKMS) -> None:
@@ -182,10 +198,8 @@ def test_update_alias_errors(kms: LocalKMS) -> None:
     # An alias keeps pointing at keys of the same key spec and usage.
     mac = inject_key(kms, key_id, key_spec="HMAC_256", key_usage="GENERATE_VERIFY_MAC")
     expect("ValidationException", kms.update_alias, AliasName="alias/a", TargetKeyId=mac)
-    expect("InvalidAliasNameException", kms.update_alias, AliasName="a", TargetKeyId=key_id)
-    expect(
-        "InvalidAliasNameException", kms.update_alias, AliasName="alias/aws/x", TargetKeyId=key_id
-    )
+    expect("ValidationException", kms.update_alias, AliasName="a", TargetKeyId=key_id)
+    expect("NotAuthorizedException", kms.update_alias, AliasName="alias/aws/x", TargetKeyId=key_id)
     pending = new_key(kms)
     kms.schedule_key_deletion(KeyId=pending)
     expect("KMSInvalidStateException", kms.update_alias, AliasName="alias/a", TargetKeyId=pending)
@@ -200,7 +214,7 @@ def test_delete_alias(kms: LocalKMS) -> None:
     assert _names(kms) == ["alias/b"]
     expect("NotFoundException", kms.describe_key, KeyId="alias/a")
     expect("NotFoundException", kms.delete_alias, AliasName="alias/a")
-    expect("InvalidAliasNameException", kms.delete_alias, AliasName="b")
+    expect("ValidationException", kms.delete_alias, AliasName="b")
     expect("ValidationException", kms.delete_alias)
     # The name is free again, and the key is untouched.
     kms.create_alias(AliasName="alias/a", TargetKeyId=key_id)

@@ -37,6 +37,7 @@ from kmscore.model.validation import (  # noqa: E402
     Member,
     String,
     Structure,
+    Timestamp,
 )
 from kmscore.operations import OPERATIONS  # noqa: E402
 from kmscore.wire.operations import method_name  # noqa: E402
@@ -55,6 +56,7 @@ and a value of the wrong type. Responses are the AWS response members.
 # No ``from __future__ import annotations``: the TypedDicts are evaluated, so
 # their ``__required_keys__`` are right at run time too.
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Literal, Required, TypedDict, Unpack
 
 __all__ = ["AsyncKMSMethods", "KMSMethods"]
@@ -101,6 +103,8 @@ class _Writer:
             return "bool"
         if isinstance(member, Integer):
             return "int"
+        if isinstance(member, Timestamp):
+            return "datetime"
         if isinstance(member, Map):
             return "Mapping[str, str]"
         if isinstance(member, List):

@@ -12,6 +12,7 @@ and a value of the wrong type. Responses are the AWS response members.
 # No ``from __future__ import annotations``: the TypedDicts are evaluated, so
 # their ``__required_keys__`` are right at run time too.
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Literal, Required, TypedDict, Unpack
 
 __all__ = ["AsyncKMSMethods", "KMSMethods"]
@@ -95,6 +96,17 @@ KeyPairSpec = Literal[
     "ECC_NIST_EDWARDS25519",
 ]
 MacAlgorithm = Literal["HMAC_SHA_224", "HMAC_SHA_256", "HMAC_SHA_384", "HMAC_SHA_512"]
+WrappingAlgorithm = Literal[
+    "RSAES_PKCS1_V1_5",
+    "RSAES_OAEP_SHA_1",
+    "RSAES_OAEP_SHA_256",
+    "RSA_AES_KEY_WRAP_SHA_1",
+    "RSA_AES_KEY_WRAP_SHA_256",
+    "SM2PKE",
+]
+WrappingKeySpec = Literal["RSA_2048", "RSA_3072", "RSA_4096", "SM2"]
+ExpirationModel = Literal["KEY_MATERIAL_EXPIRES", "KEY_MATERIAL_DOES_NOT_EXPIRE"]
+ImportType = Literal["NEW_KEY_MATERIAL", "EXISTING_KEY_MATERIAL"]
 IncludeKeyMaterial = Literal["ALL_KEY_MATERIAL", "ROTATIONS_ONLY"]
 MessageType = Literal["RAW", "DIGEST", "EXTERNAL_MU"]
 SigningAlgorithm = Literal[
@@ -197,6 +209,11 @@ class DecryptManyRequest(TypedDict, total=False):
 
 class DeleteAliasRequest(TypedDict, total=False):
     AliasName: Required[str]
+
+
+class DeleteImportedKeyMaterialRequest(TypedDict, total=False):
+    KeyId: Required[str]
+    KeyMaterialId: str
 
 
 class DeleteUserRequest(TypedDict, total=False):
@@ -324,6 +341,10 @@ class GenerateRandomRequest(TypedDict, total=False):
     Recipient: GenerateRandomRequestRecipient
 
 
+class GetKeyLastUsageRequest(TypedDict, total=False):
+    KeyId: Required[str]
+
+
 class GetKeyPolicyRequest(TypedDict, total=False):
     KeyId: Required[str]
     PolicyName: str
@@ -333,9 +354,26 @@ class GetKeyRotationStatusRequest(TypedDict, total=False):
     KeyId: Required[str]
 
 
+class GetParametersForImportRequest(TypedDict, total=False):
+    KeyId: Required[str]
+    WrappingAlgorithm: Required[WrappingAlgorithm]
+    WrappingKeySpec: Required[WrappingKeySpec]
+
+
 class GetPublicKeyRequest(TypedDict, total=False):
     KeyId: Required[str]
     GrantTokens: Sequence[str]
+
+
+class ImportKeyMaterialRequest(TypedDict, total=False):
+    KeyId: Required[str]
+    ImportToken: Required[Buffer]
+    EncryptedKeyMaterial: Required[Buffer]
+    ValidTo: datetime
+    ExpirationModel: ExpirationModel
+    ImportType: ImportType
+    KeyMaterialDescription: str
+    KeyMaterialId: str
 
 
 class ListAliasesRequest(TypedDict, total=False):
@@ -506,7 +544,7 @@ class KMSMethods:
         raise NotImplementedError
 
     def cancel_key_deletion(self, **request: Unpack[CancelKeyDeletionRequest]) -> dict[str, Any]:
-        """CancelKeyDeletion: back from PendingDeletion to Disabled."""
+        """CancelKeyDeletion: back to Disabled (PendingImport if imported material is gone)."""
         return self._invoke("CancelKeyDeletion", request)
 
     def create_alias(self, **request: Unpack[CreateAliasRequest]) -> dict[str, Any]:
@@ -536,6 +574,12 @@ class KMSMethods:
     def delete_alias(self, **request: Unpack[DeleteAliasRequest]) -> dict[str, Any]:
         """DeleteAlias."""
         return self._invoke("DeleteAlias", request)
+
+    def delete_imported_key_material(
+        self, **request: Unpack[DeleteImportedKeyMaterialRequest]
+    ) -> dict[str, Any]:
+        """DeleteImportedKeyMaterial: the material goes; the key waits for it again."""
+        return self._invoke("DeleteImportedKeyMaterial", request)
 
     def delete_user(self, **request: Unpack[DeleteUserRequest]) -> dict[str, Any]:
         """DeleteUser: remove a user and its access keys; it can no longer call."""
@@ -603,6 +647,10 @@ class KMSMethods:
         """GenerateRandom: 1-1024 random bytes from the OS CSPRNG."""
         return self._invoke("GenerateRandom", request)
 
+    def get_key_last_usage(self, **request: Unpack[GetKeyLastUsageRequest]) -> dict[str, Any]:
+        """GetKeyLastUsage, from the audit trail (see the module docstring)."""
+        return self._invoke("GetKeyLastUsage", request)
+
     def get_key_policy(self, **request: Unpack[GetKeyPolicyRequest]) -> dict[str, Any]:
         """GetKeyPolicy: the key's policy document."""
         return self._invoke("GetKeyPolicy", request)
@@ -613,9 +661,19 @@ class KMSMethods:
         """GetKeyRotationStatus."""
         return self._invoke("GetKeyRotationStatus", request)
 
+    def get_parameters_for_import(
+        self, **request: Unpack[GetParametersForImportRequest]
+    ) -> dict[str, Any]:
+        """GetParametersForImport: a fresh RSA wrapping key and its one-use import token."""
+        return self._invoke("GetParametersForImport", request)
+
     def get_public_key(self, **request: Unpack[GetPublicKeyRequest]) -> dict[str, Any]:
         """GetPublicKey: the DER SubjectPublicKeyInfo of an asymmetric key."""
         return self._invoke("GetPublicKey", request)
+
+    def import_key_material(self, **request: Unpack[ImportKeyMaterialRequest]) -> dict[str, Any]:
+        """ImportKeyMaterial: unwrap material with a token's wrapping key and store it."""
+        return self._invoke("ImportKeyMaterial", request)
 
     def list_aliases(self, **request: Unpack[ListAliasesRequest]) -> dict[str, Any]:
         """ListAliases: all aliases, or one key's, in name order, paged."""
@@ -728,7 +786,7 @@ class AsyncKMSMethods:
     async def cancel_key_deletion(
         self, **request: Unpack[CancelKeyDeletionRequest]
     ) -> dict[str, Any]:
-        """CancelKeyDeletion: back from PendingDeletion to Disabled."""
+        """CancelKeyDeletion: back to Disabled (PendingImport if imported material is gone)."""
         return await self._invoke("CancelKeyDeletion", request)
 
     async def create_alias(self, **request: Unpack[CreateAliasRequest]) -> dict[str, Any]:
@@ -758,6 +816,12 @@ class AsyncKMSMethods:
     async def delete_alias(self, **request: Unpack[DeleteAliasRequest]) -> dict[str, Any]:
         """DeleteAlias."""
         return await self._invoke("DeleteAlias", request)
+
+    async def delete_imported_key_material(
+        self, **request: Unpack[DeleteImportedKeyMaterialRequest]
+    ) -> dict[str, Any]:
+        """DeleteImportedKeyMaterial: the material goes; the key waits for it again."""
+        return await self._invoke("DeleteImportedKeyMaterial", request)
 
     async def delete_user(self, **request: Unpack[DeleteUserRequest]) -> dict[str, Any]:
         """DeleteUser: remove a user and its access keys; it can no longer call."""
@@ -833,6 +897,10 @@ class AsyncKMSMethods:
         """GenerateRandom: 1-1024 random bytes from the OS CSPRNG."""
         return await self._invoke("GenerateRandom", request)
 
+    async def get_key_last_usage(self, **request: Unpack[GetKeyLastUsageRequest]) -> dict[str, Any]:
+        """GetKeyLastUsage, from the audit trail (see the module docstring)."""
+        return await self._invoke("GetKeyLastUsage", request)
+
     async def get_key_policy(self, **request: Unpack[GetKeyPolicyRequest]) -> dict[str, Any]:
         """GetKeyPolicy: the key's policy document."""
         return await self._invoke("GetKeyPolicy", request)
@@ -843,9 +911,21 @@ class AsyncKMSMethods:
         """GetKeyRotationStatus."""
         return await self._invoke("GetKeyRotationStatus", request)
 
+    async def get_parameters_for_import(
+        self, **request: Unpack[GetParametersForImportRequest]
+    ) -> dict[str, Any]:
+        """GetParametersForImport: a fresh RSA wrapping key and its one-use import token."""
+        return await self._invoke("GetParametersForImport", request)
+
     async def get_public_key(self, **request: Unpack[GetPublicKeyRequest]) -> dict[str, Any]:
         """GetPublicKey: the DER SubjectPublicKeyInfo of an asymmetric key."""
         return await self._invoke("GetPublicKey", request)
+
+    async def import_key_material(
+        self, **request: Unpack[ImportKeyMaterialRequest]
+    ) -> dict[str, Any]:
+        """ImportKeyMaterial: unwrap material with a token's wrapping key and store it."""
+        return await self._invoke("ImportKeyMaterial", request)
 
     async def list_aliases(self, **request: Unpack[ListAliasesRequest]) -> dict[str, Any]:
         """ListAliases: all aliases, or one key's, in name order, paged."""

@@ -13,6 +13,7 @@ later as garbage.
 
 from __future__ import annotations
 
+import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ ROOT_KEY_FILE: Final = "root.key"
 _CHECK_AAD: Final = b"kmscore/root-key-check/v1"
 _CHECK_LABEL: Final = b"kmscore root key check value"
 _MATERIAL_AAD: Final = b"kmscore/key-material/v1\x00"
+_DIGEST_LABEL: Final = b"kmscore/keyed-digest/v1"
 
 
 class RootKeyError(KMSInternalException):
@@ -57,7 +59,7 @@ class Argon2Params:
 class RootKey:
     """Wraps and unwraps key material. Never shows its own bytes."""
 
-    __slots__ = ("_aead",)
+    __slots__ = ("_aead", "_digest_key")
 
     def __init__(self, key: bytes) -> None:
         """Use 32 raw bytes as the root key.
@@ -68,6 +70,9 @@ class RootKey:
         if len(key) != engine.KEY_LENGTH:
             raise RootKeyError("The root key must be 32 bytes.")
         self._aead = engine.AesGcmKey(key)
+        # A separate key for keyed digests, so no digest is ever made under
+        # the AES key itself.
+        self._digest_key = hmac.digest(key, _DIGEST_LABEL, "sha256")
 
     def __repr__(self) -> str:
         return "<RootKey>"
@@ -158,6 +163,16 @@ class RootKey:
                 "The root key does not match this data directory "
                 "(wrong passphrase or wrong root key file)."
             )
+
+    # --- keyed digests -----------------------------------------------------
+
+    def digest(self, purpose: bytes, data: bytes) -> bytes:
+        """HMAC-SHA256 of ``data`` under a key derived from the root key.
+
+        For identifiers that must recognise a secret without storing it (the
+        KeyMaterialId of imported material). ``purpose`` separates uses.
+        """
+        return hmac.digest(self._digest_key, purpose + b"\x00" + data, "sha256")
 
     # --- wrapping ----------------------------------------------------------
 

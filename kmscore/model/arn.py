@@ -12,7 +12,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Final
 
-from kmscore.errors import InvalidAliasNameException, NotFoundException
+from kmscore.errors import (
+    InvalidAliasNameException,
+    NotAuthorizedException,
+    NotFoundException,
+    ValidationException,
+)
 
 __all__ = [
     "KeyRef",
@@ -86,20 +91,29 @@ class KeyRef:
 
 
 def validate_alias_name(name: str, *, for_create: bool = True) -> None:
-    """Check an alias name against AWS's rules.
+    """Check an alias name against AWS's rules (after the request pattern).
 
     Raises:
-        InvalidAliasNameException: not ``alias/`` + ``[a-zA-Z0-9/_-]+``, or it
-            is in the reserved ``alias/aws/`` namespace when creating.
+        ValidationException: it does not start with ``alias/`` (AWS's message).
+        NotAuthorizedException: it is in the reserved ``alias/aws/`` namespace
+            when creating.
+        InvalidAliasNameException: nothing after ``alias/``, or characters
+            the model's pattern admits but alias names do not (``:``).
     """
+    if not name.startswith("alias/"):
+        raise ValidationException(
+            'Alias must start with the prefix "alias/". Please see '
+            "https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html"
+        )
+    if for_create and name.lower().startswith("alias/aws/"):
+        raise NotAuthorizedException(
+            f"Alias name {name} is reserved: names beginning with alias/aws/ are for "
+            "AWS managed keys."
+        )
     if not _ALIAS_RE.match(name) or len(name) > 256:
         raise InvalidAliasNameException(
             f"Alias name {name!r} must begin with 'alias/' and contain only "
             "alphanumeric characters, '/', '_' and '-'."
-        )
-    if for_create and name.lower().startswith("alias/aws/"):
-        raise InvalidAliasNameException(
-            f"Alias name {name!r} is in the reserved namespace 'alias/aws/'."
         )
 
 

@@ -77,6 +77,10 @@ class KeyRecord:
     on_demand_rotation_start: datetime | None = None
     policy: str | None = None
     revision: int = 0
+    #: For an EXTERNAL key: the ``ExpirationModel`` of its current material.
+    expiration_model: str | None = None
+    #: For an EXTERNAL key: when the first of its imported materials expires.
+    valid_to: datetime | None = None
 
     def replace(self, **changes: Any) -> KeyRecord:
         """A copy with some fields changed."""
@@ -108,6 +112,10 @@ class KeyRecord:
             md["PendingDeletionWindowInDays"] = self.pending_window_days
         if current_material_id is not None:
             md["CurrentKeyMaterialId"] = current_material_id
+        if self.expiration_model is not None:
+            md["ExpirationModel"] = self.expiration_model
+        if self.valid_to is not None:
+            md["ValidTo"] = self.valid_to
         return md
 
 
@@ -117,6 +125,13 @@ class KeyMaterialRecord:
 
     ``reserved`` counts the AES-GCM invocations reserved for this version so
     far; it only grows, so a crash can never reuse a count.
+
+    Imported material (a key of EXTERNAL origin) also has an ``import_state``
+    (``IMPORTED``, or ``PENDING_IMPORT`` once deleted or expired, when
+    ``wrapped`` is empty), an expiration model, a ``valid_to`` and the
+    caller's description. For imported material ``material_id`` is a keyed
+    digest of the key and the material, so the same material can be
+    recognised when it is imported again.
     """
 
     key_id: str
@@ -126,6 +141,10 @@ class KeyMaterialRecord:
     material_id: str
     rotation_type: str | None = None
     reserved: int = 0
+    import_state: str | None = None
+    expiration_model: str | None = None
+    valid_to: datetime | None = None
+    description: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,6 +104,12 @@ _ALLOWED: Final[dict[str, frozenset[KeyState]]] = {
     "EnableKeyRotation": frozenset({S.ENABLED}),
     "DisableKeyRotation": frozenset({S.ENABLED}),
     "RotateKeyOnDemand": frozenset({S.ENABLED}),
+    # Importing key material (AWS's key-state table): not while pending
+    # deletion, except that deleting material leaves such a key as it is.
+    "GetParametersForImport": _USABLE | {S.PENDING_IMPORT},
+    "ImportKeyMaterial": _USABLE | {S.PENDING_IMPORT},
+    "DeleteImportedKeyMaterial": _USABLE | {S.PENDING_IMPORT, S.PENDING_DELETION},
+    "GetKeyLastUsage": _ALL,
 }
 _DISABLED_MEANS_DISABLED: Final = _CRYPTO | {
     "EnableKeyRotation",

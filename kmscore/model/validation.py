@@ -12,10 +12,12 @@ with botocore's KMS model.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from kmscore.errors import ValidationException
@@ -30,6 +32,7 @@ __all__ = [
     "Shape",
     "String",
     "Structure",
+    "Timestamp",
     "validate",
 ]
 
@@ -52,19 +55,22 @@ def _bounds(low: int | None, high: int | None) -> tuple[int, int]:
     return (low if low is not None else 0, high if high is not None else sys.maxsize)
 
 
-def _fail(path: str, constraint: str) -> ValidationException:
+def _fail(path: str, constraint: str, shown: str | None = None) -> ValidationException:
+    value = "" if shown is None else f" '{shown}'"
     return ValidationException(
-        f"1 validation error detected: Value at '{path}' failed to satisfy constraint: {constraint}"
+        f"1 validation error detected: Value{value} at '{path}' failed to satisfy constraint: "
+        f"{constraint}"
     )
 
 
 class _Invalid(Exception):
     """A member broke a constraint; the caller adds the member's path."""
 
-    def __init__(self, constraint: str, subpath: str = "") -> None:
+    def __init__(self, constraint: str, subpath: str = "", shown: str | None = None) -> None:
         super().__init__(constraint)
         self.constraint = constraint
         self.subpath = subpath
+        self.shown = shown
 
 
 @dataclass(frozen=True)
@@ -99,12 +105,17 @@ class Member:
 
 @dataclass(frozen=True)
 class String(Member):
-    """A string with optional length limits, enum and pattern."""
+    """A string with optional length limits, enum and pattern.
+
+    ``shown``: a failed pattern names the value, as AWS does for names that
+    are never secret (an alias name); values are never shown otherwise.
+    """
 
     min_len: int | None = None
     max_len: int | None = None
     enum: tuple[str, ...] | None = None
     pattern: str | None = None
+    shown: bool = False
 
     def check(self, value: Any) -> str:
         """See :meth:`Member.check`."""
@@ -117,7 +128,10 @@ class String(Member):
         if self.enum is not None and value not in self.enum:
             raise _Invalid(f"Member must satisfy enum value set: [{', '.join(self.enum)}]")
         if self.pattern is not None and not re.fullmatch(self.pattern, value):
-            raise _Invalid(f"Member must satisfy regular expression pattern: {self.pattern}")
+            raise _Invalid(
+                f"Member must satisfy regular expression pattern: {self.pattern}",
+                shown=value if self.shown else None,
+            )
         return value
 
     def _shortcut(self) -> Callable[[Any], Any]:
@@ -202,6 +216,23 @@ class Integer(Member):
             return check(value)
 
         return fast
+
+
+@dataclass(frozen=True)
+class Timestamp(Member):
+    """A point in time: a timezone-aware datetime, or epoch seconds (the JSON wire form)."""
+
+    def check(self, value: Any) -> datetime:
+        """See :meth:`Member.check`; returns an aware UTC datetime."""
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise _Invalid("Member must be a timestamp with a time zone")
+            return value.astimezone(UTC)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Invalid("Member must be a timestamp")
+        if not math.isfinite(value) or not 0 <= value < 253402300800:
+            raise _Invalid("Member must be a timestamp between 1970 and 9999")
+        return datetime.fromtimestamp(value, UTC)
 
 
 @dataclass(frozen=True)
@@ -295,7 +326,7 @@ def _check_members(members: Shape, request: Mapping[str, Any], prefix: str) -> d
             try:
                 out[name] = member.fast(value)
             except _Invalid as exc:
-                raise _fail(prefix + _wire(name) + exc.subpath, exc.constraint) from None
+                raise _fail(prefix + _wire(name) + exc.subpath, exc.constraint, exc.shown) from None
             except ValidationException as exc:
                 # A nested structure's unknown or missing member.
                 raise ValidationException(f"{exc.message} (in {prefix}{_wire(name)})") from None

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Final
 
 from kmscore.errors import (
-    InvalidAliasNameException,
     LimitExceededException,
     NotFoundException,
     ValidationException,
@@ -17,7 +16,9 @@ from kmscore.operations.common import KEY_ID, LIMIT, MARKER, OPTIONAL_KEY_ID, pa
 from kmscore.operations.registry import operation
 from kmscore.service import Call
 
-ALIAS_NAME: Final = String(required=True, min_len=1, max_len=256, pattern=r"^[a-zA-Z0-9:/_-]+$")
+ALIAS_NAME: Final = String(
+    required=True, min_len=1, max_len=256, pattern=r"^[a-zA-Z0-9:/_-]+$", shown=True
+)
 #: AWS allows 50 aliases per KMS key.
 MAX_ALIASES_PER_KEY: Final = 50
 
@@ -78,8 +79,7 @@ def delete_alias(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """DeleteAlias."""
     svc = call.service
     name = req["AliasName"]
-    if not name.startswith("alias/"):
-        raise InvalidAliasNameException(f"Alias name {name!r} must begin with 'alias/'.")
+    validate_alias_name(name, for_create=False)
     alias = svc.store.get_alias(name)
     if alias is None:
         raise NotFoundException(f"Alias {svc.alias_arn(name)} is not found.")

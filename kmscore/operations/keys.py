@@ -21,9 +21,11 @@ from kmscore.model.keyspecs import algorithms_for, require_supported
 from kmscore.model.keystate import KeyState, require_transition
 from kmscore.model.validation import Boolean, Integer, String
 from kmscore.operations.common import GRANT_TOKENS, KEY_ID, LIMIT, MARKER, page_args, page_result
+from kmscore.operations.importing import IMPORTABLE_SPECS
 from kmscore.operations.registry import operation
 from kmscore.operations.tags import TAG_LIST, check_new_tags, request_tag_conditions
 from kmscore.service import Call
+from kmscore.service.importing import summarize
 from kmscore.service.rotation import new_material
 
 KEY_USAGES: Final = ("SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT")
@@ -75,9 +77,9 @@ def _create_key_checks(call: Call, req: dict[str, Any]) -> tuple[str, str, str, 
         raise UnsupportedOperationException("External key stores are not supported.")
     if origin == "AWS_CLOUDHSM":
         raise UnsupportedOperationException("CloudHSM key stores are not supported.")
-    if origin == "EXTERNAL":
+    if origin == "EXTERNAL" and spec not in IMPORTABLE_SPECS:
         raise UnsupportedOperationException(
-            "Importing key material (Origin EXTERNAL) is not supported yet."
+            f"KeySpec {spec} does not support imported key material (Origin EXTERNAL)."
         )
     # SM2 (AWS China Regions only) is UnsupportedOperationException; a key usage
     # the key spec does not allow is ValidationException, as AWS answers.
@@ -107,7 +109,10 @@ def _prepare_create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     request is checked and authorized first, so only a caller allowed to
     create the key makes the service spend the time.
     """
-    if (req.get("KeySpec") or req.get("CustomerMasterKeySpec")) in (None, "SYMMETRIC_DEFAULT"):
+    if (req.get("KeySpec") or req.get("CustomerMasterKeySpec")) in (
+        None,
+        "SYMMETRIC_DEFAULT",
+    ) or req.get("Origin") == "EXTERNAL":
         return req
     spec, _, _, _ = _create_key_checks(call, req)
     return {**req, _PREPARED_MATERIAL: generate_private_key(spec)}
@@ -133,7 +138,7 @@ def create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         key_usage=usage,
         key_spec=spec,
         origin=origin,
-        state=KeyState.ENABLED,
+        state=KeyState.PENDING_IMPORT if origin == "EXTERNAL" else KeyState.ENABLED,
         current_version=1,
         multi_region=bool(req.get("MultiRegion")),
         policy=req.get("Policy"),
@@ -147,6 +152,10 @@ def create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         )
     else:
         key = key.replace(policy=svc.default_key_policy)
+    if origin == "EXTERNAL":
+        # No material until ImportKeyMaterial brings it.
+        svc.store.create_key(key, None, tags)
+        return {"KeyMetadata": key.metadata()}
     material = new_material(svc, key_id, 1, now, key_spec=spec, raw=req.get(_PREPARED_MATERIAL))
     svc.store.create_key(key, material, tags)
     return {"KeyMetadata": key.metadata(material.material_id)}
@@ -157,7 +166,12 @@ def describe_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """DescribeKey: the key's metadata, in any state (aliases accepted)."""
     key = call.key(req["KeyId"])
     call.authorize(key)
-    material_id = call.service.keyring.material_id(key, key.current_version)
+    if key.origin == "EXTERNAL":
+        # Imported material may be missing (PendingImport): no current id then.
+        current = call.service.store.get_material(key.key_id, key.current_version)
+        material_id = current.material_id if current and current.import_state else None
+    else:
+        material_id = call.service.keyring.material_id(key, key.current_version)
     return {"KeyMetadata": key.metadata(material_id)}
 
 
@@ -265,14 +279,18 @@ def schedule_key_deletion(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 
 @operation("CancelKeyDeletion", {"KeyId": KEY_ID})
 def cancel_key_deletion(call: Call, req: dict[str, Any]) -> dict[str, Any]:
-    """CancelKeyDeletion: back from PendingDeletion to Disabled."""
+    """CancelKeyDeletion: back to Disabled (PendingImport if imported material is gone)."""
     svc = call.service
     key = call.key(req["KeyId"], allow_alias=False)
     call.authorize(key)
 
     def change(k: KeyRecord) -> KeyRecord:
         call.check_state(k)
-        return k.replace(state=KeyState.DISABLED, deletion_date=None, pending_window_days=None)
+        back = k.replace(state=KeyState.DISABLED, deletion_date=None, pending_window_days=None)
+        if k.origin == "EXTERNAL":
+            # A key that lost imported material waits for it (PendingImport).
+            back = summarize(back, svc.store.list_materials(k.key_id))
+        return back
 
     stored = svc.update_key(key, change)
     return {"KeyId": stored.arn}

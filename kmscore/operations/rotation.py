@@ -23,7 +23,7 @@ from kmscore.model.validation import Integer, String
 from kmscore.operations.common import KEY_ID, LIMIT, MARKER, page_args, page_result
 from kmscore.operations.registry import operation
 from kmscore.service import Call
-from kmscore.service.rotation import ON_DEMAND, rotate
+from kmscore.service.rotation import ON_DEMAND, rotate, rotate_imported
 
 DEFAULT_PERIOD: Final = 365
 MIN_PERIOD: Final = 90
@@ -32,11 +32,18 @@ MAX_PERIOD: Final = 2560
 MAX_ON_DEMAND: Final = 25
 
 
-def _rotatable(call: Call, ref: str) -> KeyRecord:
+def _rotatable(call: Call, ref: str, *, imported: bool = False) -> KeyRecord:
+    """A symmetric encryption key that rotates.
+
+    Automatic rotation is for AWS_KMS keys only; on-demand rotation (and its
+    listing) also for EXTERNAL keys (``imported``), as AWS has it.
+    """
     key = call.key(ref, allow_alias=False)
-    if key.key_spec != "SYMMETRIC_DEFAULT" or key.origin != "AWS_KMS":
+    origins = ("AWS_KMS", "EXTERNAL") if imported else ("AWS_KMS",)
+    if key.key_spec != "SYMMETRIC_DEFAULT" or key.origin not in origins:
         raise UnsupportedOperationException(
-            f"{key.arn} cannot be rotated: only symmetric keys with AWS_KMS origin rotate."
+            f"{key.arn} cannot be rotated: only symmetric keys with "
+            f"{' or '.join(origins)} origin rotate."
         )
     return key
 
@@ -83,7 +90,7 @@ def disable_key_rotation(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 @operation("GetKeyRotationStatus", {"KeyId": KEY_ID})
 def get_key_rotation_status(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GetKeyRotationStatus."""
-    key = _rotatable(call, req["KeyId"])
+    key = _rotatable(call, req["KeyId"], imported=True)
     call.authorize(key)
     out: dict[str, Any] = {"KeyRotationEnabled": key.rotation_enabled, "KeyId": key.arn}
     if key.rotation_enabled:
@@ -98,14 +105,18 @@ def get_key_rotation_status(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 def rotate_key_on_demand(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """RotateKeyOnDemand: a new material version now (at most 25 per key)."""
     svc = call.service
-    key = _rotatable(call, req["KeyId"])
+    key = _rotatable(call, req["KeyId"], imported=True)
     call.authorize(key)
-    done = sum(1 for m in svc.store.list_materials(key.key_id) if m.rotation_type == ON_DEMAND)
+    materials = svc.store.list_materials(key.key_id)
+    done = sum(1 for m in materials if m.rotation_type == ON_DEMAND)
     if done >= MAX_ON_DEMAND:
         raise LimitExceededException(
             f"{key.arn} has reached the limit of {MAX_ON_DEMAND} on-demand rotations."
         )
-    rotate(svc, key, ON_DEMAND)
+    if key.origin == "EXTERNAL":
+        rotate_imported(svc, key, materials)
+    else:
+        rotate(svc, key, ON_DEMAND)
     return {"KeyId": key.arn}
 
 
@@ -130,7 +141,7 @@ def list_key_rotations(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     # str.isdigit() alone admits digits such as '²' that int() refuses).
     if after is not None and not (after.isascii() and after.isdigit()):
         raise InvalidMarkerException("The marker is not valid.")
-    key = _rotatable(call, req["KeyId"])
+    key = _rotatable(call, req["KeyId"], imported=True)
     call.authorize(key)
     everything = req.get("IncludeKeyMaterial") == "ALL_KEY_MATERIAL"
     start = int(after) if after is not None else 0
@@ -144,9 +155,25 @@ def list_key_rotations(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         item: dict[str, Any] = {
             "KeyId": key.key_id,
             "KeyMaterialId": m.material_id,
-            "KeyMaterialState": "CURRENT" if m.version == key.current_version else "NON_CURRENT",
+            "KeyMaterialState": (
+                "CURRENT"
+                if m.version == key.current_version
+                else "PENDING_ROTATION"
+                if m.version > key.current_version
+                else "NON_CURRENT"
+            ),
             "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE",
         }
+        if key.origin == "EXTERNAL":
+            item["ImportState"] = m.import_state
+            if m.description is not None:
+                item["KeyMaterialDescription"] = m.description
+            if m.expiration_model is not None:
+                item["ExpirationModel"] = m.expiration_model
+            else:
+                del item["ExpirationModel"]
+            if m.valid_to is not None:
+                item["ValidTo"] = m.valid_to
         if m.rotation_type is not None:
             item["RotationDate"] = m.creation_date
             item["RotationType"] = m.rotation_type

@@ -26,6 +26,7 @@ from kmscore.model.key import KeyRecord, utcnow
 from kmscore.model.keystate import KeyState
 from kmscore.policy import default_key_policy
 from kmscore.service.call import Auditor, Authorizer
+from kmscore.service.importing import expire_imported
 from kmscore.service.principals import Principals
 from kmscore.service.versions import DEFAULT_BLOCK, DEFAULT_LIMIT, Keyring
 from kmscore.store import KeyStore
@@ -159,6 +160,10 @@ class KeyService:
             if key.deletion_date <= self.clock():
                 self.delete_expired(key)
                 return None
+        if key.valid_to is not None:
+            now = self.clock()
+            if key.valid_to <= now:
+                key = expire_imported(self, key, now)
         return key
 
     def resolve(self, ref: str, *, allow_alias: bool = True) -> KeyRecord:

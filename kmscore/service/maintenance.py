@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from kmscore.errors import KMSError
 from kmscore.model.keystate import KeyState
+from kmscore.service.importing import expire_imported
 from kmscore.service.rotation import AUTOMATIC, rotate
 
 if TYPE_CHECKING:
@@ -41,7 +42,10 @@ def maintain_if_due(service: KeyService, *, force: bool = False) -> None:
 
 
 def run_maintenance(service: KeyService) -> None:
-    """Delete keys past their deletion date; rotate keys past their rotation date."""
+    """Delete keys past their deletion date and imported material past its ValidTo.
+
+    Then rotate keys past their rotation date.
+    """
     now = service.clock()
     after: str | None = None
     while True:
@@ -49,6 +53,8 @@ def run_maintenance(service: KeyService) -> None:
         if not page:
             break
         for key in page:
+            if key.valid_to is not None and key.valid_to <= now:
+                key = expire_imported(service, key, now)
             if key.state is KeyState.PENDING_DELETION:
                 if key.deletion_date is not None and key.deletion_date <= now:
                     service.delete_expired(key)

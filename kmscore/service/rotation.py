@@ -6,18 +6,20 @@ stay to decrypt what they encrypted.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from kmscore.crypto.asymmetric import generate_private_key
-from kmscore.errors import ConflictException, NotFoundException
+from kmscore.errors import ConflictException, KMSInvalidStateException, NotFoundException
 from kmscore.model.key import KeyMaterialRecord, KeyRecord
 
 if TYPE_CHECKING:
     from kmscore.service.key_service import KeyService
 
-__all__ = ["AUTOMATIC", "ON_DEMAND", "new_material", "rotate"]
+__all__ = ["AUTOMATIC", "ON_DEMAND", "new_material", "rotate", "rotate_imported"]
 
 AUTOMATIC: Final = "AUTOMATIC"
 ON_DEMAND: Final = "ON_DEMAND"
@@ -97,3 +99,37 @@ def rotate(
         service.forget(key.key_id)
         return stored
     raise ConflictException(f"Key {key.arn} is being rotated concurrently; retry.")
+
+
+def rotate_imported(
+    service: KeyService, key: KeyRecord, materials: Sequence[KeyMaterialRecord]
+) -> KeyRecord:
+    """Make the imported material pending rotation the current material of ``key``.
+
+    Args:
+        service: The key service.
+        key: A symmetric key of EXTERNAL origin.
+        materials: Its material versions.
+
+    Returns:
+        The stored key.
+
+    Raises:
+        KMSInvalidStateException: no new material has been imported
+            (``ImportKeyMaterial`` with ``ImportType=NEW_KEY_MATERIAL``).
+        ConflictException: the key changed meanwhile.
+    """
+    pending = next((m for m in materials if m.version == key.current_version + 1), None)
+    if pending is None or pending.import_state != "IMPORTED":
+        raise KMSInvalidStateException(
+            f"{key.arn} has no imported key material pending rotation: import new key "
+            "material (ImportType NEW_KEY_MATERIAL) before rotating on demand."
+        )
+    now = service.clock()
+    rotated = dataclasses.replace(pending, rotation_type=ON_DEMAND, creation_date=now)
+    changed = key.replace(
+        current_version=pending.version, expiration_model=pending.expiration_model
+    )
+    stored = service.store.put_material(changed, rotated)
+    service.forget(key.key_id)
+    return stored

@@ -104,6 +104,24 @@ class KeyStore(Protocol):
         """
         ...
 
+    def put_material(self, key: KeyRecord, material: KeyMaterialRecord) -> KeyRecord:
+        """Store ``key`` and one material version (added, or changed in place).
+
+        A changed version keeps its invocation count (``reserved``).
+
+        Raises:
+            ConflictException: ``key.revision`` is not the stored revision.
+            NotFoundException: the key does not exist.
+        """
+        ...
+
+    def use_import_token(self, key_id: str, token_id: bytes, valid_to: float, now: float) -> bool:
+        """Note an import token as used, once: True the first time, False after.
+
+        Tokens expired before ``now`` (epoch seconds) are forgotten.
+        """
+        ...
+
     def get_material(self, key_id: str, version: int) -> KeyMaterialRecord | None:
         """One material version, or None."""
         ...

@@ -29,10 +29,13 @@ __all__ = ["KeyTables"]
 _KEY_COLUMNS: Final = (
     "key_id, arn, account, creation_date, description, key_usage, key_spec, origin, state, "
     "current_version, multi_region, deletion_date, pending_window_days, rotation_enabled, "
-    "rotation_period_days, next_rotation_date, on_demand_rotation_start, policy, revision"
+    "rotation_period_days, next_rotation_date, on_demand_rotation_start, policy, revision, "
+    "expiration_model, valid_to"
 )
+_KEY_COLUMN_COUNT: Final = 21
 _MATERIAL_COLUMNS: Final = (
-    "key_id, version, wrapped, creation_date, material_id, rotation_type, reserved"
+    "key_id, version, wrapped, creation_date, material_id, rotation_type, reserved, "
+    "import_state, expiration_model, valid_to, description"
 )
 
 
@@ -65,6 +68,8 @@ def _key_from_row(row: Sequence[Any]) -> KeyRecord:
         on_demand_rotation_start=_opt_time(row[16]),
         policy=row[17],
         revision=row[18],
+        expiration_model=row[19],
+        valid_to=_opt_time(row[20]),
     )
 
 
@@ -89,6 +94,8 @@ def _key_values(k: KeyRecord, revision: int) -> tuple[Any, ...]:
         _opt_epoch(k.on_demand_rotation_start),
         k.policy,
         revision,
+        k.expiration_model,
+        _opt_epoch(k.valid_to),
     )
 
 
@@ -101,6 +108,10 @@ def _material_from_row(row: Sequence[Any]) -> KeyMaterialRecord:
         material_id=row[4],
         rotation_type=row[5],
         reserved=row[6],
+        import_state=row[7],
+        expiration_model=row[8],
+        valid_to=_opt_time(row[9]),
+        description=row[10],
     )
 
 
@@ -138,7 +149,7 @@ class KeyTables(AccessTables):
         """See :meth:`KeyStore.create_key`."""
         with self._write() as db:
             cur = db.execute(
-                f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES ({', '.join('?' * 19)}) "
+                f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES ({', '.join('?' * _KEY_COLUMN_COUNT)}) "
                 "ON CONFLICT DO NOTHING",
                 _key_values(key, 1),
             )
@@ -194,8 +205,8 @@ class KeyTables(AccessTables):
     @staticmethod
     def _insert_material(db: Session, m: KeyMaterialRecord) -> bool:
         cur = db.execute(
-            f"INSERT INTO key_materials ({_MATERIAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
+            f"INSERT INTO key_materials ({_MATERIAL_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (
                 m.key_id,
                 m.version,
@@ -204,9 +215,52 @@ class KeyTables(AccessTables):
                 m.material_id,
                 m.rotation_type,
                 m.reserved,
+                m.import_state,
+                m.expiration_model,
+                _opt_epoch(m.valid_to),
+                m.description,
             ),
         )
         return bool(cur.rowcount == 1)
+
+    def put_material(self, key: KeyRecord, material: KeyMaterialRecord) -> KeyRecord:
+        """See :meth:`KeyStore.put_material`."""
+        with self._write() as db:
+            stored = self._update_key(db, key)
+            # An existing version keeps its invocation count: reimporting the
+            # same material must not reset it.
+            cur = db.execute(
+                "UPDATE key_materials SET wrapped = ?, creation_date = ?, rotation_type = ?, "
+                "import_state = ?, expiration_model = ?, valid_to = ?, description = ? "
+                "WHERE key_id = ? AND version = ?",
+                (
+                    material.wrapped,
+                    to_epoch(material.creation_date),
+                    material.rotation_type,
+                    material.import_state,
+                    material.expiration_model,
+                    _opt_epoch(material.valid_to),
+                    material.description,
+                    material.key_id,
+                    material.version,
+                ),
+            )
+            if cur.rowcount == 0 and not self._insert_material(db, material):
+                raise ConflictException(
+                    f"Key {key.key_id} material version {material.version} changed; retry."
+                )
+            return stored
+
+    def use_import_token(self, key_id: str, token_id: bytes, valid_to: float, now: float) -> bool:
+        """See :meth:`KeyStore.use_import_token`."""
+        with self._write() as db:
+            db.execute("DELETE FROM used_import_tokens WHERE valid_to < ?", (now,))
+            cur = db.execute(
+                "INSERT INTO used_import_tokens (token_id, key_id, valid_to) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (token_id, key_id, valid_to),
+            )
+            return bool(cur.rowcount == 1)
 
     def add_material(self, key: KeyRecord, material: KeyMaterialRecord) -> KeyRecord:
         """See :meth:`KeyStore.add_material`."""

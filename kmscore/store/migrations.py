@@ -111,4 +111,21 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         ALTER TABLE principals ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'
         """,
     ),
+    (
+        4,
+        """
+        ALTER TABLE keys ADD COLUMN expiration_model TEXT;
+        ALTER TABLE keys ADD COLUMN valid_to REAL;
+        ALTER TABLE key_materials ADD COLUMN import_state TEXT;
+        ALTER TABLE key_materials ADD COLUMN expiration_model TEXT;
+        ALTER TABLE key_materials ADD COLUMN valid_to REAL;
+        ALTER TABLE key_materials ADD COLUMN description TEXT;
+
+        CREATE TABLE used_import_tokens (
+            token_id  BLOB PRIMARY KEY,
+            key_id    TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+            valid_to  REAL NOT NULL
+        ) STRICT;
+        """,
+    ),
 )

@@ -123,4 +123,21 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         );
         """,
     ),
+    (
+        2,
+        """
+        ALTER TABLE keys ADD COLUMN expiration_model TEXT;
+        ALTER TABLE keys ADD COLUMN valid_to DOUBLE PRECISION;
+        ALTER TABLE key_materials ADD COLUMN import_state TEXT;
+        ALTER TABLE key_materials ADD COLUMN expiration_model TEXT;
+        ALTER TABLE key_materials ADD COLUMN valid_to DOUBLE PRECISION;
+        ALTER TABLE key_materials ADD COLUMN description TEXT;
+
+        CREATE TABLE used_import_tokens (
+            token_id  BYTEA PRIMARY KEY,
+            key_id    TEXT COLLATE "C" NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+            valid_to  DOUBLE PRECISION NOT NULL
+        );
+        """,
+    ),
 )

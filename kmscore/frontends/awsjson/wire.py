@@ -139,6 +139,12 @@ def _decode(member: v.Member, value: Any, path: str) -> Any:
         if not isinstance(value, dict):
             raise _mistyped(path, "an object", value)
         return _decode_members(member.members, value, f"{path}.")
+    if isinstance(member, v.Timestamp):
+        # The JSON protocol sends timestamps as epoch seconds; the shape
+        # checks the range and makes the datetime.
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _mistyped(path, "a timestamp in epoch seconds", value)
+        return value
     raise SerializationException(f"The value at '{path}' cannot be read.")
 
 

@@ -31,6 +31,12 @@ def _metadata_rows(md: dict[str, Any]) -> list[tuple[str, Any]]:
 )
 @click.option("--tag", "tags", multiple=True, help="KEY=VALUE, repeatable.")
 @click.option("--multi-region", is_flag=True)
+@click.option(
+    "--origin",
+    type=click.Choice(["AWS_KMS", "EXTERNAL"]),
+    default=None,
+    help="EXTERNAL: no material until `kms import` brings it.",
+)
 @key_command
 def create_key(
     data_dir: Path | None,
@@ -42,6 +48,7 @@ def create_key(
     policy_file: Path | None,
     tags: tuple[str, ...],
     multi_region: bool,
+    origin: str | None,
 ) -> None:
     """Create a KMS key."""
     request: dict[str, Any] = {}
@@ -59,6 +66,8 @@ def create_key(
         ]
     if multi_region:
         request["MultiRegion"] = True
+    if origin is not None:
+        request["Origin"] = origin
     with kms_client(data_dir, socket_path) as kms:
         response = kms.create_key(**request)
     show(response, as_json, _metadata_rows(response["KeyMetadata"]))

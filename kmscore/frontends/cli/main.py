@@ -15,9 +15,9 @@ def cli() -> None:
 
 def main() -> None:
     """Entry point of the ``kms`` console script."""
-    from . import access, admin, audit, crypto, envelope, keys, serve, witness
+    from . import access, admin, audit, crypto, envelope, importing, keys, serve, witness
 
-    for module in (admin, serve, keys, crypto, access, audit, envelope, witness):
+    for module in (admin, serve, keys, importing, crypto, access, audit, envelope, witness):
         module.register(cli)
     from kmscore.bench.cli import bench
 
