@@ -398,3 +398,46 @@ def test_committed_changes_survive_reopening(opener: Opener) -> None:
     assert b.get_key("k1") == key(revision=1)
     assert b.get_material("k1", 1).reserved == 7  # type: ignore[union-attr]
     assert b.list_tags("k1") == [("t", "v")]
+
+
+# --- imported key material (issue 17) -------------------------------------------------
+
+
+def test_imported_material_fields_round_trip_and_put_keeps_the_count(store: KeyStore) -> None:
+    pending = key(origin="EXTERNAL", state=KeyState.PENDING_IMPORT)
+    store.create_key(pending, None, {})
+    k = store.get_key("k1")
+    assert k is not None and k.origin == "EXTERNAL" and k.expiration_model is None
+    until = T0 + timedelta(days=30)
+    imported = material(
+        import_state="IMPORTED",
+        expiration_model="KEY_MATERIAL_EXPIRES",
+        valid_to=until,
+        description="batch 7",
+    )
+    stored = store.put_material(
+        k.replace(state=KeyState.ENABLED, expiration_model="KEY_MATERIAL_EXPIRES", valid_to=until),
+        imported,
+    )
+    assert stored.revision == 2 and stored.valid_to == until
+    assert store.get_key("k1") == stored
+    assert store.get_material("k1", 1) == imported
+    first = store.reserve_invocations("k1", 1, 10)
+    # Re-importing the same version changes it in place and keeps its count.
+    again = store.put_material(stored, imported.replace(description="re-imported"))
+    assert store.get_material("k1", 1).description == "re-imported"  # type: ignore[union-attr]
+    assert store.reserve_invocations("k1", 1, 10) > first
+    # A stale revision changes nothing.
+    with pytest.raises(ConflictException):
+        store.put_material(stored, imported.replace(description="stale"))
+    assert store.get_key("k1") == again
+    assert store.get_material("k1", 1).description == "re-imported"  # type: ignore[union-attr]
+
+
+def test_an_import_token_is_used_once_and_forgotten_once_expired(store: KeyStore) -> None:
+    store.create_key(key(origin="EXTERNAL", state=KeyState.PENDING_IMPORT), None, {})
+    token = b"\x01token-id\xff"
+    assert store.use_import_token("k1", token, valid_to=200.0, now=100.0)
+    assert not store.use_import_token("k1", token, valid_to=200.0, now=150.0)
+    # Past its expiry it is forgotten (the token itself is refused as expired).
+    assert store.use_import_token("k1", token, valid_to=400.0, now=300.0)
