@@ -608,10 +608,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="kmscore chainer: %(message)s")
     data_dir: Path = args.data_dir
-    for handler in logging.getLogger().handlers:
+
+    def still_there(_record: logging.LogRecord) -> bool:
         # A data dir removed under the chainer (a temporary one, at the end of
         # a test or a benchmark) is its signal to stop, not a failure to report.
-        handler.addFilter(lambda _record: data_dir.is_dir())
+        # Files vanish before their directory, so look again a moment later.
+        if data_dir.is_dir():
+            time.sleep(0.2)
+        return data_dir.is_dir()
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(still_there)
     return run(data_dir, idle_exit=args.idle_exit)
 
 
