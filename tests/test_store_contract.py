@@ -424,12 +424,20 @@ def test_imported_material_fields_round_trip_and_put_keeps_the_count(store: KeyS
     assert store.get_material("k1", 1) == imported
     first = store.reserve_invocations("k1", 1, 10)
     # Re-importing the same version changes it in place and keeps its count.
-    again = store.put_material(stored, imported.replace(description="re-imported"))
+    again = store.put_material(
+        stored,
+        material(
+            import_state="IMPORTED",
+            expiration_model="KEY_MATERIAL_EXPIRES",
+            valid_to=until,
+            description="re-imported",
+        ),
+    )
     assert store.get_material("k1", 1).description == "re-imported"  # type: ignore[union-attr]
     assert store.reserve_invocations("k1", 1, 10) > first
     # A stale revision changes nothing.
     with pytest.raises(ConflictException):
-        store.put_material(stored, imported.replace(description="stale"))
+        store.put_material(stored, material(import_state="IMPORTED", description="stale"))
     assert store.get_key("k1") == again
     assert store.get_material("k1", 1).description == "re-imported"  # type: ignore[union-attr]
 
