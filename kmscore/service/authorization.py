@@ -38,6 +38,7 @@ from kmscore.policy import (
 )
 
 if TYPE_CHECKING:
+    from kmscore.model.caller import Caller
     from kmscore.service.call import Call
     from kmscore.service.key_service import KeyService
 
@@ -292,6 +293,19 @@ class PolicyAuthorizer:
         if denial is not None:
             raise AccessDeniedException(denial)
 
+    def _identity_policy(self, svc: KeyService, caller: Caller) -> PolicyDocument | None:
+        """The caller's identity-based policy, parsed; None for a caller without one.
+
+        Raises:
+            MalformedPolicyDocumentException: the stored policy does not parse.
+        """
+        if caller.kind != "IAMUser":
+            return None
+        principal = svc.principals.by_arn(caller.arn)
+        if principal is None or not principal.identity_policy:
+            return None
+        return self.policy(principal.identity_policy, "identity")
+
     def _reads_context(self, svc: KeyService, call: Call, key: KeyRecord) -> bool:
         """Whether this caller's decisions on ``key`` may depend on the encryption context.
 
@@ -307,15 +321,11 @@ class PolicyAuthorizer:
             reads = any(g.constraints for g in self.key_grants(svc, key.key_id))
             if not reads:
                 try:
-                    reads = self.policy(
-                        key.policy or svc.default_key_policy, "key"
-                    ).reads_encryption_context
-                    principal = (
-                        svc.principals.by_arn(caller.arn) if caller.kind == "IAMUser" else None
+                    key_policy = self.policy(key.policy or svc.default_key_policy, "key")
+                    identity = self._identity_policy(svc, caller)
+                    reads = key_policy.reads_encryption_context or (
+                        identity is not None and identity.reads_encryption_context
                     )
-                    if not reads and principal is not None and principal.identity_policy:
-                        identity = self.policy(principal.identity_policy, "identity")
-                        reads = identity.reads_encryption_context
                 except KMSError:
                     reads = True  # a stored policy that does not parse: decide each time
             if len(self._context_readers) >= _CACHE_MAX:
@@ -333,12 +343,9 @@ class PolicyAuthorizer:
     ) -> None:
         caller = call.caller
         ctx = self.request_context(call, action, key, conditions)
-        identity = None
-        principal = svc.principals.by_arn(caller.arn) if caller.kind == "IAMUser" else None
-        if caller.kind == "IAMUser" and principal is None:
+        if caller.kind == "IAMUser" and svc.principals.by_arn(caller.arn) is None:
             raise AccessDeniedException(f"User: {caller.arn} does not exist in this KMS.")
-        if principal is not None and principal.identity_policy:
-            identity = self.policy(principal.identity_policy, "identity")
+        identity = self._identity_policy(svc, caller)
         if key is None:
             # Account-level actions: IAM alone decides; the account root may
             # do them all, as in AWS.

@@ -221,10 +221,8 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the connection (an answer still being made is dropped)."""
-        self._connections.open.discard(self)
-        self._cancel_idle_timer()
         self._transport = None
-        self._queue.clear()
+        self._release()
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser; complete requests are answered from its callbacks."""
@@ -348,11 +346,7 @@ class HttpConnection(asyncio.Protocol):
         transport.write(head + answer.body)
         self._last_active = self._loop.time()
         if close:
-            self._queue.clear()
-            transport.close()
-            self._transport = None
-            self._connections.open.discard(self)
-            self._cancel_idle_timer()
+            self._release()
         elif self._close_when_idle and not self._queue:
             self.close_when_idle()
 
@@ -361,15 +355,12 @@ class HttpConnection(asyncio.Protocol):
         if transport is None:
             return
         body = b'{"__type":"SerializationException","message":"The request is not valid HTTP/1.1."}'
-        self._queue.clear()
         self._busy = True  # nothing more is read or answered
         transport.write(
             b"HTTP/1.1 400 Bad Request\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
             b"Connection: close\r\n\r\n%s" % (self._connections.content_type, len(body), body)
         )
-        transport.close()
-        self._transport = None
-        self._connections.open.discard(self)
+        self._release()
 
     # --- idle and shutdown --------------------------------------------------------------
 
@@ -405,15 +396,20 @@ class HttpConnection(asyncio.Protocol):
         """Close now if no request is in progress, else after its answer."""
         self._close_when_idle = True
         if not self._busy and not self._queue and self._transport is not None:
-            self._transport.close()
-            self._transport = None
-            self._connections.open.discard(self)
-            self._cancel_idle_timer()
+            self._release()
 
     def abort(self) -> None:
         """Drop the connection at once."""
-        if self._transport is not None:
-            self._transport.abort()
-            self._transport = None
+        self._release(abort=True)
+
+    def _release(self, *, abort: bool = False) -> None:
+        """Close the transport (after its writes, or at once) and forget the connection."""
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            if abort:
+                transport.abort()
+            else:
+                transport.close()
+        self._queue.clear()
         self._connections.open.discard(self)
         self._cancel_idle_timer()
