@@ -26,7 +26,8 @@ import asyncio
 import functools
 import logging
 import re
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
@@ -45,6 +46,7 @@ from kmscore.service import Caller, KeyService, new_request_id
 from kmscore.service.refusals import RefusalRecorder, recorder_for
 from kmscore.wire.operations import AWS_OPERATIONS
 
+from ..ops.metrics import RequestMetrics, requests_for
 from .protocol import MAX_BODY_BYTES, Answer, HttpRequest
 from .sigv4 import SigV4Verifier
 from .wire import (
@@ -68,6 +70,12 @@ _CALLER_CACHE_MAX: Final = 4096
 # one of this shape goes into a refusal's record.
 _ACCESS_KEY_ID: Final = re.compile(r"Credential=([A-Z0-9]{16,128})/")
 _TOO_LARGE: Final = "RequestEntityTooLargeException"
+_SUCCESS: Final = "Success"
+_INTERNAL: Final = KMSInternalException.code
+
+#: Answers the requests that are not KMS calls (``GET /metrics``, ``/health``,
+#: ``/ready``), or returns None for a request that is not one of them.
+OpsHandler = Callable[[HttpRequest], "Answer | Awaitable[Answer] | None"]
 
 
 class KMSHandler:
@@ -86,6 +94,8 @@ class KMSHandler:
         executor: ThreadPoolExecutor | None = None,
         verifier: SigV4Verifier[Principal] | None = None,
         refusals: RefusalRecorder | None = None,
+        ops: OpsHandler | None = None,
+        metrics: RequestMetrics | None = None,
     ) -> None:
         """Serve ``service``.
 
@@ -99,6 +109,11 @@ class KMSHandler:
                 its principals' access keys by default.
             refusals: Records the requests answered before reaching an
                 operation; the service's shared recorder by default.
+            ops: Answers ``GET`` requests for the operator (``/metrics``,
+                ``/health``, ``/ready``); without it they are not KMS
+                requests (404).
+            metrics: Counts every answered request; this process's
+                ``http`` counter by default.
         """
         self.service = service
         self.secure_transport = secure_transport
@@ -109,6 +124,8 @@ class KMSHandler:
         )
         self.refusals = refusals or recorder_for(service)
         self._callers: dict[tuple[str, str, str, str, str], Caller] = {}
+        self.ops = ops
+        self.metrics = metrics or requests_for("http")
 
     def close(self) -> None:
         """Stop the thread pool (if this handler made it) once its calls finish."""
@@ -162,10 +179,7 @@ class KMSHandler:
         )
 
     def _refused(self, request: HttpRequest, caller: Caller | None, error: KMSError) -> None:
-        name = request.headers.get("X-Amz-Target", "").removeprefix("TrentService.")
-        if name not in OPERATIONS and name not in AWS_OPERATIONS:
-            name = "Unknown"
-        self.refusals.refuse(caller or self.refused_caller(request), name, error)
+        self.refusals.refuse(caller or self.refused_caller(request), self._target(request), error)
 
     def _error(self, error: KMSError, request_id: str) -> Answer:
         status, code = wire_error(error)
@@ -177,40 +191,64 @@ class KMSHandler:
         logger.exception("internal error in %r (request %s)", target, request_id)
         return self._error(KMSInternalException(), request_id)
 
+    def _target(self, request: HttpRequest) -> str:
+        """The operation a request names, or ``Unknown`` (bounded: metric labels)."""
+        name = request.headers.get("X-Amz-Target", "").removeprefix("TrentService.")
+        return name if name in OPERATIONS or name in AWS_OPERATIONS else "Unknown"
+
     def __call__(self, request: HttpRequest) -> Answer | Awaitable[Answer]:
         """Answer one request (never raises; unexpected failures answer 500)."""
+        if request.method == "GET" and self.ops is not None:
+            routed = self.ops(request)
+            if routed is not None:
+                return routed
+        started = time.perf_counter()
         request_id = new_request_id()
         if request.too_large:
             message = f"The request body is larger than {MAX_BODY_BYTES} bytes."
             self._refused(request, None, ValidationException(message))
+            self.metrics.observe(self._target(request), _TOO_LARGE, 0.0)
             return Answer(413, encode_error(_TOO_LARGE, message), request_id, close=True)
         try:
             name, op, req, caller = self._prepare(request)
         except KMSError as exc:
+            self.metrics.observe(self._target(request), exc.code, time.perf_counter() - started)
             return self._error(exc, request_id)
         except Exception:
+            self.metrics.observe(self._target(request), _INTERNAL, time.perf_counter() - started)
             return self._internal_error(request, request_id)
         if op.read_only:
-            return self._run(request, name, req, caller, request_id)
-        return self._run_in_pool(request, name, req, caller, request_id)
+            answer, outcome = self._run(request, name, req, caller, request_id)
+            self.metrics.observe(name, outcome, time.perf_counter() - started)
+            return answer
+        return self._run_in_pool(request, name, req, caller, request_id, started)
 
     def _run(
         self, request: HttpRequest, name: str, req: dict[str, Any], caller: Caller, request_id: str
-    ) -> Answer:
+    ) -> tuple[Answer, str]:
         try:
             response = dispatch(self.service, name, req, caller, request_id=request_id)
-            return Answer(200, encode_response(response), request_id)
+            return Answer(200, encode_response(response), request_id), _SUCCESS
         except KMSError as exc:
-            return self._error(exc, request_id)
+            return self._error(exc, request_id), exc.code
         except Exception:
-            return self._internal_error(request, request_id)
+            return self._internal_error(request, request_id), _INTERNAL
 
     async def _run_in_pool(
-        self, request: HttpRequest, name: str, req: dict[str, Any], caller: Caller, request_id: str
+        self,
+        request: HttpRequest,
+        name: str,
+        req: dict[str, Any],
+        caller: Caller,
+        request_id: str,
+        started: float,
     ) -> Answer:
         loop = asyncio.get_running_loop()
         run = functools.partial(self._run, request, name, req, caller, request_id)
-        return await loop.run_in_executor(self._executor, run)
+        answer, outcome = await loop.run_in_executor(self._executor, run)
+        # Back on the loop's thread, the only one that counts.
+        self.metrics.observe(name, outcome, time.perf_counter() - started)
+        return answer
 
     def _prepare(self, request: HttpRequest) -> tuple[str, Operation, dict[str, Any], Caller]:
         """The checks before the operation, each refusal recorded (module docstring)."""

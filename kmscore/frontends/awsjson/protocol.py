@@ -56,6 +56,8 @@ MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 _REASONS: Final = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     413: "Request Entity Too Large",
     500: "Internal Server Error",
@@ -99,6 +101,8 @@ class Answer(NamedTuple):
     request_id: str
     #: Close the connection once this answer is written.
     close: bool = False
+    #: The ``Content-Type`` when it is not the listener's (``/metrics``).
+    content_type: bytes | None = None
 
 
 #: Answers a request: at once (an :class:`Answer`) or later (an awaitable of one).
@@ -337,7 +341,7 @@ class HttpConnection(asyncio.Protocol):
         head = _HEAD % (
             answer.status,
             _REASONS.get(answer.status, "Unknown").encode("ascii"),
-            connections.content_type,
+            answer.content_type or connections.content_type,
             len(answer.body),
             answer.request_id.encode("ascii"),
             connections.clock.date(),

@@ -19,7 +19,7 @@ from kmscore.errors import LimitExceededException
 from kmscore.service import KeyService
 
 from ..limits import REFUSAL_LINGER_SECONDS, ConnectionLimits, over_limit_error
-from .app import KMSHandler
+from .app import KMSHandler, OpsHandler
 from .protocol import Connections
 from .wire import CONTENT_TYPE, encode_error
 
@@ -124,6 +124,7 @@ async def start_http_server(
     reuse_port: bool = False,
     sock: socket.socket | None = None,
     limits: ConnectionLimits | None = None,
+    ops: OpsHandler | None = None,
 ) -> HttpServer:
     """Serve the AWS KMS JSON protocol for ``service`` on the running loop.
 
@@ -139,6 +140,8 @@ async def start_http_server(
         limits: Connections at once and the idle timeout (the keep-alive
             timeout of a connection with no request in progress, counted from
             its start or its last answer); the defaults if None.
+        ops: Answers ``GET /metrics``, ``/health`` and ``/ready``
+            (:class:`kmscore.frontends.ops.endpoint.OpsRoutes`); None: 404.
 
     Returns:
         The running server; ``await server.close()`` stops it.
@@ -146,7 +149,7 @@ async def start_http_server(
     Raises:
         OSError: the address cannot be bound.
     """
-    handler = KMSHandler(service, secure_transport=ssl_context is not None)
+    handler = KMSHandler(service, secure_transport=ssl_context is not None, ops=ops)
     loop = asyncio.get_running_loop()
     limits = limits or ConnectionLimits()
     over = over_limit_error(limits)
@@ -175,6 +178,7 @@ def http_startup(
     ssl_context: ssl.SSLContext | None = None,
     on_ready: Callable[[HttpServer], None] | None = None,
     limits: ConnectionLimits | None = None,
+    ops: Callable[[KeyService], OpsHandler] | None = None,
 ) -> Callable[[KeyService, asyncio.AbstractEventLoop], Awaitable[HttpServer]]:
     """A startup hook for the socket daemon (``kms serve --http HOST:PORT``).
 
@@ -188,6 +192,7 @@ def http_startup(
         on_ready: Called with the running server, e.g. to print its
             :attr:`HttpServer.env_line`.
         limits: Connections at once and idle timeout of the endpoint.
+        ops: Makes the endpoint's operations handler for the service.
 
     Returns:
         The hook: ``await hook(service, loop)`` starts the endpoint.
@@ -195,7 +200,12 @@ def http_startup(
 
     async def start(service: KeyService, loop: asyncio.AbstractEventLoop) -> HttpServer:
         server = await start_http_server(
-            service, host, port, ssl_context=ssl_context, limits=limits
+            service,
+            host,
+            port,
+            ssl_context=ssl_context,
+            limits=limits,
+            ops=ops(service) if ops is not None else None,
         )
         if on_ready is not None:
             on_ready(server)

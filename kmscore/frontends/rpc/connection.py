@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast
 
 import msgpack  # type: ignore[import-untyped]
@@ -27,12 +28,13 @@ from kmscore.errors import (
     SerializationException,
     ValidationException,
 )
-from kmscore.operations import dispatch
+from kmscore.operations import OPERATIONS, dispatch
 from kmscore.service import Caller
 from kmscore.service.authorization import UNMAPPED
 from kmscore.wire.rpc import MAX_REQUEST_BYTES, REFUSAL_MSGID, error_response, result_response
 
 from ..limits import REFUSAL_LINGER_SECONDS, over_limit_error
+from ..ops.metrics import requests_for
 from .protocol import (
     MAX_IN_FLIGHT,
     PeerCredentials,
@@ -58,6 +60,15 @@ T = TypeVar("T")
 
 #: CloudTrail's ``userAgent`` for calls through the socket.
 USER_AGENT: Final = "kmscore-rpc"
+_METRICS: Final = requests_for("socket")
+_SUCCESS: Final = "Success"
+
+
+def _label(method: str) -> str:
+    """An operation's name as a metric label: ``Unknown`` for a name no operation has."""
+    return method if method in OPERATIONS else "Unknown"
+
+
 #: The transport stops taking answers for a client above this many unsent
 #: bytes (reading from it pauses) and starts again below the low mark.
 WRITE_HIGH_WATER: Final = 1 << 20
@@ -248,39 +259,60 @@ class RpcConnection(asyncio.Protocol):
         return True
 
     def _start(self, request: Request) -> None:
+        started = time.perf_counter()
         if request.error is not None:
             self._refusal(request.method or "Unknown", request.error)
             self._answer_error(request.msgid, request.error)
+            _METRICS.observe(
+                _label(request.method or ""), request.error.code, time.perf_counter() - started
+            )
             return
         caller = self._current_caller()
         weight = request.weight
         if not weight:
+            outcome = _SUCCESS
             try:
                 result = dispatch(self._daemon.service, request.method, request.params, caller)
             except KMSError as exc:
+                outcome = exc.code
                 self._answer_error(request.msgid, exc)
             except Exception:
+                outcome = KMSInternalException.code
                 log.exception("%s failed unexpectedly", request.method)
                 self._answer_error(request.msgid, KMSInternalException("An internal error."))
             else:
                 self._answer(request.msgid, result)
+            _METRICS.observe(_label(request.method), outcome, time.perf_counter() - started)
             return
         self._in_flight += weight
         future = self._daemon.run_in_worker(
             dispatch, self._daemon.service, request.method, request.params, caller
         )
-        future.add_done_callback(functools.partial(self._finished, request.msgid, weight))
+        future.add_done_callback(
+            functools.partial(self._finished, request.msgid, weight, request.method, started)
+        )
 
-    def _finished(self, msgid: int, weight: int, future: asyncio.Future[dict[str, Any]]) -> None:
+    def _finished(
+        self,
+        msgid: int,
+        weight: int,
+        method: str,
+        started: float,
+        future: asyncio.Future[dict[str, Any]],
+    ) -> None:
         self._in_flight -= weight
         exc = future.exception() if not future.cancelled() else KMSInternalException()
         if exc is None:
+            outcome = _SUCCESS
             self._answer(msgid, future.result())
         elif isinstance(exc, KMSError):
+            outcome = exc.code
             self._answer_error(msgid, exc)
         else:
+            outcome = KMSInternalException.code
             log.error("an operation failed unexpectedly", exc_info=exc)
             self._answer_error(msgid, KMSInternalException("An internal error."))
+        _METRICS.observe(_label(method), outcome, time.perf_counter() - started)
         if self._closed:
             return
         self._update_reading()
