@@ -20,9 +20,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kmscore.service import default_data_dir, open_service
+from kmscore.service import KeyService, default_data_dir, open_service
 
 from ..limits import ConnectionLimits
+from ..ops.endpoint import OpsRoutes
+from ..ops.metrics import CountSharer
 from .server import start_http_server
 from .workers import READY, reserve_port, spawn_worker, stop_workers, wait_ready
 
@@ -67,9 +69,10 @@ async def _serve(args: argparse.Namespace, host: str, port: int, spawn: int) -> 
     )
     limits = _limits(args)
     children: list[subprocess.Popen[str]] = []
+    ops, sharer = _ops(service, data_dir)
     try:
         server = await start_http_server(
-            service, host, port, reuse_port=args.workers > 1, limits=limits
+            service, host, port, reuse_port=args.workers > 1, limits=limits, ops=ops
         )
         try:
             for _ in range(spawn):
@@ -92,8 +95,33 @@ async def _serve(args: argparse.Namespace, host: str, port: int, spawn: int) -> 
             await stop_workers(children)
             await server.close()
     finally:
+        if sharer is not None:
+            sharer.stop()
         service.close()
     return 0
+
+
+def _ops(service: KeyService, data_dir: Path) -> tuple[OpsRoutes | None, CountSharer | None]:
+    """The operator's paths of a worker of ``kms serve``, as its environment says.
+
+    ``$KMSCORE_OPS_AUTH`` (set by ``kms serve`` for its workers) turns on
+    ``/metrics``, ``/health`` and ``/ready`` with that authentication and the
+    token in ``$KMSCORE_METRICS_TOKEN``; the worker's counts are shared in the
+    data dir for the others' scrapes.
+    """
+    auth = os.environ.get("KMSCORE_OPS_AUTH")
+    if not auth:
+        return None, None
+    routes = OpsRoutes(
+        service,
+        None,
+        auth=auth,
+        token=os.environ.get("KMSCORE_METRICS_TOKEN") or None,
+        share_dir=data_dir,
+    )
+    sharer = CountSharer(data_dir)
+    sharer.start()
+    return routes, sharer
 
 
 def _limits(args: argparse.Namespace) -> ConnectionLimits | None:

@@ -96,6 +96,7 @@ class KMSHandler:
         refusals: RefusalRecorder | None = None,
         ops: OpsHandler | None = None,
         metrics: RequestMetrics | None = None,
+        any_region: bool = False,
     ) -> None:
         """Serve ``service``.
 
@@ -114,13 +115,17 @@ class KMSHandler:
                 requests (404).
             metrics: Counts every answered request; this process's
                 ``http`` counter by default.
+            any_region: Take requests signed for any Region (``kms serve
+                --dev``); the default verifier only.
         """
         self.service = service
         self.secure_transport = secure_transport
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(4, thread_name_prefix="kms-http")
         self.verifier: SigV4Verifier[Principal] = verifier or SigV4Verifier(
-            service.region, lambda key_id: service.principals.by_access_key(key_id)
+            service.region,
+            lambda key_id: service.principals.by_access_key(key_id),
+            any_region=any_region,
         )
         self.refusals = refusals or recorder_for(service)
         self._callers: dict[tuple[str, str, str, str, str], Caller] = {}
@@ -188,7 +193,12 @@ class KMSHandler:
     def _internal_error(self, request: HttpRequest, request_id: str) -> Answer:
         # Only the target and request id: never other headers or bodies.
         target = request.headers.get("X-Amz-Target", "?")[:80]
-        logger.exception("internal error in %r (request %s)", target, request_id)
+        logger.exception(
+            "internal error in %r (request %s)",
+            target,
+            request_id,
+            extra={"request_id": request_id},
+        )
         return self._error(KMSInternalException(), request_id)
 
     def _target(self, request: HttpRequest) -> str:

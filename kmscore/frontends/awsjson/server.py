@@ -125,6 +125,7 @@ async def start_http_server(
     sock: socket.socket | None = None,
     limits: ConnectionLimits | None = None,
     ops: OpsHandler | None = None,
+    any_region: bool = False,
 ) -> HttpServer:
     """Serve the AWS KMS JSON protocol for ``service`` on the running loop.
 
@@ -142,6 +143,7 @@ async def start_http_server(
             its start or its last answer); the defaults if None.
         ops: Answers ``GET /metrics``, ``/health`` and ``/ready``
             (:class:`kmscore.frontends.ops.endpoint.OpsRoutes`); None: 404.
+        any_region: Take requests signed for any Region (``kms serve --dev``).
 
     Returns:
         The running server; ``await server.close()`` stops it.
@@ -149,7 +151,9 @@ async def start_http_server(
     Raises:
         OSError: the address cannot be bound.
     """
-    handler = KMSHandler(service, secure_transport=ssl_context is not None, ops=ops)
+    handler = KMSHandler(
+        service, secure_transport=ssl_context is not None, ops=ops, any_region=any_region
+    )
     loop = asyncio.get_running_loop()
     limits = limits or ConnectionLimits()
     over = over_limit_error(limits)
@@ -179,6 +183,7 @@ def http_startup(
     on_ready: Callable[[HttpServer], None] | None = None,
     limits: ConnectionLimits | None = None,
     ops: Callable[[KeyService], OpsHandler] | None = None,
+    any_region: bool = False,
 ) -> Callable[[KeyService, asyncio.AbstractEventLoop], Awaitable[HttpServer]]:
     """A startup hook for the socket daemon (``kms serve --http HOST:PORT``).
 
@@ -193,6 +198,7 @@ def http_startup(
             :attr:`HttpServer.env_line`.
         limits: Connections at once and idle timeout of the endpoint.
         ops: Makes the endpoint's operations handler for the service.
+        any_region: Take requests signed for any Region (``kms serve --dev``).
 
     Returns:
         The hook: ``await hook(service, loop)`` starts the endpoint.
@@ -206,6 +212,7 @@ def http_startup(
             ssl_context=ssl_context,
             limits=limits,
             ops=ops(service) if ops is not None else None,
+            any_region=any_region,
         )
         if on_ready is not None:
             on_ready(server)

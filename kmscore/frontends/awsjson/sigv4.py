@@ -265,6 +265,7 @@ class SigV4Verifier(Generic[P]):
         service: str = "kms",
         clock: Callable[[], float] = time.time,
         max_skew: float = MAX_SKEW_SECONDS,
+        any_region: bool = False,
     ) -> None:
         """Verify requests scoped to ``region`` and ``service``.
 
@@ -274,13 +275,16 @@ class SigV4Verifier(Generic[P]):
             service: The service name of the scope.
             clock: Wall-clock time in epoch seconds (tests move it).
             max_skew: Seconds a request time may differ from the clock.
+            any_region: Take a scope of any Region (``kms serve --dev``): the
+                signature is checked with the Region the request names.
         """
         self.region = region
+        self.any_region = any_region
         self.service = service
         self._lookup = lookup
         self._clock = clock
         self._max_skew = max_skew
-        self._keys: dict[tuple[str, str, bytes], bytes] = {}
+        self._keys: dict[tuple[str, str, str, bytes], bytes] = {}
         self._last_date: tuple[str, float] = ("", 0.0)
 
     def _request_time(self, amz_date: str | None, http_date: str | None) -> tuple[str, float]:
@@ -292,13 +296,16 @@ class SigV4Verifier(Generic[P]):
             self._last_date = found
         return found
 
-    def signing_key(self, access_key_id: str, secret: bytes, date: str) -> bytes:
-        """The derived signing key for a day (cached per key, day and secret)."""
-        cache_key = (access_key_id, date, secret)
+    def signing_key(
+        self, access_key_id: str, secret: bytes, date: str, region: str | None = None
+    ) -> bytes:
+        """The derived signing key for a day (cached per key, day, Region and secret)."""
+        region = region or self.region
+        cache_key = (access_key_id, date, region, secret)
         key = self._keys.get(cache_key)
         if key is None:
             key = hmac.digest(b"AWS4" + secret, date.encode(), "sha256")
-            for part in (self.region, self.service, TERMINATOR):
+            for part in (region, self.service, TERMINATOR):
                 key = hmac.digest(key, part.encode(), "sha256")
             if len(self._keys) >= _KEY_CACHE_MAX:
                 self._keys.clear()
@@ -368,6 +375,7 @@ class SigV4Verifier(Generic[P]):
         date = stamp[:8]
         scope = f"{date}/{self.region}/{self.service}/{TERMINATOR}"
         access_key_id, _, rest = cred.credential.partition("/")
+        region = self.region
         if rest != scope:
             parts = cred.credential.rstrip("/").split("/")
             if len(parts) != 5:
@@ -377,6 +385,7 @@ class SigV4Verifier(Generic[P]):
                 )
             _, scope_date, region, service, terminator = parts
             self._check_scope(scope_date, region, service, terminator, stamp)
+            scope = f"{date}/{region}/{self.service}/{TERMINATOR}"
         if "x-amz-security-token" in headers:
             raise UnrecognizedClientException(
                 "The security token included in the request is invalid."
@@ -412,7 +421,7 @@ class SigV4Verifier(Generic[P]):
                 hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest(),
             )
         )
-        key = self.signing_key(access_key_id, secret, date)
+        key = self.signing_key(access_key_id, secret, date, region)
         expected = hmac.digest(key, to_sign.encode("utf-8", "surrogateescape"), "sha256").hex()
         given = cred.signature.encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(expected.encode("ascii"), given):
@@ -423,7 +432,7 @@ class SigV4Verifier(Generic[P]):
         self, date: str, region: str, service: str, terminator: str, stamp: str
     ) -> None:
         problems = []
-        if region != self.region:
+        if region != self.region and not (self.any_region and _REGION_NAME.fullmatch(region)):
             problems.append(f"Credential should be scoped to a valid region, not '{region}'. ")
         if service != self.service:
             problems.append(f"Credential should be scoped to correct service: '{self.service}'. ")
@@ -439,6 +448,10 @@ class SigV4Verifier(Generic[P]):
             )
         if problems:
             raise InvalidSignatureException("".join(problems).rstrip())
+
+
+#: A Region's shape (``us-east-1``, ``eu-central-2``): what ``any_region`` accepts.
+_REGION_NAME: Final = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 
 
 def _header_value(headers: MultiMapping[str], name: str) -> str:
