@@ -284,7 +284,7 @@ class SigV4Verifier(Generic[P]):
         self._lookup = lookup
         self._clock = clock
         self._max_skew = max_skew
-        self._keys: dict[tuple[str, str, str, bytes], bytes] = {}
+        self._keys: dict[tuple[str, str, bytes], bytes] = {}
         self._last_date: tuple[str, float] = ("", 0.0)
 
     def _request_time(self, amz_date: str | None, http_date: str | None) -> tuple[str, float]:
@@ -300,8 +300,11 @@ class SigV4Verifier(Generic[P]):
         self, access_key_id: str, secret: bytes, date: str, region: str | None = None
     ) -> bytes:
         """The derived signing key for a day (cached per key, day, Region and secret)."""
-        region = region or self.region
-        cache_key = (access_key_id, date, region, secret)
+        if region is None or region == self.region:
+            region, day = self.region, date
+        else:
+            day = f"{date}/{region}"  # another Region's key (any_region) is cached apart
+        cache_key = (access_key_id, day, secret)
         key = self._keys.get(cache_key)
         if key is None:
             key = hmac.digest(b"AWS4" + secret, date.encode(), "sha256")
