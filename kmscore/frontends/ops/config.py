@@ -45,8 +45,9 @@ def env_name(param: click.Parameter) -> str:
     return ENV_PREFIX + key_name(param).replace("-", "_").upper()
 
 
-def _line_of(text: str, key: str) -> int:
-    pattern = re.compile(rf"^\s*(?:{re.escape(key)}|\"{re.escape(key)}\"|'{re.escape(key)}')\s*=")
+def _line_of(text: str, key: str, table: bool = False) -> int:
+    name = rf"(?:{re.escape(key)}|\"{re.escape(key)}\"|'{re.escape(key)}')"
+    pattern = re.compile(rf"^\s*\[+\s*{name}\s*\]" if table else rf"^\s*{name}\s*=")
     for number, line in enumerate(text.splitlines(), 1):
         if pattern.match(line):
             return number
@@ -119,7 +120,7 @@ def settings_for(
             reason = _LINE_COLUMN.sub("", str(exc)).strip()
             raise ConfigError(f"{where}: not valid TOML: {reason}") from None
         for key, value in data.items():
-            line = _line_of(text, key)
+            line = _line_of(text, key, table=isinstance(value, dict | list))
             where = f"{config}:{line}" if line else str(config)
             param = options.get(key)
             if param is None:

@@ -23,6 +23,7 @@ __all__ = ["LEVELS", "JsonFormatter", "configure_logging"]
 LEVELS: Final = ("debug", "info", "warning", "error")
 #: Attributes every LogRecord has: not copied as extra members.
 _STANDARD: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_HANDLER_NAME: Final = "kmscore-serve"
 _SECRET_WORDS: Final = ("plaintext", "secret", "password", "passphrase", "material", "token")
 
 
@@ -61,8 +62,10 @@ def configure_logging(fmt: str, level: str) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if old.get_name() == _HANDLER_NAME:
+            root.removeHandler(old)  # an earlier call's; others' handlers stay
     root.addHandler(handler)
     root.setLevel(level.upper())
