@@ -134,6 +134,7 @@ def typecheck(session: nox.Session) -> None:
     optional = PYPROJECT["project"]["optional-dependencies"]
     session.install(
         _dev_requirement("mypy"),
+        _dev_requirement("types-PyYAML"),
         *PYPROJECT["project"]["dependencies"],
         *optional["fast"],
         *optional["postgresql"],

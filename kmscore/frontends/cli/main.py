@@ -19,9 +19,10 @@ def main() -> None:
 
     for module in (admin, serve, keys, importing, crypto, access, audit, envelope, witness):
         module.register(cli)
-    from . import status
+    from . import ops_commands, status
 
     status.register(cli)
+    ops_commands.register(cli)
     from kmscore.bench.cli import bench
 
     cli.add_command(bench)
