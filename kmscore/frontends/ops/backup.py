@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from kmscore.audit.chainer import DRAIN_LOCK
-from kmscore.audit.journal import journal_dir
+from kmscore.audit.journal import _COUNT_AT, ENTRY_HEAD, HEADER_BYTES, SUFFIX, journal_dir
 from kmscore.fsutil import create_private_file, ensure_private_dir, open_private_file
 from kmscore.store.sqlite import DB_FILE
 
@@ -204,10 +204,34 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _journal_copy(data: bytes) -> bytes:
+    """A journal read while its writer appends, with its count made the entries it holds.
+
+    The header is read before the entries, and a writer stores the count
+    once per call, after all the entries of the call; so the count read may
+    be short of the entries copied, or of the chained cursor a drainer left.
+    The copy's count is the number of entries walked by their commit words.
+    """
+    copy = bytearray(data)
+    offset, entries = HEADER_BYTES, 0
+    while offset + ENTRY_HEAD <= len(copy):
+        (length,) = struct.unpack_from("<I", copy, offset)
+        end = offset + ENTRY_HEAD + length
+        if length == 0 or end > len(copy):
+            break
+        offset = (end + 7) & ~7
+        entries += 1
+    if len(copy) >= HEADER_BYTES:
+        struct.pack_into("<Q", copy, _COUNT_AT, entries)
+    return bytes(copy)
+
+
 def _add_file(tar: tarfile.TarFile, path: Path, name: str) -> None:
     """Add what ``path`` holds now (a file being appended: up to where it is read)."""
     with open(path, "rb") as f:
         data = f.read()
+    if name.startswith("audit/journal/") and name.endswith(SUFFIX):
+        data = _journal_copy(data)
     info = tarfile.TarInfo(name)
     info.size = len(data)
     info.mode = 0o600
