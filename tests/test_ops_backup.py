@@ -56,7 +56,7 @@ def test_backup_under_load_restores_every_acknowledged_ciphertext(tmp_path: Path
                         plaintext = f"{worker}-{n}".encode()
                         blob = kms.encrypt(KeyId=key, Plaintext=plaintext)["CiphertextBlob"]
                         acknowledged.append((time.monotonic(), key, plaintext, blob))
-                        if n % 25 == 0:  # the store changes under the backup too
+                        if n % 100 == 0:  # the store changes under the backup too
                             new = kms.create_key()["KeyMetadata"]["KeyId"]
                             created.append((time.monotonic(), new))
                         n += 1
@@ -99,7 +99,13 @@ def test_backup_under_load_restores_every_acknowledged_ciphertext(tmp_path: Path
         for _, key, plaintext, blob in before + during:
             answer = kms.decrypt(CiphertextBlob=blob)
             assert answer["Plaintext"] == plaintext and answer["KeyId"].endswith(key)
-        in_store = {k["KeyId"] for k in kms.list_keys(Limit=1000)["Keys"]}
+        in_store: set[str] = set()
+        page = kms.list_keys(Limit=1000)
+        while True:
+            in_store |= {k["KeyId"] for k in page["Keys"]}
+            if not page.get("Truncated"):
+                break
+            page = kms.list_keys(Limit=1000, Marker=page["NextMarker"])
     assert set(keys) <= in_store
     assert {k for when, k in created if when < started} <= in_store
     report = verify(restored)
