@@ -28,6 +28,7 @@ from kmscore.service.data_dir import (
     open_settings,
     open_store,
 )
+from kmscore.service.data_format import read_format, record_format
 from kmscore.service.key_service import CACHE_RECHECK_SECONDS, KeyService
 from kmscore.service.principals import init_admin
 from kmscore.service.versions import DEFAULT_BLOCK, DEFAULT_LIMIT
@@ -101,10 +102,12 @@ def open_service(
     Raises:
         RootKeyError: the root key is missing or does not match.
         ValueError: a region or account that is not well formed, or one that
-            differs from the data dir's.
+            differs from the data dir's; or a data dir of a newer format
+            (:mod:`kmscore.service.data_format`).
     """
     path = Path(data_dir) if data_dir is not None else default_data_dir()
     ensure_private_dir(path)  # holds the root key, audit trail and credentials
+    found_format = read_format(path)  # a newer format than this release reads stops here
     key_store = open_store(path, store) if store is None or isinstance(store, str) else store
     served_region, served_account = open_settings(key_store, region, account)
     secret = passphrase.encode() if isinstance(passphrase, str) else passphrase
@@ -139,4 +142,5 @@ def open_service(
             if key_store.get_setting("initialized") is None:
                 init_admin(service.principals, path, os.getuid())
                 key_store.init_settings({"initialized": b"1"})
+    record_format(path, found_format)  # the store migrated itself when it opened
     return service
