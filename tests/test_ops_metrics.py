@@ -253,9 +253,10 @@ def test_request_metrics_buckets() -> None:
     metrics.observe("Encrypt", "Success", 0.0003)
     metrics.observe("Encrypt", "Success", 99.0)  # past the last bound
     snap = metrics.snapshot()
-    row = snap["latency"]["Encrypt"]
+    [[operation, outcome, row]] = snap["rows"]
+    assert (operation, outcome) == ("Encrypt", "Success")
     assert row[0] == 1
     assert row[BUCKETS.index(0.0005)] == 1
     assert row[len(BUCKETS)] == 1
+    assert sum(row[:-1]) == 3
     assert row[-1] == pytest.approx(99.00034)
-    assert snap["counts"] == [["Encrypt", "Success", 3]]

@@ -61,6 +61,8 @@ BUCKETS: Final = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
     0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
+_WIDTH: Final = len(BUCKETS) + 2
+_bisect: Final = bisect.bisect_left
 #: Where worker processes share their counts (in the data dir).
 METRICS_DIR: Final = "metrics"
 #: Seconds between a process's writes of its counts.
@@ -74,18 +76,17 @@ class RequestMetrics:
     """One frontend's request counts and latencies, in this process.
 
     Call :meth:`observe` from one thread (the frontend's event loop); a scrape
-    from another thread copies the dicts, which the GIL makes whole.
+    from another thread copies the rows, which the GIL keeps whole.
     """
 
-    __slots__ = ("_counts", "_latency", "frontend")
+    __slots__ = ("_rows", "frontend")
 
     def __init__(self, frontend: str) -> None:
         """Count the requests of ``frontend`` (``http``, ``socket``)."""
         self.frontend = frontend
-        #: (operation, outcome) -> requests answered.
-        self._counts: dict[tuple[str, str], int] = {}
-        #: operation -> [count per bucket ..., count past the last, sum of seconds].
-        self._latency: dict[str, list[float]] = {}
+        #: (operation, outcome) -> [requests per latency bucket ..., past the
+        #: last bound, sum of seconds]: one lookup per request.
+        self._rows: dict[tuple[str, str], list[Any]] = {}
 
     def observe(self, operation: str, outcome: str, seconds: float) -> None:
         """Count one answered request.
@@ -95,23 +96,18 @@ class RequestMetrics:
             outcome: ``Success`` or the AWS error code it was answered with.
             seconds: From the request's arrival to its answer.
         """
-        key = (operation, outcome)
-        counts = self._counts
-        counts[key] = counts.get(key, 0) + 1
-        row = self._latency.get(operation)
+        row = self._rows.get((operation, outcome))
         if row is None:
-            row = self._latency[operation] = [0.0] * (len(BUCKETS) + 2)
-        row[bisect.bisect_left(BUCKETS, seconds)] += 1
+            row = self._rows[(operation, outcome)] = [0] * (_WIDTH - 1) + [0.0]
+        row[_bisect(BUCKETS, seconds)] += 1
         row[-1] += seconds
 
     def snapshot(self) -> dict[str, Any]:
         """The counts so far, as plain JSON-able data."""
-        counts = self._counts.copy()
-        latency = {op: list(row) for op, row in self._latency.copy().items()}
+        rows = self._rows.copy()
         return {
             "frontend": self.frontend,
-            "counts": [[op, outcome, n] for (op, outcome), n in counts.items()],
-            "latency": latency,
+            "rows": [[op, outcome, list(row)] for (op, outcome), row in rows.items()],
         }
 
 
@@ -234,11 +230,10 @@ class ServiceCollector(Collector):
         rows: dict[tuple[str, str], list[float]] = {}
         for snap in _shared_snapshots(self.share_dir):
             frontend = str(snap["frontend"])
-            for op, outcome, n in snap["counts"]:
+            for op, outcome, row in snap["rows"]:
                 key = (frontend, str(op), str(outcome))
-                counts[key] = counts.get(key, 0) + n
-            for op, row in snap["latency"].items():
-                total = rows.setdefault((frontend, str(op)), [0.0] * (len(BUCKETS) + 2))
+                counts[key] = counts.get(key, 0) + sum(row[:-1])
+                total = rows.setdefault((frontend, str(op)), [0.0] * _WIDTH)
                 for i, value in enumerate(row):
                     total[i] += value
         for key, n in sorted(counts.items()):
