@@ -26,6 +26,7 @@ from typing import Final
 from kmscore.frontends.limits import ConnectionLimits
 from kmscore.service import KeyService
 
+from .app import OpsHandler
 from .server import HttpServer, start_http_server
 
 __all__ = ["READY", "HttpWorkers", "reserve_port", "spawn_worker", "workers_startup"]
@@ -139,6 +140,7 @@ def workers_startup(
     on_ready: Callable[[HttpWorkers], None] | None = None,
     limits: ConnectionLimits | None = None,
     passphrase: str | None = None,
+    ops: Callable[[KeyService], OpsHandler] | None = None,
 ) -> Callable[[KeyService, asyncio.AbstractEventLoop], Awaitable[HttpWorkers]]:
     """A startup hook for the socket daemon: ``kms serve --http HOST:PORT --workers N``.
 
@@ -154,6 +156,8 @@ def workers_startup(
         limits: Connections at once and idle timeout, per worker.
         passphrase: The root key passphrase, handed to the workers in their
             environment (``KMS_PASSPHRASE``), never on a command line.
+        ops: Makes this process's ``/metrics``, ``/health`` and ``/ready``
+            handler (the other workers make theirs from their environment).
 
     Returns:
         The hook: ``await hook(service, loop)`` starts the workers.
@@ -163,7 +167,14 @@ def workers_startup(
         reserved = reserve_port(host, port)
         try:
             fixed = reserved.getsockname()[1]
-            server = await start_http_server(service, host, fixed, reuse_port=True, limits=limits)
+            server = await start_http_server(
+                service,
+                host,
+                fixed,
+                reuse_port=True,
+                limits=limits,
+                ops=ops(service) if ops is not None else None,
+            )
             env = dict(os.environ)
             if passphrase:
                 env["KMS_PASSPHRASE"] = passphrase

@@ -275,6 +275,7 @@ def serve(
                     on_ready=on_http,
                     limits=limits,
                     passphrase=passphrase,
+                    ops=ops,
                 )
             )
 
