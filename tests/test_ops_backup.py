@@ -11,11 +11,20 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kmscore.audit import query, verify
 from kmscore.client import LocalKMS
 from kmscore.client.remote import connect
-from kmscore.frontends.ops.backup import MAGIC, BackupError, backup, restore
+from kmscore.frontends.ops.backup import (
+    MAGIC,
+    BackupError,
+    _open_chunks,
+    _Sealer,
+    backup,
+    restore,
+)
 from kmscore.service import open_service
 from tests.test_cli_serve import _wait_ready
 
@@ -161,3 +170,22 @@ def test_a_passphrase_backup(tmp_path: Path) -> None:
     restore(tmp_path / "snap", tmp_path / "back", secret="correct horse")
     with LocalKMS(tmp_path / "back", audit=True) as kms:
         assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"p"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.integers(min_value=0, max_value=400))
+def test_the_backup_reader_fails_only_with_a_backup_error(junk: bytes, cut: int) -> None:
+    """Random files, and a real header followed by random chunks, never open."""
+    import io
+
+    sealed = io.BytesIO()
+    sealer = _Sealer(sealed, 0, KEY)
+    sealer.write(b"x" * 50)
+    sealer.finish()
+    real = sealed.getvalue()
+    for data in (junk, real[:cut] + junk, real[: len(MAGIC) + 21] + junk):
+        try:
+            list(_open_chunks(io.BytesIO(data), KEY))
+        except BackupError:
+            continue
+        assert data == real  # only the untouched file opens
