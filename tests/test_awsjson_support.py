@@ -84,9 +84,14 @@ def running_endpoint(
     *,
     limits: ConnectionLimits | None = None,
     refusal_limits: RefusalLimits | None = None,
+    ops: Any = None,
     **service_options: Any,
 ) -> Iterator[Endpoint]:
-    """Open a key service on ``data_dir`` and serve it over HTTP until the block ends."""
+    """Open a key service on ``data_dir`` and serve it over HTTP until the block ends.
+
+    ``ops`` makes the endpoint's ``/metrics``, ``/health``, ``/ready`` handler
+    from the service (none by default).
+    """
     service_options.setdefault("region", REGION)
     service_options.setdefault("account", ACCOUNT)
     service_options.setdefault("audit", True)
@@ -99,7 +104,10 @@ def running_endpoint(
     started.wait()
     try:
         server = asyncio.run_coroutine_threadsafe(
-            start_http_server(service, "127.0.0.1", 0, limits=limits), loop
+            start_http_server(
+                service, "127.0.0.1", 0, limits=limits, ops=ops(service) if ops else None
+            ),
+            loop,
         ).result(10)
         try:
             key_id, secret = admin_credentials(data_dir)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,14 +18,11 @@ import pytest
 from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
-from kmscore.frontends.awsjson import start_http_server
 from kmscore.frontends.ops import health
 from kmscore.frontends.ops.endpoint import OpsRoutes, start_ops_server
 from kmscore.frontends.ops.metrics import BUCKETS, RequestMetrics
 from kmscore.service.versions import DEFAULT_LIMIT
-from tests.test_awsjson_support import ACCOUNT, REGION, Endpoint, admin_credentials
-
-from kmscore.service import open_service  # isort: skip
+from tests.test_awsjson_support import ACCOUNT, REGION, Endpoint, running_endpoint
 
 TOKEN = "scrape-token-0123456789"
 
@@ -34,25 +30,13 @@ TOKEN = "scrape-token-0123456789"
 @contextlib.contextmanager
 def ops_endpoint(data_dir: Path, **ops: Any) -> Iterator[Endpoint]:
     """The HTTP endpoint with the operator's paths, on a loop in a thread."""
-    service = open_service(data_dir, region=REGION, account=ACCOUNT, audit=True)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        routes = OpsRoutes(service, None, **ops)
-        server = asyncio.run_coroutine_threadsafe(
-            start_http_server(service, "127.0.0.1", 0, ops=routes), loop
-        ).result(10)
-        try:
-            key_id, secret = admin_credentials(data_dir)
-            yield Endpoint(service, server.url, data_dir, key_id, secret, server, loop)
-        finally:
-            asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-        service.close()
+    with running_endpoint(
+        data_dir,
+        region=REGION,
+        account=ACCOUNT,
+        ops=lambda service: OpsRoutes(service, None, **ops),
+    ) as endpoint:
+        yield endpoint
 
 
 def get(url: str, token: str | None = None) -> tuple[int, bytes, str]:
