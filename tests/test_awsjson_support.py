@@ -84,6 +84,7 @@ def running_endpoint(
     *,
     limits: ConnectionLimits | None = None,
     refusal_limits: RefusalLimits | None = None,
+    any_region: bool = False,
     **service_options: Any,
 ) -> Iterator[Endpoint]:
     """Open a key service on ``data_dir`` and serve it over HTTP until the block ends."""
@@ -99,7 +100,8 @@ def running_endpoint(
     started.wait()
     try:
         server = asyncio.run_coroutine_threadsafe(
-            start_http_server(service, "127.0.0.1", 0, limits=limits), loop
+            start_http_server(service, "127.0.0.1", 0, limits=limits, any_region=any_region),
+            loop,
         ).result(10)
         try:
             key_id, secret = admin_credentials(data_dir)

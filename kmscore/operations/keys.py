@@ -142,6 +142,7 @@ def create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         current_version=1,
         multi_region=bool(req.get("MultiRegion")),
         policy=req.get("Policy"),
+        primary_region=svc.region if req.get("MultiRegion") else None,
     )
     call.resources.append(key.arn)
     if "Policy" in req:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from kmscore.crypto.rootkey import RootKey
 from kmscore.errors import ConflictException, KMSInternalException, NotFoundException
@@ -93,6 +93,9 @@ class KeyService:
         #: authorization caches.
         self.access_epoch = 0
         self.principals = Principals(store, root_key, account, clock, self.access_changed)
+        #: The :class:`~kmscore.service.regions.Deployment` this data dir is a
+        #: Region of, when it serves several (None: this Region alone).
+        self.deployment: Any = None
 
     # --- naming ----------------------------------------------------------------
 
@@ -103,6 +106,24 @@ class KeyService:
     def alias_arn(self, alias_name: str) -> str:
         """The ARN of an alias of this data dir."""
         return alias_arn(self.region, self.account, alias_name)
+
+    def principals_for(self, account: str) -> Principals | None:
+        """The users of ``account``: this dir's, or another account's of the deployment."""
+        if account == self.account:
+            return self.principals
+        if self.deployment is None:
+            return None
+        found: Principals | None = self.deployment.principals_of(account)
+        return found
+
+    def related(self, region: str) -> KeyService | None:
+        """This account's namespace in ``region`` (for multi-Region keys), if any."""
+        if region == self.region:
+            return self
+        if self.deployment is None:
+            return None
+        found: KeyService | None = self.deployment.service(self.account, region)
+        return found
 
     # --- caches ------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from kmscore.operations import OPERATIONS, dispatch
 from kmscore.operations.registry import Operation
 from kmscore.service import Caller, KeyService, new_request_id
 from kmscore.service.refusals import RefusalRecorder, recorder_for
+from kmscore.service.regions import Deployment
 from kmscore.wire.operations import AWS_OPERATIONS
 
 from .protocol import MAX_BODY_BYTES, Answer, HttpRequest
@@ -86,6 +87,7 @@ class KMSHandler:
         executor: ThreadPoolExecutor | None = None,
         verifier: SigV4Verifier[Principal] | None = None,
         refusals: RefusalRecorder | None = None,
+        deployment: Deployment | None = None,
     ) -> None:
         """Serve ``service``.
 
@@ -99,11 +101,20 @@ class KMSHandler:
                 its principals' access keys by default.
             refusals: Records the requests answered before reaching an
                 operation; the service's shared recorder by default.
+            deployment: Serve every Region and account of this deployment
+                (``service`` is its home): the credential scope picks the
+                Region, the access key the account
+                (:mod:`kmscore.service.regions`).
         """
         self.service = service
+        self.deployment = deployment
         self.secure_transport = secure_transport
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(4, thread_name_prefix="kms-http")
+        if verifier is None and deployment is not None:
+            verifier = SigV4Verifier(
+                service.region, deployment.by_access_key, regions=deployment.scope_accepts
+            )
         self.verifier: SigV4Verifier[Principal] = verifier or SigV4Verifier(
             service.region, lambda key_id: service.principals.by_access_key(key_id)
         )
@@ -121,7 +132,11 @@ class KMSHandler:
         key = (principal.arn, principal.principal_id, access_key_id, source, agent)
         caller = self._callers.get(key)
         if caller is None:
-            caller = self.service.principals.caller(
+            principals = self.service.principals
+            if self.deployment is not None:
+                account = principal.arn.split(":", 5)[4]
+                principals = self.deployment.principals_of(account) or principals
+            caller = principals.caller(
                 principal,
                 source=source,
                 user_agent=agent,
@@ -185,20 +200,26 @@ class KMSHandler:
             self._refused(request, None, ValidationException(message))
             return Answer(413, encode_error(_TOO_LARGE, message), request_id, close=True)
         try:
-            name, op, req, caller = self._prepare(request)
+            name, op, req, caller, service = self._prepare(request)
         except KMSError as exc:
             return self._error(exc, request_id)
         except Exception:
             return self._internal_error(request, request_id)
         if op.read_only:
-            return self._run(request, name, req, caller, request_id)
-        return self._run_in_pool(request, name, req, caller, request_id)
+            return self._run(request, name, req, caller, request_id, service)
+        return self._run_in_pool(request, name, req, caller, request_id, service)
 
     def _run(
-        self, request: HttpRequest, name: str, req: dict[str, Any], caller: Caller, request_id: str
+        self,
+        request: HttpRequest,
+        name: str,
+        req: dict[str, Any],
+        caller: Caller,
+        request_id: str,
+        service: KeyService | None = None,
     ) -> Answer:
         try:
-            response = dispatch(self.service, name, req, caller, request_id=request_id)
+            response = dispatch(service or self.service, name, req, caller, request_id=request_id)
             return Answer(200, encode_response(response), request_id)
         except KMSError as exc:
             return self._error(exc, request_id)
@@ -206,13 +227,21 @@ class KMSHandler:
             return self._internal_error(request, request_id)
 
     async def _run_in_pool(
-        self, request: HttpRequest, name: str, req: dict[str, Any], caller: Caller, request_id: str
+        self,
+        request: HttpRequest,
+        name: str,
+        req: dict[str, Any],
+        caller: Caller,
+        request_id: str,
+        service: KeyService | None = None,
     ) -> Answer:
         loop = asyncio.get_running_loop()
-        run = functools.partial(self._run, request, name, req, caller, request_id)
+        run = functools.partial(self._run, request, name, req, caller, request_id, service)
         return await loop.run_in_executor(self._executor, run)
 
-    def _prepare(self, request: HttpRequest) -> tuple[str, Operation, dict[str, Any], Caller]:
+    def _prepare(
+        self, request: HttpRequest
+    ) -> tuple[str, Operation, dict[str, Any], Caller, KeyService]:
         """The checks before the operation, each refusal recorded (module docstring)."""
         headers = request.headers
         body = request.body
@@ -227,7 +256,7 @@ class KMSHandler:
             name = operation_name(headers.get("X-Amz-Target"))
             if name not in OPERATIONS and name not in AWS_OPERATIONS:
                 raise UnknownOperationException()
-            principal, access_key_id = self.verifier.verify(
+            principal, access_key_id, region = self.verifier.verify_scoped(
                 request.method, request.raw_path, headers, body
             )
             caller = self._caller(principal, access_key_id, request)
@@ -236,7 +265,11 @@ class KMSHandler:
             op = OPERATIONS.get(name)
             if op is None:
                 raise UnsupportedOperationException(f"{name} is not supported by this service.")
-            return name, op, decode_request(op.shape, data), caller
+            req = decode_request(op.shape, data)
+            service = self.service
+            if self.deployment is not None:
+                service = self.deployment.route(caller.account, region, req)
+            return name, op, req, caller, service
         except KMSError as exc:
             self._refused(request, caller, exc)
             raise

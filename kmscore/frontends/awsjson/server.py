@@ -17,6 +17,7 @@ from typing import Final
 
 from kmscore.errors import LimitExceededException
 from kmscore.service import KeyService
+from kmscore.service.regions import open_deployment
 
 from ..limits import REFUSAL_LINGER_SECONDS, ConnectionLimits, over_limit_error
 from .app import KMSHandler
@@ -112,6 +113,8 @@ class HttpServer:
         await self._connections.shutdown(_SHUTDOWN_SECONDS)
         await self._server.wait_closed()
         await asyncio.get_running_loop().run_in_executor(None, self._handler.close)
+        if self._handler.deployment is not None:
+            self._handler.deployment.close()
         self._handler.refusals.flush(everything=True)
 
 
@@ -124,6 +127,7 @@ async def start_http_server(
     reuse_port: bool = False,
     sock: socket.socket | None = None,
     limits: ConnectionLimits | None = None,
+    any_region: bool = False,
 ) -> HttpServer:
     """Serve the AWS KMS JSON protocol for ``service`` on the running loop.
 
@@ -139,6 +143,10 @@ async def start_http_server(
         limits: Connections at once and the idle timeout (the keep-alive
             timeout of a connection with no request in progress, counted from
             its start or its last answer); the defaults if None.
+        any_region: Answer any Region a credential scope names, making its
+            namespace on first use (``kms serve --any-region``, as moto and
+            LocalStack); otherwise the Regions the data dir holds
+            (:mod:`kmscore.service.regions`).
 
     Returns:
         The running server; ``await server.close()`` stops it.
@@ -146,7 +154,8 @@ async def start_http_server(
     Raises:
         OSError: the address cannot be bound.
     """
-    handler = KMSHandler(service, secure_transport=ssl_context is not None)
+    deployment = open_deployment(service, any_region=any_region)
+    handler = KMSHandler(service, secure_transport=ssl_context is not None, deployment=deployment)
     loop = asyncio.get_running_loop()
     limits = limits or ConnectionLimits()
     over = over_limit_error(limits)
@@ -175,6 +184,7 @@ def http_startup(
     ssl_context: ssl.SSLContext | None = None,
     on_ready: Callable[[HttpServer], None] | None = None,
     limits: ConnectionLimits | None = None,
+    any_region: bool = False,
 ) -> Callable[[KeyService, asyncio.AbstractEventLoop], Awaitable[HttpServer]]:
     """A startup hook for the socket daemon (``kms serve --http HOST:PORT``).
 
@@ -188,6 +198,7 @@ def http_startup(
         on_ready: Called with the running server, e.g. to print its
             :attr:`HttpServer.env_line`.
         limits: Connections at once and idle timeout of the endpoint.
+        any_region: Answer any Region (see :func:`start_http_server`).
 
     Returns:
         The hook: ``await hook(service, loop)`` starts the endpoint.
@@ -195,7 +206,7 @@ def http_startup(
 
     async def start(service: KeyService, loop: asyncio.AbstractEventLoop) -> HttpServer:
         server = await start_http_server(
-            service, host, port, ssl_context=ssl_context, limits=limits
+            service, host, port, ssl_context=ssl_context, limits=limits, any_region=any_region
         )
         if on_ready is not None:
             on_ready(server)

@@ -61,6 +61,7 @@ def spawn_worker(
     loop: str = "auto",
     limits: ConnectionLimits | None = None,
     env: Mapping[str, str] | None = None,
+    any_region: bool = False,
 ) -> subprocess.Popen[str]:
     """Start one more worker on ``host:port``; it prints :data:`READY` when it listens.
 
@@ -74,6 +75,8 @@ def spawn_worker(
     if limits is not None:
         argv += ["--max-connections", str(limits.max_connections)]
         argv += ["--idle-timeout", str(limits.idle_timeout)]
+    if any_region:
+        argv.append("--any-region")
     # Our own interpreter and module with our own arguments; no shell.
     return subprocess.Popen(  # noqa: S603
         argv, stdout=subprocess.PIPE, text=True, env=dict(env) if env is not None else None
@@ -139,6 +142,7 @@ def workers_startup(
     on_ready: Callable[[HttpWorkers], None] | None = None,
     limits: ConnectionLimits | None = None,
     passphrase: str | None = None,
+    any_region: bool = False,
 ) -> Callable[[KeyService, asyncio.AbstractEventLoop], Awaitable[HttpWorkers]]:
     """A startup hook for the socket daemon: ``kms serve --http HOST:PORT --workers N``.
 
@@ -154,6 +158,7 @@ def workers_startup(
         limits: Connections at once and idle timeout, per worker.
         passphrase: The root key passphrase, handed to the workers in their
             environment (``KMS_PASSPHRASE``), never on a command line.
+        any_region: Every worker answers any Region (``--any-region``).
 
     Returns:
         The hook: ``await hook(service, loop)`` starts the workers.
@@ -163,7 +168,9 @@ def workers_startup(
         reserved = reserve_port(host, port)
         try:
             fixed = reserved.getsockname()[1]
-            server = await start_http_server(service, host, fixed, reuse_port=True, limits=limits)
+            server = await start_http_server(
+                service, host, fixed, reuse_port=True, limits=limits, any_region=any_region
+            )
             env = dict(os.environ)
             if passphrase:
                 env["KMS_PASSPHRASE"] = passphrase
@@ -171,7 +178,15 @@ def workers_startup(
             try:
                 for _ in range(workers - 1):
                     children.append(
-                        spawn_worker(data_dir, host, fixed, workers, limits=limits, env=env)
+                        spawn_worker(
+                            data_dir,
+                            host,
+                            fixed,
+                            workers,
+                            limits=limits,
+                            env=env,
+                            any_region=any_region,
+                        )
                     )
                 await wait_ready(children)
             except BaseException:

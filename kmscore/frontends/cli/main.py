@@ -19,6 +19,9 @@ def main() -> None:
 
     for module in (admin, serve, keys, importing, crypto, access, audit, envelope, witness):
         module.register(cli)
+    from . import regions
+
+    regions.register(cli)
     from kmscore.bench.cli import bench
 
     cli.add_command(bench)

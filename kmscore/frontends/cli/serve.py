@@ -100,6 +100,13 @@ def _listen(value: str) -> tuple[str, int]:
     show_default=True,
     help="Seconds of one refusal window.",
 )
+@click.option(
+    "--any-region",
+    is_flag=True,
+    default=False,
+    help="Answer any Region a SigV4 credential scope names (and any account), making it "
+    "on first use, as moto and LocalStack do; for development and CI. See docs/regions.md.",
+)
 def serve(
     data_dir: Path | None,
     store: str | None,
@@ -114,6 +121,7 @@ def serve(
     idle_timeout: float,
     refusal_burst: int,
     refusal_window: float,
+    any_region: bool = False,
 ) -> None:
     """Run the KMS daemon until SIGINT or SIGTERM (initializing the data dir if new)."""
     from kmscore.service.refusals import RefusalLimits
@@ -139,6 +147,8 @@ def serve(
     passphrase = os.environ.get(passphrase_env) if passphrase_env else None
     if passphrase_env and not passphrase:
         raise click.UsageError(f"${passphrase_env} is empty or not set")
+    if any_region and http is None:
+        raise click.UsageError("--any-region needs --http")
     if workers is not None and workers > 1 and http is None:
         raise click.UsageError("--workers needs --http")
     if workers is None:
@@ -155,7 +165,9 @@ def serve(
         if workers == 1:
             from ..awsjson.server import http_startup
 
-            hooks.append(http_startup(host, port, on_ready=on_http, limits=limits))
+            hooks.append(
+                http_startup(host, port, on_ready=on_http, limits=limits, any_region=any_region)
+            )
         else:
             from ..awsjson.workers import workers_startup
 
@@ -168,6 +180,7 @@ def serve(
                     on_ready=on_http,
                     limits=limits,
                     passphrase=passphrase,
+                    any_region=any_region,
                 )
             )
 
