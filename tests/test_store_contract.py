@@ -129,7 +129,9 @@ def test_multi_region_configuration_round_trips_and_updates(store: KeyStore) -> 
     store.create_key(primary, material(mrk), {})
     assert store.get_key(mrk) == primary.replace(revision=1)
     with_replicas = store.update_key(
-        primary.replace(revision=1, replica_regions=("eu-west-1", "ap-south-1"))
+        primary.replace(
+            revision=1, replica_regions=("eu-west-1", "ap-south-1"), multi_region_epoch=3
+        )
     )
     assert store.get_key(mrk) == with_replicas
     assert with_replicas.replica_regions == ("eu-west-1", "ap-south-1")

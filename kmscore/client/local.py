@@ -107,6 +107,25 @@ class LocalKMS(KMSMethods):
         """The underlying key service."""
         return self._service
 
+    def in_region(self, region: str) -> LocalKMS:
+        """A client of another Region of this deployment, acting as the same caller.
+
+        The Region is added to the data dir on first use (``kms region add``;
+        docs/regions.md). The returned client shares this one's data dir:
+        closing it closes nothing; closing this one closes every Region.
+
+        Raises:
+            ValueError: not a Region's name.
+        """
+        from kmscore.service.regions import open_deployment
+
+        deployment = open_deployment(self._service)
+        account = self._service.account
+        found = deployment.service(account, region) or deployment.add_region(region, account)
+        view = object.__new__(LocalKMS)
+        view._service, view._caller, view._owner = found, self._caller, self
+        return view
+
     def call(self, operation: str, **request: Any) -> dict[str, Any]:
         """Run any operation by its AWS name.
 
@@ -123,7 +142,12 @@ class LocalKMS(KMSMethods):
         run_maintenance(self._service)
 
     def close(self) -> None:
-        """Release the data dir and forget all key material."""
+        """Release the data dir and forget all key material (every Region's)."""
+        if getattr(self, "_owner", None) is not None:
+            return  # a view of another Region (in_region): its owner closes
+        deployment = self._service.deployment
+        if deployment is not None:
+            deployment.close()
         self._service.close()
 
     def __enter__(self) -> LocalKMS:

@@ -85,6 +85,9 @@ class KeyRecord:
     #: Region when it is the primary), and the Regions of the replicas.
     primary_region: str | None = None
     replica_regions: tuple[str, ...] = ()
+    #: Moves with every change of the primary or the replicas: of two views
+    #: of one multi-Region key's configuration, the higher epoch is newer.
+    multi_region_epoch: int = 0
 
     @property
     def region(self) -> str:

@@ -96,6 +96,9 @@ class KeyService:
         #: The :class:`~kmscore.service.regions.Deployment` this data dir is a
         #: Region of, when it serves several (None: this Region alone).
         self.deployment: Any = None
+        #: Multi-Region keys to converge after the call that changed them
+        #: commits: (Region to start from, key id).
+        self.replication_due: set[tuple[str, str]] = set()
 
     # --- naming ----------------------------------------------------------------
 
@@ -124,6 +127,23 @@ class KeyService:
             return None
         found: KeyService | None = self.deployment.service(self.account, region)
         return found
+
+    def note_replication(self, key_id: str, region: str | None = None) -> None:
+        """Converge a multi-Region key's related keys once this call commits."""
+        self.replication_due.add((region or self.region, key_id))
+
+    def replicate_due(self) -> None:
+        """Converge the multi-Region keys noted so far (see :mod:`.replication`)."""
+        from kmscore.service.replication import converge_quietly
+
+        while self.replication_due:
+            try:
+                region, key_id = self.replication_due.pop()
+            except KeyError:
+                return  # another thread took the last one
+            start = self.related(region)
+            if start is not None:
+                converge_quietly(start, key_id)
 
     # --- caches ------------------------------------------------------------------
 
@@ -257,6 +277,9 @@ class KeyService:
         """Delete a key whose deletion window has ended, material and all."""
         self.store.delete_key(key.key_id)
         self.forget(key.key_id)
+        if key.multi_region and key.primary_region not in (None, self.region):
+            # A replica gone: its primary's configuration drops it.
+            self.note_replication(key.key_id, key.primary_region)
 
     def maintenance_due(self) -> bool:
         """Whether periodic maintenance should run now (cheap to ask)."""

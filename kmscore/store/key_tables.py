@@ -49,20 +49,27 @@ def _opt_epoch(value: Any) -> float | None:
 
 
 def _multi_region_fields(config: str | None) -> dict[str, Any]:
-    # {"primary": region, "replicas": [region, ...]}, kept on every related key.
+    # {"primary": region, "replicas": [region, ...], "epoch": n}, on every related key.
     if not config:
         return {}
     parsed = json.loads(config)
     return {
         "primary_region": parsed["primary"],
         "replica_regions": tuple(parsed["replicas"]),
+        "multi_region_epoch": int(parsed.get("epoch", 0)),
     }
 
 
 def _multi_region_config(k: KeyRecord) -> str | None:
     if k.primary_region is None:
         return None
-    return json.dumps({"primary": k.primary_region, "replicas": list(k.replica_regions)})
+    return json.dumps(
+        {
+            "primary": k.primary_region,
+            "replicas": list(k.replica_regions),
+            "epoch": k.multi_region_epoch,
+        }
+    )
 
 
 def _key_from_row(row: Sequence[Any]) -> KeyRecord:
