@@ -126,6 +126,9 @@ class LocalKMS(KMSMethods):
         view._service, view._caller, view._owner = found, self._caller, self
         return view
 
+    #: The client whose data dir a view of another Region shares (in_region).
+    _owner: LocalKMS | None = None
+
     def call(self, operation: str, **request: Any) -> dict[str, Any]:
         """Run any operation by its AWS name.
 
@@ -143,7 +146,7 @@ class LocalKMS(KMSMethods):
 
     def close(self) -> None:
         """Release the data dir and forget all key material (every Region's)."""
-        if getattr(self, "_owner", None) is not None:
+        if self._owner is not None:
             return  # a view of another Region (in_region): its owner closes
         deployment = self._service.deployment
         if deployment is not None:
