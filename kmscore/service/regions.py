@@ -98,6 +98,8 @@ class Deployment:
         self.any_region = any_region
         self._lock = threading.RLock()
         self._services: dict[tuple[str, str], KeyService] = {(home.account, home.region): home}
+        #: Its :class:`~kmscore.service.peering.Peering`, once used.
+        self.peering: Any = None
         home.deployment = self
         self._wire_principals(home)
         root = home.data_dir / REGIONS_DIR

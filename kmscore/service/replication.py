@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kmscore.errors import ConflictException, KMSError
 from kmscore.model.key import KeyMaterialRecord, KeyRecord
@@ -39,6 +39,7 @@ __all__ = [
     "SHARED_FIELDS",
     "Convergence",
     "converge",
+    "converge_all",
     "converge_quietly",
     "copy_material",
     "replica_record",
@@ -62,6 +63,8 @@ class Convergence:
 
     key_id: str
     applied: list[str] = field(default_factory=list)
+    #: Related Regions at peers that did not answer (a partition).
+    unreached: list[str] = field(default_factory=list)
 
 
 def replica_record(
@@ -175,32 +178,89 @@ def converge(svc: KeyService, key_id: str) -> Convergence:
         settled = [k for _, k in views.values() if k.state is not KeyState.CREATING]
         best = max(settled or [k for _, k in views.values()], key=lambda k: k.multi_region_epoch)
         primary_region = best.primary_region or best.region
-        if primary_region not in views:
-            return done  # the primary is elsewhere (another deployment), or gone
-        p_svc, primary = views[primary_region]
-        gone = [r for r in best.replica_regions if r not in views and svc.related(r) is not None]
-        if gone:
-            # Deleted replicas leave the configuration, at a new epoch.
-            changed = primary.replace(
-                primary_region=primary_region,
-                replica_regions=tuple(r for r in best.replica_regions if r not in gone),
-                multi_region_epoch=best.multi_region_epoch + 1,
-            )
-            _write(p_svc, primary, functools.partial(_with_config, best=changed))
-            done.applied.append(f"replicas deleted: {', '.join(gone)}")
-            continue
-        for region, (r_svc, key) in views.items():
-            if region == primary_region:
-                if not _configured(key, best):
-                    _write(r_svc, key, functools.partial(_with_config, best=best))
-                    done.applied.append(f"{region}: now the primary key")
+        if primary_region in views:
+            p_svc, primary = views[primary_region]
+            gone = [
+                r for r in best.replica_regions if r not in views and svc.related(r) is not None
+            ]
+            if gone:
+                # Deleted replicas leave the configuration, at a new epoch.
+                _drop_replicas(p_svc, primary, best, gone)
+                done.applied.append(f"replicas deleted: {', '.join(gone)}")
                 continue
-            if region not in best.replica_regions:
-                continue  # a replica the newest view does not list (being made)
-            done.applied += _sync_replica(p_svc, primary, r_svc, key, best)
-        _finish_replica_deletion(p_svc, primary, best, done)
+            for region, (r_svc, key) in views.items():
+                if region == primary_region:
+                    if not _configured(key, best):
+                        _write(r_svc, key, functools.partial(_with_config, best=best))
+                        done.applied.append(f"{region}: now the primary key")
+                    continue
+                if region not in best.replica_regions:
+                    continue  # a replica the newest view does not list (being made)
+                done.applied += _sync_replica(p_svc, primary, r_svc, key, best)
+            _finish_replica_deletion(p_svc, primary, best, done)
+        else:
+            # The primary is at a peer: the replicas here agree among themselves.
+            for _region, (r_svc, key) in views.items():
+                if key.state is not KeyState.CREATING and not _configured(key, best):
+                    _write(r_svc, key, functools.partial(_with_config, best=best))
+        if _converge_remote(svc, views, best, done):
+            continue  # a peer knew better: look again here
         return done
     return done
+
+
+def _drop_replicas(svc: KeyService, primary: KeyRecord, best: KeyRecord, gone: list[str]) -> None:
+    changed = primary.replace(
+        primary_region=primary.region,
+        replica_regions=tuple(r for r in best.replica_regions if r not in gone),
+        multi_region_epoch=best.multi_region_epoch + 1,
+    )
+    _write(svc, primary, functools.partial(_with_config, best=changed))
+
+
+def _converge_remote(
+    svc: KeyService,
+    views: dict[str, tuple[KeyService, KeyRecord]],
+    best: KeyRecord,
+    done: Convergence,
+) -> bool:
+    """Exchange views with the peers serving related Regions; True if this side changed."""
+    if svc.deployment is None:
+        return False
+    primary_region = best.primary_region or best.region
+    related = dict.fromkeys((primary_region, *best.replica_regions))
+    remote = [r for r in related if r not in views and svc.related(r) is None]
+    if not remote:
+        return False
+    from kmscore.service.peering import apply_view, peering_of
+
+    peering = peering_of(svc.deployment)
+    s_svc, s_key = views[primary_region] if primary_region in views else views[best.region]
+    changed = False
+    for region in remote:
+        peer = peering.peer_for_region(region)
+        if peer is None:
+            continue
+        try:
+            answer = peering.sync_with(s_svc, s_key, peer, region)
+        except KMSError as exc:
+            done.applied.append(
+                f"{region}: peer {peer.name} not reached ({exc.code}); retried later"
+            )
+            done.unreached.append(region)
+            continue
+        done.applied += [f"peer {peer.name} applied: {line}" for line in answer.get("Applied", [])]
+        if answer.get("Absent"):
+            if s_key.is_primary and region in s_key.replica_regions:
+                _drop_replicas(s_svc, s_key, best, [region])
+                done.applied.append(f"{region}: replica deleted at peer {peer.name}")
+                changed = True
+            continue
+        got = apply_view(peering, s_svc, s_key, answer["Key"], answer.get("Materials") or [])
+        if got:
+            done.applied += got
+            changed = True
+    return changed
 
 
 def _with_config(key: KeyRecord, best: KeyRecord) -> KeyRecord:
@@ -275,3 +335,30 @@ def converge_quietly(svc: KeyService, key_id: str) -> None:
         return
     for line in result.applied:
         _log.info("multi-Region key %s: %s", key_id, line)
+
+
+def converge_all(deployment: Any) -> list[Convergence]:
+    """Converge every multi-Region key of every namespace of ``deployment`` (``kms region sync``).
+
+    Returns:
+        What was applied, per key that changed or has an unreached peer.
+    """
+    results: list[Convergence] = []
+    seen: set[str] = set()
+    for svc in deployment.services():
+        after: str | None = None
+        while True:
+            page = svc.store.list_keys(after, 500)
+            if not page:
+                break
+            for key in page:
+                if key.multi_region and key.key_id not in seen:
+                    seen.add(key.key_id)
+                    try:
+                        result = converge(svc, key.key_id)
+                    except KMSError as exc:
+                        result = Convergence(key.key_id, [f"not converged: {exc.message}"])
+                    if result.applied or result.unreached:
+                        results.append(result)
+            after = page[-1].key_id
+    return results

@@ -42,6 +42,7 @@ from kmscore.model.principal import Principal
 from kmscore.operations import OPERATIONS, dispatch
 from kmscore.operations.registry import Operation
 from kmscore.service import Caller, KeyService, new_request_id
+from kmscore.service.peering import PEER_PATH, peering_of
 from kmscore.service.refusals import RefusalRecorder, recorder_for
 from kmscore.service.regions import Deployment
 from kmscore.wire.operations import AWS_OPERATIONS
@@ -199,6 +200,8 @@ class KMSHandler:
             message = f"The request body is larger than {MAX_BODY_BYTES} bytes."
             self._refused(request, None, ValidationException(message))
             return Answer(413, encode_error(_TOO_LARGE, message), request_id, close=True)
+        if self.deployment is not None and request.raw_path.partition("?")[0] == PEER_PATH:
+            return self._peer(request, request_id)
         try:
             name, op, req, caller, service = self._prepare(request)
         except KMSError as exc:
@@ -208,6 +211,16 @@ class KMSHandler:
         if op.read_only:
             return self._run(request, name, req, caller, request_id, service)
         return self._run_in_pool(request, name, req, caller, request_id, service)
+
+    async def _peer(self, request: HttpRequest, request_id: str) -> Answer:
+        """A message from a peer deployment (signed; see :mod:`kmscore.service.peering`)."""
+        assert self.deployment is not None
+        peering = peering_of(self.deployment)
+        loop = asyncio.get_running_loop()
+        if request.method != "POST":
+            return Answer(404, b"{}", request_id)
+        status, body = await loop.run_in_executor(self._executor, peering.handle, request.body)
+        return Answer(status, body, request_id)
 
     def _run(
         self,

@@ -76,6 +76,88 @@ def region_list(data_dir: Path | None, account: str | None, as_json: bool) -> No
                 click.echo(name)
 
 
+@region.command("identity")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@kms_errors
+def region_identity(data_dir: Path | None, as_json: bool) -> None:
+    """Show this deployment's peering identity: give its fingerprint to a peer's operator."""
+    from kmscore.service.peering import peering_of
+
+    with _deployment(data_dir) as deployment:
+        info = peering_of(deployment).public_info()
+        if as_json:
+            echo_json(info)
+        else:
+            click.echo(f"Deployment: {info['Identity']['DeploymentId']}")
+            click.echo(f"Fingerprint: {info['Identity']['Fingerprint']}")
+            click.echo(f"Regions: {' '.join(info['Regions'])}")
+
+
+@region.command("peer")
+@data_dir_option
+@click.argument("name")
+@click.argument("url")
+@click.option(
+    "--fingerprint",
+    required=True,
+    help="The peer's fingerprint, from its operator (kms region identity there).",
+)
+@kms_errors
+def region_peer(data_dir: Path | None, name: str, url: str, fingerprint: str) -> None:
+    """Peer with the deployment serving HTTP at URL, as NAME (run it on both sides)."""
+    from kmscore.service.peering import peering_of
+
+    with _deployment(data_dir) as deployment:
+        try:
+            peer = peering_of(deployment).add_peer(name, url, fingerprint)
+        except KMSError as exc:
+            raise click.ClickException(exc.message) from None
+        click.echo(f"Peer {peer.name} at {peer.url}: Regions {' '.join(peer.regions)}.")
+
+
+@region.command("peers")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@kms_errors
+def region_peers(data_dir: Path | None, as_json: bool) -> None:
+    """List the peers."""
+    from kmscore.service.peering import peering_of
+
+    with _deployment(data_dir) as deployment:
+        peers = peering_of(deployment).peers()
+        if as_json:
+            echo_json({"Peers": [p.to_json() for p in peers]})
+        else:
+            for p in peers:
+                click.echo(f"{p.name}\t{p.url}\t{' '.join(p.regions)}\t{p.identity.fingerprint}")
+
+
+@region.command("sync")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@kms_errors
+def region_sync(data_dir: Path | None, as_json: bool) -> None:
+    """Converge every multi-Region key with its related keys here and at peers, now."""
+    from kmscore.service.replication import converge_all
+
+    with _deployment(data_dir) as deployment:
+        results = converge_all(deployment)
+        if as_json:
+            echo_json(
+                {
+                    "Keys": [
+                        {"KeyId": r.key_id, "Applied": r.applied, "Unreached": r.unreached}
+                        for r in results
+                    ]
+                }
+            )
+        else:
+            for r in results:
+                for line in r.applied:
+                    click.echo(f"{r.key_id}: {line}")
+
+
 @click.group()
 def account() -> None:
     """The accounts this data dir serves (each with its own users)."""
