@@ -182,7 +182,8 @@ def _prepare_remote(
     if region in key.replica_regions:
         # Listed already: complete a replication cut short, or refuse as AWS.
         answer = peering.sync_with(call.service, key, peer, region, patient=True)
-        if answer.get("Absent") or answer.get("Key", {}).get("State") != "Creating":
+        finished = any("replica ready" in line for line in answer.get("Applied", []))
+        if answer.get("Absent") or not finished:
             raise AlreadyExistsException(f"{key.arn} already has a replica in {region}.")
         return {**req, _REMOTE: answer["Key"]["State"]}
     answer = peering.replicate_to(

@@ -442,9 +442,10 @@ class Peering:
             raise NotFoundException(f"This deployment does not serve {region} of {account}.")
         return svc
 
-    def _audit(
+    def audit(
         self, svc: KeyService, peer: Peer, operation: str, arn: str, applied: list[str]
     ) -> None:
+        """Record what a peer's message (or answer) made this side apply."""
         caller = Caller(
             arn=f"arn:aws:iam::{svc.account}:root",
             account=svc.account,
@@ -586,7 +587,7 @@ class Peering:
             for material in materials[1:]:
                 stored = svc.store.put_material(stored, material)
             applied = [f"{region}: replica of {view['PrimaryRegion']} made (Creating)"]
-            self._audit(svc, peer, "ReplicateKey", arn, applied)
+            self.audit(svc, peer, "ReplicateKey", arn, applied)
         svc.forget(key_id)
         return {"Applied": applied, "KeyState": KeyState.CREATING.value}
 
@@ -608,7 +609,7 @@ class Peering:
             return {"Absent": True, "Applied": []}
         applied = apply_view(self, svc, key, view, body.get("Materials") or [])
         if applied:
-            self._audit(svc, peer, "SynchronizeMultiRegionKey", key.arn, applied)
+            self.audit(svc, peer, "SynchronizeMultiRegionKey", key.arn, applied)
         fresh = svc.get_key(key.key_id) or key
         out: dict[str, Any] = {"Key": key_view(fresh), "Applied": applied}
         if fresh.is_primary and fresh.multi_region_epoch >= int(view["Epoch"]):
@@ -648,7 +649,8 @@ def apply_view(
     """
     applied: list[str] = []
     epoch = int(view["Epoch"])
-    newer = epoch > key.multi_region_epoch
+    # A replica still Creating only proposes its configuration: it decides nothing.
+    newer = epoch > key.multi_region_epoch and view.get("State") != KeyState.CREATING.value
     primary_region = str(view["PrimaryRegion"]) if newer else (key.primary_region or key.region)
     replicas = tuple(view["Replicas"]) if newer else key.replica_regions
     from_primary = str(view["Region"]) == primary_region and epoch >= key.multi_region_epoch

@@ -258,6 +258,7 @@ def _converge_remote(
             continue
         got = apply_view(peering, s_svc, s_key, answer["Key"], answer.get("Materials") or [])
         if got:
+            peering.audit(s_svc, peer, "SynchronizeMultiRegionKey", s_key.arn, got)
             done.applied += got
             changed = True
     return changed
