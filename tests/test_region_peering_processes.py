@@ -223,3 +223,40 @@ def test_a_stopped_peer_converges_after_restart(nodes: dict[str, Node]) -> None:
     status = kms.get_key_rotation_status(KeyId=key_id)
     assert status["KeyRotationEnabled"] is True and status["RotationPeriodInDays"] == 100
     assert json.dumps(results)  # reportable as it is
+
+
+def test_primary_change_and_rotation_during_a_partition_converge(tmp_path: Path) -> None:
+    south = "ap-south-1"
+    found = {r: Node(tmp_path, r) for r in (EAST, WEST, south)}
+    fingerprints = {r: n.fingerprint() for r, n in found.items()}
+    try:
+        for node in found.values():
+            node.start()
+        for region, node in found.items():
+            with node.opened() as d:
+                for other, peer in found.items():
+                    if other != region:
+                        peering_of(d).add_peer(other, peer.url, fingerprints[other])
+        east, west, far = found[EAST], found[WEST], found[south]
+        key_id = east.client().create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+        east.client().replicate_key(KeyId=key_id, ReplicaRegion=WEST)
+        east.client().replicate_key(KeyId=key_id, ReplicaRegion=south)
+        far.kill()  # partitioned from both
+        east.client().update_primary_region(KeyId=key_id, PrimaryRegion=WEST)
+        west.client().rotate_key_on_demand(KeyId=key_id)
+        blob = west.client().encrypt(KeyId=key_id, Plaintext=b"moved")["CiphertextBlob"]
+        # Meanwhile the far side still thinks east is the primary, and serves.
+        assert far.state(key_id) == "Enabled"
+        far.start()
+        lines = [line for r in west.sync() if r["KeyId"] == key_id for line in r["Applied"]]
+        assert any(
+            f"peer {south} applied" in line and f"replica of {WEST}" in line for line in lines
+        ), lines
+        kms = far.client()
+        assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"moved"
+        config = kms.describe_key(KeyId=key_id)["KeyMetadata"]["MultiRegionConfiguration"]
+        assert config["PrimaryKey"]["Region"] == WEST
+        assert sorted(r["Region"] for r in config["ReplicaKeys"]) == [EAST, south]
+    finally:
+        for node in found.values():
+            node.kill()
