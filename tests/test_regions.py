@@ -212,3 +212,42 @@ def test_accounts_have_their_own_users_and_regions(endpoint: Endpoint) -> None:
     # The home account's admin is not a user of the other account.
     home_users = deployment.principals_of(ACCOUNT)
     assert home_users.by_arn(f"arn:aws:iam::{OTHER_ACCOUNT}:user/west") is None
+
+
+def test_regions_of_a_postgresql_deployment_are_schemas_of_its_database(
+    tmp_path: Path, pg_url: str
+) -> None:
+    from kmscore.service import open_service
+
+    home = open_service(tmp_path / "node1", store=pg_url, audit=False)
+    try:
+        deployment = Deployment(home)
+        west = deployment.add_region("us-west-2")
+        from kmscore.model.caller import Caller
+        from kmscore.operations import dispatch
+
+        root = Caller(arn=f"arn:aws:iam::{home.account}:root", account=home.account,
+                      principal_id=home.account)  # fmt: skip
+        arn = dispatch(west, "CreateKey", {}, root)["KeyMetadata"]["Arn"]
+        assert arn.split(":")[3] == "us-west-2"
+        assert home.store.get_key(arn.rsplit("/", 1)[1]) is None  # not in the home's schema
+        deployment.close()
+    finally:
+        home.close()
+    # Another node of the fleet (its own data dir, the same database) sees the Region.
+    import shutil
+
+    node2 = tmp_path / "node2"
+    node2.mkdir(mode=0o700)
+    for name in ("root.key", "store.url"):
+        if (tmp_path / "node1" / name).exists():
+            shutil.copy2(tmp_path / "node1" / name, node2 / name)
+    other = open_service(node2, audit=False)
+    try:
+        found = Deployment(other).service(other.account, "us-west-2")
+        assert found is not None
+        assert found.store.get_key(arn.rsplit("/", 1)[1]) is not None
+    finally:
+        if other.deployment is not None:
+            other.deployment.close()
+        other.close()

@@ -112,14 +112,40 @@ class Deployment:
                 for r in a.iterdir()
                 if r.is_dir() and is_valid_region(r.name)
             )
-            found.sort(key=lambda ar: (ar[0], ar[1] != home.region))
-            for account, region in found:
+        else:
+            found = []
+        # A fleet's nodes share one database: its schemas name every namespace.
+        found = sorted(set(found) | set(self._schemas()))
+        found.sort(key=lambda ar: (ar[0], ar[1] != home.region))
+        for account, region in found:
+            if (account, region) not in self._services:
                 self._open(account, region)
 
     # --- namespaces ----------------------------------------------------------------
 
     def _path(self, account: str, region: str) -> Path:
         return self.home.data_dir / REGIONS_DIR / account / region
+
+    def _schemas(self) -> list[tuple[str, str]]:
+        """The (account, Region) namespaces a PostgreSQL home's database holds."""
+        url = saved_store(self.home.data_dir)
+        if url is None:
+            return []
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT schema_name FROM information_schema.schemata "
+                "WHERE schema_name LIKE 'kms\\_%'"
+            ).fetchall()
+        out = []
+        for (name,) in rows:
+            parts = str(name).split("_", 2)
+            if len(parts) == 3 and is_valid_account(parts[1]):
+                region = parts[2].replace("_", "-")
+                if is_valid_region(region):
+                    out.append((parts[1], region))
+        return out
 
     def _store_url(self, account: str, region: str) -> str | None:
         url = saved_store(self.home.data_dir)
