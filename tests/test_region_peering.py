@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kmscore.crypto.sealing import PeerIdentity, open_sealed, seal
 from kmscore.errors import AccessDeniedException, InvalidCiphertextException
@@ -222,3 +224,53 @@ def test_three_deployments_replicate_rotate_and_move_the_primary(tmp_path: Path)
             assert config["PrimaryKey"]["Region"] == SOUTH, region
             assert sorted(r["Region"] for r in config["ReplicaKeys"]) == [EAST, WEST], region
             assert kms[region].decrypt(CiphertextBlob=blob)["Plaintext"] == b"3"
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    raw=st.binary(max_size=200)
+    | _JSON.map(lambda v: json.dumps(v).encode())
+    | st.builds(
+        lambda m, sig: json.dumps({"Message": json.dumps(m), "Signature": sig}).encode(),
+        st.dictionaries(
+            st.sampled_from(["From", "To", "Time", "Nonce", "Op", "Body"]), _JSON, max_size=6
+        ),
+        st.text(max_size=20),
+    )
+)
+def test_any_peering_envelope_is_refused_without_raising(
+    pair: dict[str, Endpoint], raw: bytes
+) -> None:
+    status, body = peering(pair[WEST]).handle(raw)
+    answer = json.loads(body)
+    if status == 200:
+        # Only the unauthenticated identity request is answered, with public keys only.
+        assert set(answer) == {"Message"}
+        assert set(json.loads(answer["Message"])) == {"Identity", "Regions"}
+    else:
+        assert status in (400, 403) and answer["__type"].endswith("Exception")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=st.dictionaries(st.sampled_from(["DeploymentId", "IdentityKey", "TransportKey"]), _JSON)
+)
+def test_peer_identity_parser_refuses_malformed_input(data: dict[str, Any]) -> None:
+    from kmscore.crypto.sealing import PublicIdentity
+
+    try:
+        found = PublicIdentity.from_json(data)  # type: ignore[arg-type]
+    except ValueError:
+        return
+    assert len(found.identity_pub) == 32 and len(found.transport_pub) == 32
