@@ -274,3 +274,24 @@ def test_peer_identity_parser_refuses_malformed_input(data: dict[str, Any]) -> N
     except ValueError:
         return
     assert len(found.identity_pub) == 32 and len(found.transport_pub) == 32
+
+
+def test_a_peer_learns_nothing_of_keys_not_related_to_it(pair: dict[str, Endpoint]) -> None:
+    from kmscore.service.peering import key_view
+
+    kms = clients(pair)
+    key_id = kms[EAST].create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    east_key = pair[EAST].service.store.get_key(key_id)
+    assert east_key is not None
+    west = peering(pair[WEST])
+    to_east = next(p for p in west.peers() if p.name == EAST)
+    # West claims to hold a replica of east's unreplicated key, with a newer view.
+    forged = {**key_view(east_key), "Region": WEST, "Epoch": 99, "Replicas": [WEST]}
+    with pytest.raises(AccessDeniedException, match="no key related"):
+        west.send(to_east, "sync", {"Key": forged, "Region": EAST})
+    # Nor may it speak for a Region it does not serve.
+    forged = {**key_view(east_key), "Region": SOUTH}
+    with pytest.raises(AccessDeniedException, match="does not serve"):
+        west.send(to_east, "sync", {"Key": forged, "Region": EAST})
+    after = pair[EAST].service.store.get_key(key_id)
+    assert after is not None and after.replica_regions == () and after.multi_region_epoch == 0

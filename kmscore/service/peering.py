@@ -546,9 +546,20 @@ class Peering:
             },
         )
 
+    def _serves(self, peer: Peer, region: str) -> None:
+        """Refuse a message about a Region the sending peer does not serve."""
+        if region in peer.regions:
+            return
+        if region in self.send(peer, "hello", {})["Regions"]:
+            self.refresh(peer.name)
+            return
+        raise AccessDeniedException(f"Peer {peer.name} does not serve {region}: refused.")
+
     def _receive_replica(self, peer: Peer, body: dict[str, Any]) -> dict[str, Any]:
         view = body["Key"]
         region = str(body["ReplicaRegion"])
+        # A peer makes replicas only of its own keys (whose primary it serves).
+        self._serves(peer, str(view["PrimaryRegion"]))
         svc = self._service(str(view["Account"]), region)
         key_id = str(view["KeyId"])
         arn = svc.key_arn(key_id)
@@ -605,8 +616,14 @@ class Peering:
         region = str(body["Region"])
         svc = self._service(str(view["Account"]), region)
         key = svc.get_key(str(view["KeyId"]))
-        if key is None:
+        sender_region = str(view["Region"])
+        self._serves(peer, sender_region)
+        if key is None or not key.multi_region:
             return {"Absent": True, "Applied": []}
+        related = {key.primary_region or key.region, *key.replica_regions}
+        if sender_region not in related:
+            # Only a related key's holder learns anything of this key.
+            raise AccessDeniedException(f"{sender_region} holds no key related to this one.")
         applied = apply_view(self, svc, key, view, body.get("Materials") or [])
         if applied:
             self.audit(svc, peer, "SynchronizeMultiRegionKey", key.arn, applied)
