@@ -37,7 +37,6 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from kmscore.crypto.sealing import PeerIdentity, PublicIdentity, seal, verify_signature
@@ -714,8 +713,3 @@ def peering_of(deployment: Deployment) -> Peering:
         found = Peering(deployment)
         deployment.peering = found
     return found
-
-
-def peers_path(data_dir: Path) -> Path:
-    """Where ``data_dir`` keeps its peers."""
-    return data_dir / PEERS_FILE
