@@ -395,8 +395,11 @@ class Peering:
         except KMSError as exc:
             status = 403 if isinstance(exc, AccessDeniedException) else 400
             return status, json.dumps({"__type": exc.code, "message": exc.message}).encode(), None
-        except (ValueError, TypeError, KeyError) as exc:
-            error = {"__type": "ValidationException", "message": f"Bad peering message: {exc}"}
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            error = {
+                "__type": "ValidationException",
+                "message": f"Bad peering message: {type(exc).__name__}",
+            }
             return 400, json.dumps(error).encode(), None
 
     def _authenticate(self, message: dict[str, Any], body: bytes, signature: str | None) -> Peer:

@@ -325,26 +325,31 @@ class Deployment:
         Raises:
             InvalidSignatureException: no namespace serves the Region.
         """
-        from kmscore.errors import InvalidSignatureException
-
         for member in _KEY_MEMBERS:
             ref = request.get(member)
-            if isinstance(ref, str) and ref.startswith("arn:"):
-                try:
-                    parsed = parse_key_ref(ref)
-                except KMSError:
-                    break
-                if parsed.account is not None and parsed.account != account:
-                    other = self.service(parsed.account, region)
+            if ref is not None:
+                if type(ref) is str and ref[:4] == "arn:":
+                    other = self._other_account(ref, account, region)
                     if other is not None:
                         return other
                 break
-        found = self.service(account, region)
+        found = self._services.get((account, region)) or self.service(account, region)
         if found is None:
+            from kmscore.errors import InvalidSignatureException
+
             raise InvalidSignatureException(
                 f"Credential should be scoped to a valid region, not '{region}'."
             )
         return found
+
+    def _other_account(self, ref: str, account: str, region: str) -> KeyService | None:
+        try:
+            parsed = parse_key_ref(ref)
+        except KMSError:
+            return None
+        if parsed.account is None or parsed.account == account:
+            return None
+        return self.service(parsed.account, region)
 
     def scope_accepts(self, region: str) -> bool:
         """Whether a credential scope may name ``region`` (any account has it)."""
