@@ -158,3 +158,18 @@ def test_maintenance_completes_a_replica_its_primary_lists(tmp_path: Path) -> No
         _call(west, "Encrypt", KeyId=key_id, Plaintext=b"x")
     finally:
         _close(home, deployment)
+
+
+def test_a_local_client_reaches_the_regions_of_its_data_dir(tmp_path: Path) -> None:
+    from kmscore.client import LocalKMS
+
+    home = open_service(tmp_path / "data", audit=False)
+    Deployment(home).add_region(WEST)
+    home.close()  # closes the other Regions too
+    with LocalKMS(tmp_path / "data", audit=False, principal=ROOT.arn) as kms:
+        key_id = kms.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+        kms.replicate_key(KeyId=key_id, ReplicaRegion=WEST)
+        west = kms.in_region(WEST)
+        assert west.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
+        blob = west.encrypt(KeyId=key_id, Plaintext=b"w")["CiphertextBlob"]
+        assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"w"

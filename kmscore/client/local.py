@@ -67,6 +67,9 @@ class LocalKMS(KMSMethods):
             data_dir, region=region, account=account, passphrase=passphrase, **service_options
         )
         self._caller = self._make_caller(principal)
+        from kmscore.service.regions import open_if_any
+
+        open_if_any(self._service)  # other Regions and peers, for multi-Region keys
         run_maintenance(self._service)
 
     def _make_caller(self, principal: str | None) -> Caller:

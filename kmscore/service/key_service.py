@@ -290,7 +290,13 @@ class KeyService:
         self._maintained = time.monotonic()
 
     def close(self) -> None:
-        """Seal the audit trail, release the store and forget all material."""
+        """Seal the audit trail, release the store and forget all material.
+
+        The home of a deployment closes its other namespaces first.
+        """
+        deployment = self.deployment
+        if deployment is not None and getattr(deployment, "home", None) is self:
+            deployment.close()
         close_auditor = getattr(self.auditor, "close", None)
         if close_auditor is not None:
             close_auditor()

@@ -44,6 +44,7 @@ __all__ = [
     "is_valid_account",
     "is_valid_region",
     "open_deployment",
+    "open_if_any",
 ]
 
 #: Where a home data dir keeps its further namespaces.
@@ -370,6 +371,25 @@ class Deployment:
                 if svc is not self.home:
                     svc.close()
                     del self._services[key]
+
+
+def open_if_any(home: KeyService) -> Deployment | None:
+    """Open the deployment of a data dir that has other Regions, accounts or peers.
+
+    A data dir without them (SQLite, no ``regions/``, no peers) stays a single
+    Region; a PostgreSQL one is opened (its database may hold Regions).
+    Frontends call this when they open a data dir.
+    """
+    from kmscore.service.peering import PEERS_FILE
+
+    path = home.data_dir
+    if (
+        (path / REGIONS_DIR).is_dir()
+        or (path / PEERS_FILE).exists()
+        or saved_store(path) is not None
+    ):
+        return open_deployment(home)
+    return None
 
 
 def open_deployment(home: KeyService, *, any_region: bool = False) -> Deployment:
