@@ -475,7 +475,11 @@ def test_unmapped_caller_may_only_generate_random(admin: LocalKMS, key: str) -> 
     params = admin.get_parameters_for_import(
         KeyId=external, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048"
     )
+    mrk = admin.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    admin.in_region("us-west-2")
     requests: dict[str, dict[str, Any]] = {
+        "ReplicateKey": {"KeyId": mrk, "ReplicaRegion": "us-west-2"},
+        "UpdatePrimaryRegion": {"KeyId": mrk, "PrimaryRegion": "us-west-2"},
         "GetKeyLastUsage": {"KeyId": key},
         "GetParametersForImport": {
             "KeyId": external,
@@ -556,7 +560,9 @@ def test_unmapped_caller_may_only_generate_random(admin: LocalKMS, key: str) -> 
     assert meta["KeyState"] == "Enabled" and meta["Description"] == "shared"
     assert "Enable IAM User Permissions" in policy_of(admin, key)
     assert [a["AliasName"] for a in admin.list_aliases(KeyId=key)["Aliases"]] == ["alias/shared"]
-    assert len(admin.list_keys()["Keys"]) == 6
+    assert len(admin.list_keys()["Keys"]) == 7  # six, and the multi-Region key
+    config = admin.describe_key(KeyId=mrk)["KeyMetadata"]["MultiRegionConfiguration"]
+    assert config["MultiRegionKeyType"] == "PRIMARY" and config["ReplicaKeys"] == []
     assert admin.describe_key(KeyId=external)["KeyMetadata"]["KeyState"] == "PendingImport"
     assert admin.describe_key(KeyId=doomed)["KeyMetadata"]["KeyState"] == "PendingDeletion"
     assert svc.store.get_principal("intruder") is None

@@ -101,6 +101,10 @@ def run_every_operation(kms: LocalKMS) -> Recorder:
     other = call("CreateKey")["KeyMetadata"]["KeyId"]
     call("DescribeKey", KeyId=key)
     call("ListKeys", Limit=10)
+    mrk = call("CreateKey", MultiRegion=True)["KeyMetadata"]["KeyId"]
+    kms.in_region("us-west-2")
+    call("ReplicateKey", KeyId=mrk, ReplicaRegion="us-west-2")
+    call("UpdatePrimaryRegion", KeyId=mrk, PrimaryRegion="us-west-2")
     call("UpdateKeyDescription", KeyId=key, Description="still audited")
     call("TagResource", KeyId=key, Tags=[{"TagKey": "team", "TagValue": "a"}])
     call("UntagResource", KeyId=key, TagKeys=["team"])

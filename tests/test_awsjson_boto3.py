@@ -47,6 +47,7 @@ ADMIN = f"arn:aws:iam::{ACCOUNT}:user/{unix_user_name(os.getuid())}"
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
     with running_endpoint(tmp_path_factory.mktemp("awsjson") / "kms") as ep:
+        ep.service.deployment.add_region(REPLICA_REGION)  # for the multi-Region operations
         yield ep
 
 
@@ -203,6 +204,25 @@ def _revoke_grant(kms: Any) -> dict[str, Any]:
     grant = _grant(kms, key)
     out = dict(kms.revoke_grant(KeyId=key, GrantId=grant["GrantId"]))
     assert kms.list_grants(KeyId=key)["Grants"] == []
+    return out
+
+
+REPLICA_REGION = "us-west-1"
+
+
+def _replicate_key(kms: Any) -> dict[str, Any]:
+    key = kms.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    out = dict(kms.replicate_key(KeyId=key, ReplicaRegion=REPLICA_REGION, Description="r"))
+    assert out["ReplicaKeyMetadata"]["Arn"].split(":")[3] == REPLICA_REGION
+    return out
+
+
+def _update_primary_region(kms: Any) -> dict[str, Any]:
+    key = kms.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    kms.replicate_key(KeyId=key, ReplicaRegion=REPLICA_REGION)
+    out = dict(kms.update_primary_region(KeyId=key, PrimaryRegion=REPLICA_REGION))
+    config = kms.describe_key(KeyId=key)["KeyMetadata"]["MultiRegionConfiguration"]
+    assert config["MultiRegionKeyType"] == "REPLICA"
     return out
 
 
@@ -366,6 +386,8 @@ OP_CALLS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "DisableKeyRotation": lambda kms: kms.disable_key_rotation(KeyId=new_key(kms)),
     "GetKeyRotationStatus": lambda kms: kms.get_key_rotation_status(KeyId=new_key(kms)),
     "RotateKeyOnDemand": _rotate_on_demand,
+    "ReplicateKey": _replicate_key,
+    "UpdatePrimaryRegion": _update_primary_region,
     "ListKeyRotations": _list_key_rotations,
     "GetKeyPolicy": lambda kms: kms.get_key_policy(KeyId=new_key(kms), PolicyName="default"),
     "PutKeyPolicy": _put_key_policy,

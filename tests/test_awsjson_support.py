@@ -85,6 +85,7 @@ def running_endpoint(
     limits: ConnectionLimits | None = None,
     refusal_limits: RefusalLimits | None = None,
     ops: Any = None,
+    any_region: bool = False,
     **service_options: Any,
 ) -> Iterator[Endpoint]:
     """Open a key service on ``data_dir`` and serve it over HTTP until the block ends.
@@ -105,7 +106,12 @@ def running_endpoint(
     try:
         server = asyncio.run_coroutine_threadsafe(
             start_http_server(
-                service, "127.0.0.1", 0, limits=limits, ops=ops(service) if ops else None
+                service,
+                "127.0.0.1",
+                0,
+                limits=limits,
+                ops=ops(service) if ops else None,
+                any_region=any_region,
             ),
             loop,
         ).result(10)

@@ -339,6 +339,18 @@ def _sample_calls(kms: LocalKMS) -> Iterator[tuple[str, dict[str, Any]]]:
     yield from _asymmetric_sample_calls(kms, key)
     yield from _import_sample_calls(kms)
     yield "GetKeyLastUsage", {"KeyId": key}
+    yield from _multi_region_sample_calls(kms)
+
+
+def _multi_region_sample_calls(kms: LocalKMS) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Calls of the multi-Region key operations (issue 15)."""
+    region = "eu-north-1"
+    kms.in_region(region)
+    mrk = str(kms.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"])
+    yield "ReplicateKey", {"KeyId": mrk, "ReplicaRegion": region, "Description": "r"}
+    yield "DescribeKey", {"KeyId": mrk}
+    yield "UpdatePrimaryRegion", {"KeyId": mrk, "PrimaryRegion": region}
+    yield "DescribeKey", {"KeyId": mrk}
 
 
 def _import_sample_calls(kms: LocalKMS) -> Iterator[tuple[str, dict[str, Any]]]:

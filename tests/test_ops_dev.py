@@ -63,8 +63,15 @@ def test_dev_mode_with_boto3_and_the_printed_exports(tmp_path: Path) -> None:
                 "kms", region_name="ap-southeast-2",
                 config=Config(retries={"total_max_attempts": 1}),
             )  # fmt: skip
-            assert other.decrypt(CiphertextBlob=blob)["Plaintext"] == b"secret"
-            assert [k["KeyId"] for k in other.list_keys()["Keys"]] == [key]
+            # ... as a Region of its own (docs/regions.md): its keys, not the other's.
+            with pytest.raises(other.exceptions.NotFoundException):
+                other.decrypt(CiphertextBlob=blob)
+            mine = other.create_key()["KeyMetadata"]
+            assert mine["Arn"].startswith("arn:aws:kms:ap-southeast-2:")
+            sealed = other.encrypt(KeyId=mine["KeyId"], Plaintext=b"s2")["CiphertextBlob"]
+            assert other.decrypt(CiphertextBlob=sealed)["Plaintext"] == b"s2"
+            assert [k["KeyId"] for k in other.list_keys()["Keys"]] == [mine["KeyId"]]
+            assert [k["KeyId"] for k in kms.list_keys()["Keys"]] == [key]
         finally:
             os.environ.clear()
             os.environ.update(saved)
@@ -85,11 +92,11 @@ def test_any_region_checks_the_signature_with_the_named_region() -> None:
     strict = SigV4Verifier("eu-west-1", lambda k: ("user", SECRET), service="service",
                            clock=lambda: NOW)  # fmt: skip
     loose = SigV4Verifier("eu-west-1", lambda k: ("user", SECRET), service="service",
-                          clock=lambda: NOW, any_region=True)  # fmt: skip
+                          clock=lambda: NOW, regions=lambda r: True)  # fmt: skip
     request = headers(VANILLA["GET", "/"])  # signed for us-east-1
     with pytest.raises(InvalidSignatureException, match="valid region"):
         strict.verify("GET", "/", request, b"")
-    assert loose.verify("GET", "/", request, b"") == ("user", KEY_ID)
+    assert loose.verify_scoped("GET", "/", request, b"") == ("user", KEY_ID, "us-east-1")
     # The signature still counts: a changed one fails in any Region.
     signature = VANILLA["GET", "/"]
     tampered = headers(("0" if signature[0] != "0" else "1") + signature[1:])

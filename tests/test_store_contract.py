@@ -123,6 +123,24 @@ def test_key_round_trips_every_field(store: KeyStore) -> None:
     assert store.get_material("k1", 2) is None
 
 
+def test_multi_region_configuration_round_trips_and_updates(store: KeyStore) -> None:
+    mrk = "mrk-" + "ab" * 16
+    primary = key(mrk, multi_region=True, primary_region="us-east-1")
+    store.create_key(primary, material(mrk), {})
+    assert store.get_key(mrk) == primary.replace(revision=1)
+    with_replicas = store.update_key(
+        primary.replace(
+            revision=1, replica_regions=("eu-west-1", "ap-south-1"), multi_region_epoch=3
+        )
+    )
+    assert store.get_key(mrk) == with_replicas
+    assert with_replicas.replica_regions == ("eu-west-1", "ap-south-1")
+    # A key that is not multi-Region keeps none.
+    store.create_key(key("k2"), None, {})
+    assert store.get_key("k2").primary_region is None  # type: ignore[union-attr]
+    assert store.get_key("k2").replica_regions == ()  # type: ignore[union-attr]
+
+
 def test_create_key_twice_is_refused_and_changes_nothing(store: KeyStore) -> None:
     store.create_key(key(description="first"), None, {})
     with pytest.raises(AlreadyExistsException):

@@ -444,6 +444,20 @@ class ReEncryptRequest(TypedDict, total=False):
     DryRunModifiers: Sequence[DryRunModifiers]
 
 
+class ReplicateKeyRequestTags(TypedDict, total=False):
+    TagKey: Required[str]
+    TagValue: Required[str]
+
+
+class ReplicateKeyRequest(TypedDict, total=False):
+    KeyId: Required[str]
+    ReplicaRegion: Required[str]
+    Policy: str
+    BypassPolicyLockoutSafetyCheck: bool
+    Description: str
+    Tags: Sequence[ReplicateKeyRequestTags]
+
+
 class RetireGrantRequest(TypedDict, total=False):
     GrantToken: str
     KeyId: str
@@ -513,6 +527,11 @@ class UpdateAliasRequest(TypedDict, total=False):
 class UpdateKeyDescriptionRequest(TypedDict, total=False):
     KeyId: Required[str]
     Description: Required[str]
+
+
+class UpdatePrimaryRegionRequest(TypedDict, total=False):
+    KeyId: Required[str]
+    PrimaryRegion: Required[str]
 
 
 class VerifyRequest(TypedDict, total=False):
@@ -717,6 +736,10 @@ class KMSMethods:
         """ReEncrypt: decrypt under one key and context, encrypt under another."""
         return self._invoke("ReEncrypt", request)
 
+    def replicate_key(self, **request: Unpack[ReplicateKeyRequest]) -> dict[str, Any]:
+        """ReplicateKey: a replica of a multi-Region primary key in another Region."""
+        return self._invoke("ReplicateKey", request)
+
     def retire_grant(self, **request: Unpack[RetireGrantRequest]) -> dict[str, Any]:
         """RetireGrant: by token, or by KeyId and GrantId; for the grant's own parties."""
         return self._invoke("RetireGrant", request)
@@ -764,6 +787,12 @@ class KMSMethods:
     ) -> dict[str, Any]:
         """UpdateKeyDescription."""
         return self._invoke("UpdateKeyDescription", request)
+
+    def update_primary_region(
+        self, **request: Unpack[UpdatePrimaryRegionRequest]
+    ) -> dict[str, Any]:
+        """UpdatePrimaryRegion: make the replica in PrimaryRegion the primary key."""
+        return self._invoke("UpdatePrimaryRegion", request)
 
     def verify(self, **request: Unpack[VerifyRequest]) -> dict[str, Any]:
         """Verify: KMSInvalidSignatureException unless the signature is valid."""
@@ -973,6 +1002,10 @@ class AsyncKMSMethods:
         """ReEncrypt: decrypt under one key and context, encrypt under another."""
         return await self._invoke("ReEncrypt", request)
 
+    async def replicate_key(self, **request: Unpack[ReplicateKeyRequest]) -> dict[str, Any]:
+        """ReplicateKey: a replica of a multi-Region primary key in another Region."""
+        return await self._invoke("ReplicateKey", request)
+
     async def retire_grant(self, **request: Unpack[RetireGrantRequest]) -> dict[str, Any]:
         """RetireGrant: by token, or by KeyId and GrantId; for the grant's own parties."""
         return await self._invoke("RetireGrant", request)
@@ -1022,6 +1055,12 @@ class AsyncKMSMethods:
     ) -> dict[str, Any]:
         """UpdateKeyDescription."""
         return await self._invoke("UpdateKeyDescription", request)
+
+    async def update_primary_region(
+        self, **request: Unpack[UpdatePrimaryRegionRequest]
+    ) -> dict[str, Any]:
+        """UpdatePrimaryRegion: make the replica in PrimaryRegion the primary key."""
+        return await self._invoke("UpdatePrimaryRegion", request)
 
     async def verify(self, **request: Unpack[VerifyRequest]) -> dict[str, Any]:
         """Verify: KMSInvalidSignatureException unless the signature is valid."""

@@ -67,6 +67,9 @@ class LocalKMS(KMSMethods):
             data_dir, region=region, account=account, passphrase=passphrase, **service_options
         )
         self._caller = self._make_caller(principal)
+        from kmscore.service.regions import open_if_any
+
+        open_if_any(self._service)  # other Regions and peers, for multi-Region keys
         run_maintenance(self._service)
 
     def _make_caller(self, principal: str | None) -> Caller:
@@ -107,6 +110,28 @@ class LocalKMS(KMSMethods):
         """The underlying key service."""
         return self._service
 
+    def in_region(self, region: str) -> LocalKMS:
+        """A client of another Region of this deployment, acting as the same caller.
+
+        The Region is added to the data dir on first use (``kms region add``;
+        docs/regions.md). The returned client shares this one's data dir:
+        closing it closes nothing; closing this one closes every Region.
+
+        Raises:
+            ValueError: not a Region's name.
+        """
+        from kmscore.service.regions import open_deployment
+
+        deployment = open_deployment(self._service)
+        account = self._service.account
+        found = deployment.service(account, region) or deployment.add_region(region, account)
+        view = object.__new__(LocalKMS)
+        view._service, view._caller, view._owner = found, self._caller, self
+        return view
+
+    #: The client whose data dir a view of another Region shares (in_region).
+    _owner: LocalKMS | None = None
+
     def call(self, operation: str, **request: Any) -> dict[str, Any]:
         """Run any operation by its AWS name.
 
@@ -123,7 +148,12 @@ class LocalKMS(KMSMethods):
         run_maintenance(self._service)
 
     def close(self) -> None:
-        """Release the data dir and forget all key material."""
+        """Release the data dir and forget all key material (every Region's)."""
+        if self._owner is not None:
+            return  # a view of another Region (in_region): its owner closes
+        deployment = self._service.deployment
+        if deployment is not None:
+            deployment.close()
         self._service.close()
 
     def __enter__(self) -> LocalKMS:

@@ -81,6 +81,45 @@ class KeyRecord:
     expiration_model: str | None = None
     #: For an EXTERNAL key: when the first of its imported materials expires.
     valid_to: datetime | None = None
+    #: For a multi-Region key: the Region of its primary key (this key's own
+    #: Region when it is the primary), and the Regions of the replicas.
+    primary_region: str | None = None
+    replica_regions: tuple[str, ...] = ()
+    #: Moves with every change of the primary or the replicas: of two views
+    #: of one multi-Region key's configuration, the higher epoch is newer.
+    multi_region_epoch: int = 0
+
+    @property
+    def region(self) -> str:
+        """The Region this key's ARN names."""
+        return self.arn.split(":", 5)[3]
+
+    @property
+    def is_primary(self) -> bool:
+        """A multi-Region primary key (False for a replica or a single-Region key)."""
+        return self.multi_region and self.primary_region == self.region
+
+    @property
+    def is_replica(self) -> bool:
+        """A multi-Region replica key."""
+        return self.multi_region and self.primary_region not in (None, self.region)
+
+    def related_arn(self, region: str) -> str:
+        """The ARN of the related multi-Region key in ``region``."""
+        parts = self.arn.split(":", 5)
+        parts[3] = region
+        return ":".join(parts)
+
+    def multi_region_configuration(self) -> dict[str, Any]:
+        """DescribeKey's ``MultiRegionConfiguration`` of a multi-Region key."""
+        primary = self.primary_region or self.region
+        return {
+            "MultiRegionKeyType": "PRIMARY" if primary == self.region else "REPLICA",
+            "PrimaryKey": {"Arn": self.related_arn(primary), "Region": primary},
+            "ReplicaKeys": [
+                {"Arn": self.related_arn(r), "Region": r} for r in self.replica_regions
+            ],
+        }
 
     def replace(self, **changes: Any) -> KeyRecord:
         """A copy with some fields changed."""
@@ -110,6 +149,8 @@ class KeyRecord:
             md["DeletionDate"] = self.deletion_date
         if self.state is KeyState.PENDING_DELETION and self.pending_window_days is not None:
             md["PendingDeletionWindowInDays"] = self.pending_window_days
+        if self.multi_region:
+            md["MultiRegionConfiguration"] = self.multi_region_configuration()
         if current_material_id is not None:
             md["CurrentKeyMaterialId"] = current_material_id
         if self.expiration_model is not None:

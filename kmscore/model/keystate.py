@@ -42,11 +42,16 @@ S = KeyState
 # Which states each state may move to.
 _TRANSITIONS: Final[dict[KeyState, frozenset[KeyState]]] = {
     S.CREATING: frozenset({S.ENABLED, S.PENDING_IMPORT}),
-    S.ENABLED: frozenset({S.DISABLED, S.PENDING_DELETION, S.PENDING_IMPORT}),
-    S.DISABLED: frozenset({S.ENABLED, S.PENDING_DELETION, S.PENDING_IMPORT}),
+    S.ENABLED: frozenset(
+        {S.DISABLED, S.PENDING_DELETION, S.PENDING_IMPORT, S.PENDING_REPLICA_DELETION}
+    ),
+    S.DISABLED: frozenset(
+        {S.ENABLED, S.PENDING_DELETION, S.PENDING_IMPORT, S.PENDING_REPLICA_DELETION}
+    ),
     S.PENDING_DELETION: frozenset({S.DISABLED, S.PENDING_IMPORT}),
     S.PENDING_IMPORT: frozenset({S.ENABLED, S.PENDING_DELETION}),
-    S.PENDING_REPLICA_DELETION: frozenset(),
+    # A multi-Region primary waiting for its replicas to be deleted.
+    S.PENDING_REPLICA_DELETION: frozenset({S.PENDING_DELETION, S.DISABLED}),
     S.UNAVAILABLE: frozenset({S.ENABLED, S.DISABLED, S.PENDING_DELETION}),
     S.UPDATING: frozenset({S.ENABLED, S.DISABLED}),
 }
@@ -89,7 +94,7 @@ _ALLOWED: Final[dict[str, frozenset[KeyState]]] = {
     "EnableKey": _USABLE,
     "DisableKey": _USABLE,
     "ScheduleKeyDeletion": _USABLE | {S.PENDING_IMPORT},
-    "CancelKeyDeletion": frozenset({S.PENDING_DELETION}),
+    "CancelKeyDeletion": frozenset({S.PENDING_DELETION, S.PENDING_REPLICA_DELETION}),
     "UpdateKeyDescription": _USABLE | {S.PENDING_IMPORT},
     "CreateAlias": _USABLE | {S.PENDING_IMPORT},
     "UpdateAlias": _USABLE | {S.PENDING_IMPORT},
@@ -110,6 +115,9 @@ _ALLOWED: Final[dict[str, frozenset[KeyState]]] = {
     "ImportKeyMaterial": _USABLE | {S.PENDING_IMPORT},
     "DeleteImportedKeyMaterial": _USABLE | {S.PENDING_IMPORT, S.PENDING_DELETION},
     "GetKeyLastUsage": _ALL,
+    # Multi-Region keys (the primary's state; a replica's own is checked apart).
+    "ReplicateKey": _USABLE,
+    "UpdatePrimaryRegion": _USABLE,
 }
 _DISABLED_MEANS_DISABLED: Final = _CRYPTO | {
     "EnableKeyRotation",

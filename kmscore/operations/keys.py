@@ -142,6 +142,7 @@ def create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         current_version=1,
         multi_region=bool(req.get("MultiRegion")),
         policy=req.get("Policy"),
+        primary_region=svc.region if req.get("MultiRegion") else None,
     )
     call.resources.append(key.arn)
     if "Policy" in req:
@@ -263,18 +264,29 @@ def schedule_key_deletion(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 
     def change(k: KeyRecord) -> KeyRecord:
         call.check_state(k)
+        if k.is_primary and k.replica_regions:
+            # AWS: the primary waits for its replicas; its own waiting period
+            # starts when the last is deleted.
+            require_transition(k.arn, k.state, KeyState.PENDING_REPLICA_DELETION)
+            return k.replace(
+                state=KeyState.PENDING_REPLICA_DELETION,
+                deletion_date=None,
+                pending_window_days=window,
+            )
         require_transition(k.arn, k.state, KeyState.PENDING_DELETION)
         return k.replace(
             state=KeyState.PENDING_DELETION, deletion_date=deletion, pending_window_days=window
         )
 
     stored = svc.update_key(key, change)
-    return {
+    out: dict[str, Any] = {
         "KeyId": stored.arn,
-        "DeletionDate": deletion,
         "KeyState": stored.state.value,
         "PendingWindowInDays": window,
     }
+    if stored.deletion_date is not None:
+        out["DeletionDate"] = stored.deletion_date
+    return out
 
 
 @operation("CancelKeyDeletion", {"KeyId": KEY_ID})

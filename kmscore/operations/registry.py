@@ -169,6 +169,9 @@ def dispatch(
         if not recorded:
             service.auditor.record(call, request, None, exc)
         raise
+    finally:
+        if service.replication_due:
+            service.replicate_due()  # multi-Region keys changed: their replicas follow
     return response
 
 

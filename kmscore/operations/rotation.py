@@ -32,13 +32,19 @@ MAX_PERIOD: Final = 2560
 MAX_ON_DEMAND: Final = 25
 
 
-def _rotatable(call: Call, ref: str, *, imported: bool = False) -> KeyRecord:
+def _rotatable(call: Call, ref: str, *, imported: bool = False, changes: bool = False) -> KeyRecord:
     """A symmetric encryption key that rotates.
 
     Automatic rotation is for AWS_KMS keys only; on-demand rotation (and its
-    listing) also for EXTERNAL keys (``imported``), as AWS has it.
+    listing) also for EXTERNAL keys (``imported``), as AWS has it. A
+    multi-Region replica rotates with its primary: it refuses ``changes``.
     """
     key = call.key(ref, allow_alias=False)
+    if changes and key.is_replica:
+        raise UnsupportedOperationException(
+            f"{key.arn} is a multi-Region replica key: it rotates with its primary key "
+            f"{key.related_arn(key.primary_region or key.region)}; change rotation there."
+        )
     origins = ("AWS_KMS", "EXTERNAL") if imported else ("AWS_KMS",)
     if key.key_spec != "SYMMETRIC_DEFAULT" or key.origin not in origins:
         raise UnsupportedOperationException(
@@ -55,7 +61,7 @@ def _rotatable(call: Call, ref: str, *, imported: bool = False) -> KeyRecord:
 def enable_key_rotation(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """EnableKeyRotation: rotate every RotationPeriodInDays (90-2560, default 365)."""
     svc = call.service
-    key = _rotatable(call, req["KeyId"])
+    key = _rotatable(call, req["KeyId"], changes=True)
     period = req.get("RotationPeriodInDays", DEFAULT_PERIOD)
     call.authorize(key, conditions={"kms:RotationPeriodInDays": period})
     now = svc.clock()
@@ -69,6 +75,8 @@ def enable_key_rotation(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         )
 
     svc.update_key(key, change)
+    if key.multi_region:
+        svc.note_replication(key.key_id)  # a shared property
     return {}
 
 
@@ -76,7 +84,7 @@ def enable_key_rotation(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 def disable_key_rotation(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """DisableKeyRotation."""
     svc = call.service
-    key = _rotatable(call, req["KeyId"])
+    key = _rotatable(call, req["KeyId"], changes=True)
     call.authorize(key)
 
     def change(k: KeyRecord) -> KeyRecord:
@@ -84,6 +92,8 @@ def disable_key_rotation(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         return k.replace(rotation_enabled=False, next_rotation_date=None)
 
     svc.update_key(key, change)
+    if key.multi_region:
+        svc.note_replication(key.key_id)
     return {}
 
 
@@ -105,7 +115,7 @@ def get_key_rotation_status(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 def rotate_key_on_demand(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """RotateKeyOnDemand: a new material version now (at most 25 per key)."""
     svc = call.service
-    key = _rotatable(call, req["KeyId"], imported=True)
+    key = _rotatable(call, req["KeyId"], imported=True, changes=True)
     call.authorize(key)
     materials = svc.store.list_materials(key.key_id)
     done = sum(1 for m in materials if m.rotation_type == ON_DEMAND)

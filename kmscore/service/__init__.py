@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from kmscore.crypto.rootkey import RootKey
 from kmscore.fsutil import ensure_private_dir
 from kmscore.model.caller import Caller
 from kmscore.model.key import utcnow
@@ -65,6 +66,8 @@ def open_service(
     invocation_block: int = DEFAULT_BLOCK,
     invocation_limit: int = DEFAULT_LIMIT,
     argon2_interactive: bool = False,
+    root_key: RootKey | None = None,
+    admin: bool = True,
 ) -> KeyService:
     """Open a data dir, initializing it if it is new.
 
@@ -95,6 +98,11 @@ def open_service(
         invocation_block: AES-GCM invocations reserved per store write.
         invocation_limit: Invocations per key version before rotation.
         argon2_interactive: Cheaper Argon2id cost for a new passphrase dir.
+        root_key: The root key of the deployment this data dir is a region
+            of (:mod:`kmscore.service.regions`): its material is wrapped
+            under that key, checked against the dir's check value.
+        admin: False to make no admin user in a new data dir (a region of an
+            account whose users live in another).
 
     Returns:
         The service; close it with :meth:`KeyService.close`.
@@ -111,7 +119,13 @@ def open_service(
     key_store = open_store(path, store) if store is None or isinstance(store, str) else store
     served_region, served_account = open_settings(key_store, region, account)
     secret = passphrase.encode() if isinstance(passphrase, str) else passphrase
-    root_key = open_root_key(key_store, path, secret, interactive=argon2_interactive)
+    if root_key is None:
+        root_key = open_root_key(key_store, path, secret, interactive=argon2_interactive)
+    else:
+        key_store.init_settings(
+            {"root_key_mode": b"deployment", "root_key_check": root_key.check_value()}
+        )
+        root_key.verify_check_value(key_store.get_setting("root_key_check") or b"")
     if auditor is None:
         auditor = (
             TrailAuditor(
@@ -140,7 +154,8 @@ def open_service(
         # a time, or two first opens both try to add the admin.
         with first_open_lock(path):
             if key_store.get_setting("initialized") is None:
-                init_admin(service.principals, path, os.getuid())
+                if admin:
+                    init_admin(service.principals, path, os.getuid())
                 key_store.init_settings({"initialized": b"1"})
     record_format(path, found_format)  # the store migrated itself when it opened
     return service

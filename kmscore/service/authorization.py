@@ -39,6 +39,7 @@ from kmscore.policy import (
 
 if TYPE_CHECKING:
     from kmscore.model.caller import Caller
+    from kmscore.model.principal import Principal
     from kmscore.service.call import Call
     from kmscore.service.key_service import KeyService
 
@@ -68,6 +69,12 @@ def _source_ip(source: str) -> str | None:
 
 #: Actions an unmapped caller may still take (it reveals nothing about keys).
 _ANONYMOUS_ACTIONS: Final = frozenset({"kms:GenerateRandom"})
+
+
+def _principal(svc: KeyService, caller: Caller) -> Principal | None:
+    """The calling user, in its own account (which may be another than the key's)."""
+    principals = svc.principals_for(caller.account)
+    return principals.by_arn(caller.arn) if principals is not None else None
 
 
 def _hashable(value: Any) -> Any:
@@ -176,7 +183,7 @@ class PolicyAuthorizer:
         if source_ip is not None:
             values["aws:SourceIp"] = source_ip
         if caller.kind == "IAMUser":
-            principal = svc.principals.by_arn(caller.arn)
+            principal = _principal(svc, caller)
             if principal is not None:
                 for k, v in principal.tags.items():
                     values[f"aws:PrincipalTag/{k}"] = v
@@ -194,8 +201,9 @@ class PolicyAuthorizer:
             values.setdefault("kms:KeyOrigin", key.origin)
             values.setdefault("kms:MultiRegion", key.multi_region)
             if key.multi_region:
-                # Every multi-Region key here is a primary until replicas land.
-                values.setdefault("kms:MultiRegionKeyType", "PRIMARY")
+                values.setdefault(
+                    "kms:MultiRegionKeyType", "REPLICA" if key.is_replica else "PRIMARY"
+                )
             values.update(self.resource_values(svc, key))
             if call.request_aliases is not None:
                 alias = call.request_aliases.get(key.key_id)
@@ -301,7 +309,7 @@ class PolicyAuthorizer:
         """
         if caller.kind != "IAMUser":
             return None
-        principal = svc.principals.by_arn(caller.arn)
+        principal = _principal(svc, caller)
         if principal is None or not principal.identity_policy:
             return None
         return self.policy(principal.identity_policy, "identity")
@@ -343,7 +351,7 @@ class PolicyAuthorizer:
     ) -> None:
         caller = call.caller
         ctx = self.request_context(call, action, key, conditions)
-        if caller.kind == "IAMUser" and svc.principals.by_arn(caller.arn) is None:
+        if caller.kind == "IAMUser" and _principal(svc, caller) is None:
             raise AccessDeniedException(f"User: {caller.arn} does not exist in this KMS.")
         identity = self._identity_policy(svc, caller)
         if key is None:

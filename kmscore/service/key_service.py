@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from kmscore.crypto.rootkey import RootKey
 from kmscore.errors import ConflictException, KMSInternalException, NotFoundException
@@ -93,6 +93,12 @@ class KeyService:
         #: authorization caches.
         self.access_epoch = 0
         self.principals = Principals(store, root_key, account, clock, self.access_changed)
+        #: The :class:`~kmscore.service.regions.Deployment` this data dir is a
+        #: Region of, when it serves several (None: this Region alone).
+        self.deployment: Any = None
+        #: Multi-Region keys to converge after the call that changed them
+        #: commits: (Region to start from, key id).
+        self.replication_due: set[tuple[str, str]] = set()
 
     # --- naming ----------------------------------------------------------------
 
@@ -103,6 +109,41 @@ class KeyService:
     def alias_arn(self, alias_name: str) -> str:
         """The ARN of an alias of this data dir."""
         return alias_arn(self.region, self.account, alias_name)
+
+    def principals_for(self, account: str) -> Principals | None:
+        """The users of ``account``: this dir's, or another account's of the deployment."""
+        if account == self.account:
+            return self.principals
+        if self.deployment is None:
+            return None
+        found: Principals | None = self.deployment.principals_of(account)
+        return found
+
+    def related(self, region: str) -> KeyService | None:
+        """This account's namespace in ``region`` (for multi-Region keys), if any."""
+        if region == self.region:
+            return self
+        if self.deployment is None:
+            return None
+        found: KeyService | None = self.deployment.service(self.account, region)
+        return found
+
+    def note_replication(self, key_id: str, region: str | None = None) -> None:
+        """Converge a multi-Region key's related keys once this call commits."""
+        self.replication_due.add((region or self.region, key_id))
+
+    def replicate_due(self) -> None:
+        """Converge the multi-Region keys noted so far (see :mod:`.replication`)."""
+        from kmscore.service.replication import converge_quietly
+
+        while self.replication_due:
+            try:
+                region, key_id = self.replication_due.pop()
+            except KeyError:
+                return  # another thread took the last one
+            start = self.related(region)
+            if start is not None:
+                converge_quietly(start, key_id)
 
     # --- caches ------------------------------------------------------------------
 
@@ -236,6 +277,9 @@ class KeyService:
         """Delete a key whose deletion window has ended, material and all."""
         self.store.delete_key(key.key_id)
         self.forget(key.key_id)
+        if key.multi_region and key.primary_region not in (None, self.region):
+            # A replica gone: its primary's configuration drops it.
+            self.note_replication(key.key_id, key.primary_region)
 
     def maintenance_due(self) -> bool:
         """Whether periodic maintenance should run now (cheap to ask)."""
@@ -246,7 +290,13 @@ class KeyService:
         self._maintained = time.monotonic()
 
     def close(self) -> None:
-        """Seal the audit trail, release the store and forget all material."""
+        """Seal the audit trail, release the store and forget all material.
+
+        The home of a deployment closes its other namespaces first.
+        """
+        deployment = self.deployment
+        if deployment is not None and getattr(deployment, "home", None) is self:
+            deployment.close()
         close_auditor = getattr(self.auditor, "close", None)
         if close_auditor is not None:
             close_auditor()

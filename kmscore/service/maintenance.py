@@ -53,6 +53,9 @@ def run_maintenance(service: KeyService) -> None:
         if not page:
             break
         for key in page:
+            if key.multi_region:
+                # Replicas catch up with their primary after any interruption.
+                service.note_replication(key.key_id)
             if key.valid_to is not None and key.valid_to <= now:
                 key = expire_imported(service, key, now)
             if key.state is KeyState.PENDING_DELETION:
@@ -60,10 +63,12 @@ def run_maintenance(service: KeyService) -> None:
                     service.delete_expired(key)
             elif (
                 key.state is KeyState.ENABLED
+                and not key.is_replica  # a replica rotates with its primary
                 and key.rotation_enabled
                 and key.next_rotation_date is not None
                 and key.next_rotation_date <= now
             ):
                 rotate(service, key, AUTOMATIC)
         after = page[-1].key_id
+    service.replicate_due()
     service.mark_maintained()

@@ -81,7 +81,8 @@ class Principals:
         self._root_key = root_key
         self._account = account
         self._clock = clock
-        self._access_changed = access_changed
+        #: Called after every change; a deployment fans it out to every Region.
+        self.on_change = access_changed
         self._by_uid: dict[int, Principal | None] = {}
         self._by_arn: dict[str, Principal | None] = {}
         self._secrets: dict[str, tuple[Principal, bytes]] = {}
@@ -164,7 +165,7 @@ class Principals:
             secret.encode(), ACCESS_KEY_AAD + access_key_id.encode()
         )
         self._store.create_principal(principal, AccessKey(access_key_id, name, wrapped, now))
-        self._access_changed()
+        self.on_change()
         return principal, access_key_id, secret
 
     def remove(self, name: str) -> None:
@@ -174,7 +175,7 @@ class Principals:
             NotFoundException: no such user.
         """
         self._store.delete_principal(name)
-        self._access_changed()
+        self.on_change()
 
     def set_policy(self, name: str, policy: str | None) -> None:
         """Replace a user's identity policy.
@@ -186,7 +187,7 @@ class Principals:
         if policy is not None:
             parse_policy(policy, kind=PolicyKind.IDENTITY)
         self._store.set_identity_policy(name, policy)
-        self._access_changed()
+        self.on_change()
 
     def set_tags(self, name: str, tags: Mapping[str, str]) -> None:
         """Replace a user's tags; policies see them at once (ABAC).
@@ -196,7 +197,7 @@ class Principals:
             NotFoundException: no such user.
         """
         self._store.set_principal_tags(name, check_principal_tags(tags))
-        self._access_changed()
+        self.on_change()
 
     def list(self) -> list[Principal]:
         """All users, by name."""

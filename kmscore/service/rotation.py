@@ -77,6 +77,10 @@ def rotate(
     Raises:
         NotFoundException: the key was deleted meanwhile.
     """
+    if key.is_replica:
+        raise KMSInvalidStateException(
+            f"{key.arn} is a multi-Region replica key; it rotates with its primary key."
+        )
     for _ in range(20):
         if after_version is not None and key.current_version > after_version:
             return key
@@ -97,6 +101,8 @@ def rotate(
             key = fresh
             continue
         service.forget(key.key_id)
+        if stored.multi_region:
+            service.note_replication(stored.key_id)  # rotating the primary rotates replicas
         return stored
     raise ConflictException(f"Key {key.arn} is being rotated concurrently; retry.")
 

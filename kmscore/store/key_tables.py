@@ -10,6 +10,7 @@ error, because an error inside a PostgreSQL transaction ends it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Final
@@ -30,9 +31,9 @@ _KEY_COLUMNS: Final = (
     "key_id, arn, account, creation_date, description, key_usage, key_spec, origin, state, "
     "current_version, multi_region, deletion_date, pending_window_days, rotation_enabled, "
     "rotation_period_days, next_rotation_date, on_demand_rotation_start, policy, revision, "
-    "expiration_model, valid_to"
+    "expiration_model, valid_to, multi_region_config"
 )
-_KEY_COLUMN_COUNT: Final = 21
+_KEY_COLUMN_COUNT: Final = 22
 _MATERIAL_COLUMNS: Final = (
     "key_id, version, wrapped, creation_date, material_id, rotation_type, reserved, "
     "import_state, expiration_model, valid_to, description"
@@ -45,6 +46,30 @@ def _opt_time(value: float | None) -> Any:
 
 def _opt_epoch(value: Any) -> float | None:
     return None if value is None else to_epoch(value)
+
+
+def _multi_region_fields(config: str | None) -> dict[str, Any]:
+    # {"primary": region, "replicas": [region, ...], "epoch": n}, on every related key.
+    if not config:
+        return {}
+    parsed = json.loads(config)
+    return {
+        "primary_region": parsed["primary"],
+        "replica_regions": tuple(parsed["replicas"]),
+        "multi_region_epoch": int(parsed.get("epoch", 0)),
+    }
+
+
+def _multi_region_config(k: KeyRecord) -> str | None:
+    if k.primary_region is None:
+        return None
+    return json.dumps(
+        {
+            "primary": k.primary_region,
+            "replicas": list(k.replica_regions),
+            "epoch": k.multi_region_epoch,
+        }
+    )
 
 
 def _key_from_row(row: Sequence[Any]) -> KeyRecord:
@@ -70,6 +95,7 @@ def _key_from_row(row: Sequence[Any]) -> KeyRecord:
         revision=row[18],
         expiration_model=row[19],
         valid_to=_opt_time(row[20]),
+        **_multi_region_fields(row[21]),
     )
 
 
@@ -96,6 +122,7 @@ def _key_values(k: KeyRecord, revision: int) -> tuple[Any, ...]:
         revision,
         k.expiration_model,
         _opt_epoch(k.valid_to),
+        _multi_region_config(k),
     )
 
 

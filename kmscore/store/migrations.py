@@ -128,4 +128,10 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         ) STRICT;
         """,
     ),
+    (
+        5,
+        """
+        ALTER TABLE keys ADD COLUMN multi_region_config TEXT
+        """,
+    ),
 )

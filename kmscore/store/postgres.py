@@ -100,6 +100,14 @@ def describe_url(url: str) -> str:
     return f"postgresql://{where}/{params.get('dbname') or ''}"
 
 
+def _url_options(url: str) -> str:
+    try:
+        given = conninfo.conninfo_to_dict(url).get("options")
+    except psycopg.ProgrammingError:
+        return ""
+    return f"{given} " if given else ""
+
+
 class _Session:
     """A psycopg connection speaking the shared SQL (``?`` placeholders)."""
 
@@ -170,7 +178,8 @@ class PostgresKeyStore(KeyTables):
         self._kwargs: dict[str, Any] = {
             "autocommit": True,
             "connect_timeout": max(1, int(timeout)),
-            "options": f"-c statement_timeout={_STATEMENT_TIMEOUT_MS}",
+            # The URL's own options (a Region's search_path) come along.
+            "options": f"{_url_options(url)}-c statement_timeout={_STATEMENT_TIMEOUT_MS}",
         }
         self._pool = psycopg_pool.ConnectionPool(
             url,

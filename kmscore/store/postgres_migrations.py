@@ -140,4 +140,10 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         );
         """,
     ),
+    (
+        3,
+        """
+        ALTER TABLE keys ADD COLUMN multi_region_config TEXT;
+        """,
+    ),
 )

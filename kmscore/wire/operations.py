@@ -144,9 +144,9 @@ OPERATION_FACTS: Final[Mapping[str, OperationFacts]] = _table(
     _aws("GetKeyLastUsage", read_only=_READ),
     _aws("GetParametersForImport", read_only=_READ),
     _aws("ImportKeyMaterial", read_only=_WRITE),
-    _aws("ReplicateKey", read_only=_WRITE, served=False),
+    _aws("ReplicateKey", read_only=_WRITE),
     _aws("UpdateCustomKeyStore", read_only=_WRITE, served=False),
-    _aws("UpdatePrimaryRegion", read_only=_WRITE, served=False),
+    _aws("UpdatePrimaryRegion", read_only=_WRITE),
     # kmscore's batch extensions.
     OperationFacts(
         "GenerateDataKeys",

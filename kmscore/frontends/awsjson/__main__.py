@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--idle-timeout", type=float, default=None, help="seconds; 0: never (per worker)"
     )
+    parser.add_argument(
+        "--any-region",
+        action="store_true",
+        help="answer any Region, making it on first use (development and CI)",
+    )
     # Internal: a worker started by the first process, on its port.
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -72,12 +77,24 @@ async def _serve(args: argparse.Namespace, host: str, port: int, spawn: int) -> 
     ops, sharer = _ops(service, data_dir)
     try:
         server = await start_http_server(
-            service, host, port, reuse_port=args.workers > 1, limits=limits, ops=ops
+            service,
+            host,
+            port,
+            reuse_port=args.workers > 1,
+            limits=limits,
+            ops=ops,
+            any_region=args.any_region,
         )
         try:
             for _ in range(spawn):
                 child = spawn_worker(
-                    args.data_dir, host, server.port, args.workers, loop=args.loop, limits=limits
+                    args.data_dir,
+                    host,
+                    server.port,
+                    args.workers,
+                    loop=args.loop,
+                    limits=limits,
+                    any_region=args.any_region,
                 )
                 children.append(child)
             try:

@@ -43,7 +43,9 @@ from kmscore.model.principal import Principal
 from kmscore.operations import OPERATIONS, dispatch
 from kmscore.operations.registry import Operation
 from kmscore.service import Caller, KeyService, new_request_id
+from kmscore.service.peering import PEER_PATH, peering_of
 from kmscore.service.refusals import RefusalRecorder, recorder_for
+from kmscore.service.regions import Deployment
 from kmscore.wire.operations import AWS_OPERATIONS
 
 from ..ops.metrics import RequestMetrics, requests_for
@@ -96,7 +98,7 @@ class KMSHandler:
         refusals: RefusalRecorder | None = None,
         ops: OpsHandler | None = None,
         metrics: RequestMetrics | None = None,
-        any_region: bool = False,
+        deployment: Deployment | None = None,
     ) -> None:
         """Serve ``service``.
 
@@ -115,17 +117,22 @@ class KMSHandler:
                 requests (404).
             metrics: Counts every answered request; this process's
                 ``http`` counter by default.
-            any_region: Take requests signed for any Region (``kms serve
-                --dev``); the default verifier only.
+            deployment: Serve every Region and account of this deployment
+                (``service`` is its home): the credential scope picks the
+                Region, the access key the account
+                (:mod:`kmscore.service.regions`).
         """
         self.service = service
+        self.deployment = deployment
         self.secure_transport = secure_transport
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(4, thread_name_prefix="kms-http")
+        if verifier is None and deployment is not None:
+            verifier = SigV4Verifier(
+                service.region, deployment.by_access_key, regions=deployment.scope_accepts
+            )
         self.verifier: SigV4Verifier[Principal] = verifier or SigV4Verifier(
-            service.region,
-            lambda key_id: service.principals.by_access_key(key_id),
-            any_region=any_region,
+            service.region, lambda key_id: service.principals.by_access_key(key_id)
         )
         self.refusals = refusals or recorder_for(service)
         self._callers: dict[tuple[str, str, str, str, str], Caller] = {}
@@ -143,7 +150,11 @@ class KMSHandler:
         key = (principal.arn, principal.principal_id, access_key_id, source, agent)
         caller = self._callers.get(key)
         if caller is None:
-            caller = self.service.principals.caller(
+            principals = self.service.principals
+            if self.deployment is not None:
+                account = principal.arn.split(":", 5)[4]
+                principals = self.deployment.principals_of(account) or principals
+            caller = principals.caller(
                 principal,
                 source=source,
                 user_agent=agent,
@@ -219,8 +230,10 @@ class KMSHandler:
             self._refused(request, None, ValidationException(message))
             self.metrics.observe(self._target(request), _TOO_LARGE, 0.0)
             return Answer(413, encode_error(_TOO_LARGE, message), request_id, close=True)
+        if self.deployment is not None and request.raw_path.partition("?")[0] == PEER_PATH:
+            return self._peer(request, request_id)
         try:
-            name, op, req, caller = self._prepare(request)
+            name, op, req, caller, service = self._prepare(request)
         except KMSError as exc:
             self.metrics.observe(self._target(request), exc.code, time.perf_counter() - started)
             return self._error(exc, request_id)
@@ -228,16 +241,32 @@ class KMSHandler:
             self.metrics.observe(self._target(request), _INTERNAL, time.perf_counter() - started)
             return self._internal_error(request, request_id)
         if op.read_only:
-            answer, outcome = self._run(request, name, req, caller, request_id)
+            answer, outcome = self._run(request, name, req, caller, request_id, service)
             self.metrics.observe(name, outcome, time.perf_counter() - started)
             return answer
-        return self._run_in_pool(request, name, req, caller, request_id, started)
+        return self._run_in_pool(request, name, req, caller, request_id, service, started)
+
+    async def _peer(self, request: HttpRequest, request_id: str) -> Answer:
+        """A message from a peer deployment (signed; see :mod:`kmscore.service.peering`)."""
+        assert self.deployment is not None
+        peering = peering_of(self.deployment)
+        loop = asyncio.get_running_loop()
+        if request.method != "POST":
+            return Answer(404, b"{}", request_id)
+        status, body = await loop.run_in_executor(self._executor, peering.handle, request.body)
+        return Answer(status, body, request_id)
 
     def _run(
-        self, request: HttpRequest, name: str, req: dict[str, Any], caller: Caller, request_id: str
+        self,
+        request: HttpRequest,
+        name: str,
+        req: dict[str, Any],
+        caller: Caller,
+        request_id: str,
+        service: KeyService | None = None,
     ) -> tuple[Answer, str]:
         try:
-            response = dispatch(self.service, name, req, caller, request_id=request_id)
+            response = dispatch(service or self.service, name, req, caller, request_id=request_id)
             return Answer(200, encode_response(response), request_id), _SUCCESS
         except KMSError as exc:
             return self._error(exc, request_id), exc.code
@@ -251,16 +280,19 @@ class KMSHandler:
         req: dict[str, Any],
         caller: Caller,
         request_id: str,
+        service: KeyService | None,
         started: float,
     ) -> Answer:
         loop = asyncio.get_running_loop()
-        run = functools.partial(self._run, request, name, req, caller, request_id)
+        run = functools.partial(self._run, request, name, req, caller, request_id, service)
         answer, outcome = await loop.run_in_executor(self._executor, run)
         # Back on the loop's thread, the only one that counts.
         self.metrics.observe(name, outcome, time.perf_counter() - started)
         return answer
 
-    def _prepare(self, request: HttpRequest) -> tuple[str, Operation, dict[str, Any], Caller]:
+    def _prepare(
+        self, request: HttpRequest
+    ) -> tuple[str, Operation, dict[str, Any], Caller, KeyService]:
         """The checks before the operation, each refusal recorded (module docstring)."""
         headers = request.headers
         body = request.body
@@ -275,7 +307,7 @@ class KMSHandler:
             name = operation_name(headers.get("X-Amz-Target"))
             if name not in OPERATIONS and name not in AWS_OPERATIONS:
                 raise UnknownOperationException()
-            principal, access_key_id = self.verifier.verify(
+            principal, access_key_id, region = self.verifier.verify_scoped(
                 request.method, request.raw_path, headers, body
             )
             caller = self._caller(principal, access_key_id, request)
@@ -284,7 +316,11 @@ class KMSHandler:
             op = OPERATIONS.get(name)
             if op is None:
                 raise UnsupportedOperationException(f"{name} is not supported by this service.")
-            return name, op, decode_request(op.shape, data), caller
+            req = decode_request(op.shape, data)
+            service = self.service
+            if self.deployment is not None:
+                service = self.deployment.route(caller.account, region, req)
+            return name, op, req, caller, service
         except KMSError as exc:
             self._refused(request, caller, exc)
             raise

@@ -17,6 +17,7 @@ from typing import Final
 
 from kmscore.errors import LimitExceededException
 from kmscore.service import KeyService
+from kmscore.service.regions import open_deployment
 
 from ..limits import REFUSAL_LINGER_SECONDS, ConnectionLimits, over_limit_error
 from .app import KMSHandler, OpsHandler
@@ -112,6 +113,8 @@ class HttpServer:
         await self._connections.shutdown(_SHUTDOWN_SECONDS)
         await self._server.wait_closed()
         await asyncio.get_running_loop().run_in_executor(None, self._handler.close)
+        if self._handler.deployment is not None:
+            self._handler.deployment.close()
         self._handler.refusals.flush(everything=True)
 
 
@@ -143,7 +146,10 @@ async def start_http_server(
             its start or its last answer); the defaults if None.
         ops: Answers ``GET /metrics``, ``/health`` and ``/ready``
             (:class:`kmscore.frontends.ops.endpoint.OpsRoutes`); None: 404.
-        any_region: Take requests signed for any Region (``kms serve --dev``).
+        any_region: Answer any Region a credential scope names, making its
+            namespace on first use (``kms serve --any-region`` and ``--dev``, as
+            moto and LocalStack); otherwise the Regions the data dir holds
+            (:mod:`kmscore.service.regions`).
 
     Returns:
         The running server; ``await server.close()`` stops it.
@@ -151,8 +157,9 @@ async def start_http_server(
     Raises:
         OSError: the address cannot be bound.
     """
+    deployment = open_deployment(service, any_region=any_region)
     handler = KMSHandler(
-        service, secure_transport=ssl_context is not None, ops=ops, any_region=any_region
+        service, secure_transport=ssl_context is not None, ops=ops, deployment=deployment
     )
     loop = asyncio.get_running_loop()
     limits = limits or ConnectionLimits()
@@ -198,7 +205,7 @@ def http_startup(
             :attr:`HttpServer.env_line`.
         limits: Connections at once and idle timeout of the endpoint.
         ops: Makes the endpoint's operations handler for the service.
-        any_region: Take requests signed for any Region (``kms serve --dev``).
+        any_region: Answer any Region (see :func:`start_http_server`).
 
     Returns:
         The hook: ``await hook(service, loop)`` starts the endpoint.

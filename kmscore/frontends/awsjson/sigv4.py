@@ -265,21 +265,22 @@ class SigV4Verifier(Generic[P]):
         service: str = "kms",
         clock: Callable[[], float] = time.time,
         max_skew: float = MAX_SKEW_SECONDS,
-        any_region: bool = False,
+        regions: Callable[[str], bool] | None = None,
     ) -> None:
         """Verify requests scoped to ``region`` and ``service``.
 
         Args:
-            region: The only Region a credential scope may name.
+            region: The only Region a credential scope may name (unless
+                ``regions`` accepts others).
             lookup: Access key id -> (owner, secret access key bytes), or None.
             service: The service name of the scope.
             clock: Wall-clock time in epoch seconds (tests move it).
             max_skew: Seconds a request time may differ from the clock.
-            any_region: Take a scope of any Region (``kms serve --dev``): the
-                signature is checked with the Region the request names.
+            regions: Whether a scope may name a Region, for an endpoint
+                serving several (:mod:`kmscore.service.regions`).
         """
         self.region = region
-        self.any_region = any_region
+        self._regions = regions
         self.service = service
         self._lookup = lookup
         self._clock = clock
@@ -300,11 +301,8 @@ class SigV4Verifier(Generic[P]):
         self, access_key_id: str, secret: bytes, date: str, region: str | None = None
     ) -> bytes:
         """The derived signing key for a day (cached per key, day, Region and secret)."""
-        if region is None or region == self.region:
-            region, day = self.region, date
-        else:
-            day = f"{date}/{region}"  # another Region's key (any_region) is cached apart
-        cache_key = (access_key_id, day, secret)
+        region = region or self.region
+        cache_key = (access_key_id, date if region == self.region else f"{date}/{region}", secret)
         key = self._keys.get(cache_key)
         if key is None:
             key = hmac.digest(b"AWS4" + secret, date.encode(), "sha256")
@@ -322,7 +320,22 @@ class SigV4Verifier(Generic[P]):
         headers: MultiMapping[str],
         body: bytes,
     ) -> tuple[P, str]:
-        """Check a request's signature.
+        """Check a request's signature (see :meth:`verify_scoped`).
+
+        Returns:
+            The owner of the access key, and the access key id.
+        """
+        owner, access_key_id, _ = self.verify_scoped(method, raw_path, headers, body)
+        return owner, access_key_id
+
+    def verify_scoped(
+        self,
+        method: str,
+        raw_path: str,
+        headers: MultiMapping[str],
+        body: bytes,
+    ) -> tuple[P, str, str]:
+        """Check a request's signature, and say which Region its scope names.
 
         Args:
             method: The HTTP method.
@@ -332,7 +345,7 @@ class SigV4Verifier(Generic[P]):
             body: The request body.
 
         Returns:
-            The owner of the access key, and the access key id.
+            The owner of the access key, the access key id and the Region.
 
         Raises:
             MissingAuthenticationTokenException: no AWS4 Authorization header.
@@ -376,9 +389,13 @@ class SigV4Verifier(Generic[P]):
                 f"Unsupported AWS 'algorithm': '{cred.algorithm}' (only {ALGORITHM} for now). "
             )
         date = stamp[:8]
-        scope = f"{date}/{self.region}/{self.service}/{TERMINATOR}"
         access_key_id, _, rest = cred.credential.partition("/")
         region = self.region
+        if self._regions is not None:
+            named = rest.split("/")
+            if len(named) == 4 and named[1] != region and self._regions(named[1]):
+                region = named[1]
+        scope = f"{date}/{region}/{self.service}/{TERMINATOR}"
         if rest != scope:
             parts = cred.credential.rstrip("/").split("/")
             if len(parts) != 5:
@@ -429,13 +446,13 @@ class SigV4Verifier(Generic[P]):
         given = cred.signature.encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(expected.encode("ascii"), given):
             raise InvalidSignatureException(_BAD_SIGNATURE)
-        return owner, access_key_id
+        return owner, access_key_id, region
 
     def _check_scope(
         self, date: str, region: str, service: str, terminator: str, stamp: str
     ) -> None:
         problems = []
-        if region != self.region and not (self.any_region and _REGION_NAME.fullmatch(region)):
+        if region != self.region and not (self._regions is not None and self._regions(region)):
             problems.append(f"Credential should be scoped to a valid region, not '{region}'. ")
         if service != self.service:
             problems.append(f"Credential should be scoped to correct service: '{self.service}'. ")
@@ -451,10 +468,6 @@ class SigV4Verifier(Generic[P]):
             )
         if problems:
             raise InvalidSignatureException("".join(problems).rstrip())
-
-
-#: A Region's shape (``us-east-1``, ``eu-central-2``): what ``any_region`` accepts.
-_REGION_NAME: Final = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 
 
 def _header_value(headers: MultiMapping[str], name: str) -> str:

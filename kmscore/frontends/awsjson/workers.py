@@ -62,6 +62,7 @@ def spawn_worker(
     loop: str = "auto",
     limits: ConnectionLimits | None = None,
     env: Mapping[str, str] | None = None,
+    any_region: bool = False,
 ) -> subprocess.Popen[str]:
     """Start one more worker on ``host:port``; it prints :data:`READY` when it listens.
 
@@ -75,6 +76,8 @@ def spawn_worker(
     if limits is not None:
         argv += ["--max-connections", str(limits.max_connections)]
         argv += ["--idle-timeout", str(limits.idle_timeout)]
+    if any_region:
+        argv.append("--any-region")
     # Our own interpreter and module with our own arguments; no shell.
     return subprocess.Popen(  # noqa: S603
         argv, stdout=subprocess.PIPE, text=True, env=dict(env) if env is not None else None
@@ -141,6 +144,7 @@ def workers_startup(
     limits: ConnectionLimits | None = None,
     passphrase: str | None = None,
     ops: Callable[[KeyService], OpsHandler] | None = None,
+    any_region: bool = False,
 ) -> Callable[[KeyService, asyncio.AbstractEventLoop], Awaitable[HttpWorkers]]:
     """A startup hook for the socket daemon: ``kms serve --http HOST:PORT --workers N``.
 
@@ -158,6 +162,7 @@ def workers_startup(
             environment (``KMS_PASSPHRASE``), never on a command line.
         ops: Makes this process's ``/metrics``, ``/health`` and ``/ready``
             handler (the other workers make theirs from their environment).
+        any_region: Every worker answers any Region (``--any-region``).
 
     Returns:
         The hook: ``await hook(service, loop)`` starts the workers.
@@ -174,6 +179,7 @@ def workers_startup(
                 reuse_port=True,
                 limits=limits,
                 ops=ops(service) if ops is not None else None,
+                any_region=any_region,
             )
             env = dict(os.environ)
             if passphrase:
@@ -182,7 +188,15 @@ def workers_startup(
             try:
                 for _ in range(workers - 1):
                     children.append(
-                        spawn_worker(data_dir, host, fixed, workers, limits=limits, env=env)
+                        spawn_worker(
+                            data_dir,
+                            host,
+                            fixed,
+                            workers,
+                            limits=limits,
+                            env=env,
+                            any_region=any_region,
+                        )
                     )
                 await wait_ready(children)
             except BaseException:

@@ -19,10 +19,11 @@ def main() -> None:
 
     for module in (admin, serve, keys, importing, crypto, access, audit, envelope, witness):
         module.register(cli)
-    from . import ops_commands, status
+    from . import ops_commands, regions, status
 
     status.register(cli)
     ops_commands.register(cli)
+    regions.register(cli)
     from kmscore.bench.cli import bench
 
     cli.add_command(bench)

@@ -161,6 +161,13 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None)
     help="A throwaway KMS: a temporary data dir, HTTP on 127.0.0.1:4599, well-known test "
     "credentials (printed as export lines), requests signed for any Region. Never for real keys.",
 )
+@click.option(
+    "--any-region",
+    is_flag=True,
+    default=False,
+    help="Answer any Region a SigV4 credential scope names (and any account), making it "
+    "on first use, as moto and LocalStack do; for development and CI. See docs/regions.md.",
+)
 def serve(
     data_dir: Path | None,
     store: str | None,
@@ -181,6 +188,7 @@ def serve(
     log_format: str,
     log_level: str,
     dev: bool,
+    any_region: bool,
 ) -> None:
     """Run the KMS daemon until SIGINT or SIGTERM (initializing the data dir if new)."""
     from kmscore.service.refusals import RefusalLimits
@@ -222,6 +230,8 @@ def serve(
     token = os.environ.get(metrics_token_env) if metrics_token_env else None
     if metrics_token_env and not token:
         raise click.UsageError(f"${metrics_token_env} is empty or not set")
+    if any_region and http is None and not dev:
+        raise click.UsageError("--any-region needs --http")
     if workers is not None and workers > 1 and http is None:
         raise click.UsageError("--workers needs --http")
     if workers is None:
@@ -261,7 +271,14 @@ def serve(
             from ..awsjson.server import http_startup
 
             hooks.append(
-                http_startup(host, port, on_ready=on_http, limits=limits, ops=ops, any_region=dev)
+                http_startup(
+                    host,
+                    port,
+                    on_ready=on_http,
+                    limits=limits,
+                    ops=ops,
+                    any_region=any_region or dev,
+                )
             )
         else:
             from ..awsjson.workers import workers_startup
@@ -276,6 +293,7 @@ def serve(
                     limits=limits,
                     passphrase=passphrase,
                     ops=ops,
+                    any_region=any_region or dev,
                 )
             )
 

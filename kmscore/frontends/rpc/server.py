@@ -35,6 +35,7 @@ from kmscore.service.key_service import MAINTENANCE_SECONDS
 from kmscore.service.maintenance import maintain_if_due, run_maintenance
 from kmscore.service.principals import CREDENTIALS_FILE
 from kmscore.service.refusals import RefusalLimits, RefusalRecorder, recorder_for
+from kmscore.service.regions import open_if_any
 from kmscore.wire.rpc import SOCKET_FILE
 
 from ..limits import ConnectionLimits, ensure_fd_limit
@@ -352,6 +353,7 @@ def _run(
         except (RootKeyError, KMSError, ValueError, OSError) as exc:
             raise DaemonError(f"cannot open the data dir {data}: {exc}") from None
         try:
+            open_if_any(service)  # other Regions and peers, for multi-Region keys
             run_maintenance(service)
             credentials = data / CREDENTIALS_FILE
             info = {
