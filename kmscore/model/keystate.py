@@ -71,6 +71,8 @@ _CRYPTO: Final = frozenset(
         "VerifyMac",
         "GetPublicKey",
         "DeriveSharedSecret",
+        "Encapsulate",
+        "Decapsulate",
     }
 )
 _USABLE: Final = frozenset({S.ENABLED, S.DISABLED})

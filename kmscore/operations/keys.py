@@ -28,13 +28,17 @@ from kmscore.service import Call
 from kmscore.service.importing import summarize
 from kmscore.service.rotation import new_material
 
-KEY_USAGES: Final = ("SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT")
+KEY_USAGES: Final = (
+    "SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT",
+    "ENCAPSULATE_DECAPSULATE",
+)  # fmt: skip
 KEY_SPECS: Final = (
     "RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521",
     "ECC_SECG_P256K1", "SYMMETRIC_DEFAULT", "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512",
-    "SM2", "ML_DSA_44", "ML_DSA_65", "ML_DSA_87", "ECC_NIST_EDWARDS25519",
+    "SM2", "ML_DSA_44", "ML_DSA_65", "ML_DSA_87", "ECC_NIST_EDWARDS25519", "ML_KEM_512",
+    "ML_KEM_768", "ML_KEM_1024",
 )  # fmt: skip
-CMK_SPECS: Final = tuple(s for s in KEY_SPECS if not s.startswith(("ML_DSA", "ECC_NIST_ED")))
+CMK_SPECS: Final = tuple(s for s in KEY_SPECS if not s.startswith(("ML_DSA", "ML_KEM", "ECC_NIST_ED")))
 ORIGINS: Final = ("AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE")
 MIN_WINDOW: Final = 7
 MAX_WINDOW: Final = 30
