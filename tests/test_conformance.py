@@ -430,6 +430,20 @@ def _asymmetric_sample_calls(kms: LocalKMS, key: str) -> Iterator[tuple[str, dic
     )
     yield "GenerateDataKeyPair", {"KeyId": key, "KeyPairSpec": "ECC_NIST_P256"}
     yield "GenerateDataKeyPairWithoutPlaintext", {"KeyId": key, "KeyPairSpec": "RSA_2048"}
+    yield "GenerateDataKeyPair", {"KeyId": key, "KeyPairSpec": "ML_KEM_768"}
+    kem = create("ML_KEM_512", "ENCAPSULATE_DECAPSULATE")
+    encapsulated = kms.encapsulate(KeyId=kem, EncapsulationAlgorithm="ML_KEM")
+    yield "Encapsulate", {"KeyId": kem, "EncapsulationAlgorithm": "ML_KEM"}
+    yield (
+        "Decapsulate",
+        {
+            "KeyId": kem,
+            "SharedSecretCiphertextBlob": encapsulated["SharedSecretCiphertextBlob"],
+            "EncapsulationAlgorithm": "ML_KEM",
+        },
+    )
+    yield "GetPublicKey", {"KeyId": kem}
+    yield "DescribeKey", {"KeyId": kem}
 
 
 def test_responses_match_the_model(kms: LocalKMS) -> None:

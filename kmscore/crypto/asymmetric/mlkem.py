@@ -126,7 +126,7 @@ class MLKEM512PublicKey:
 
     def encapsulate(self) -> tuple[bytes, bytes]:
         """A fresh shared secret and its ciphertext: ``(shared_secret, ciphertext)``."""
-        from kyber_py.ml_kem import ML_KEM_512
+        from kyber_py.ml_kem import ML_KEM_512  # type: ignore[import-untyped]
 
         shared_secret, ciphertext = ML_KEM_512.encaps(self._ek)
         return shared_secret, ciphertext
@@ -201,8 +201,10 @@ MLKEMPublicKey = mlkem.MLKEM768PublicKey | mlkem.MLKEM1024PublicKey | MLKEM512Pu
 
 
 def from_seed(spec: KeySpec, seed: bytes) -> MLKEMPrivateKey:
-    """The ML-KEM key pair of ``spec`` that FIPS 203 ML-KEM.KeyGen_internal derives from
-    the 64-byte seed ``d || z`` (what the ACVP keyGen vectors check)."""
+    """The key pair FIPS 203 ML-KEM.KeyGen_internal derives from the seed ``d || z``.
+
+    This is what the ACVP keyGen vectors check.
+    """
     if spec is KeySpec.ML_KEM_768:
         return mlkem.MLKEM768PrivateKey.from_seed_bytes(seed)
     if spec is KeySpec.ML_KEM_1024:
