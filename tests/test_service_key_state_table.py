@@ -1,0 +1,63 @@
+"""Answers from AWS's key-state table ("Key states of AWS KMS keys", developer guide)
+that kmscore once answered differently; each refusal changes nothing.
+
+- CancelKeyDeletion of a key that is not pending deletion: footnote [4],
+  ``KMSInvalidStateException: <key ARN> is not pending deletion.``
+- EnableKeyRotation and DisableKeyRotation of an imported key in PendingImport:
+  footnote [6], UnsupportedOperationException for origin EXTERNAL, not a state error.
+- GetKeyRotationStatus of a key pending deletion succeeds (footnote [7] only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from service_helpers import Clock, expect, new_key, open_kms
+
+from kmscore.client import LocalKMS
+
+
+@pytest.fixture(scope="module")
+def kms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKMS]:
+    with open_kms(tmp_path_factory.mktemp("key-states"), Clock()) as k:
+        yield k
+
+
+def _metadata(kms: LocalKMS, key: str) -> dict[str, Any]:
+    return dict(kms.describe_key(KeyId=key)["KeyMetadata"])
+
+
+def test_cancel_deletion_of_a_key_not_pending_deletion(kms: LocalKMS) -> None:
+    enabled = new_key(kms)
+    disabled = new_key(kms)
+    kms.disable_key(KeyId=disabled)
+    pending_import = kms.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+    for key in (enabled, disabled, pending_import):
+        before = _metadata(kms, key)
+        err = expect("KMSInvalidStateException", kms.cancel_key_deletion, KeyId=key)
+        assert err.message == f"{before['Arn']} is not pending deletion."
+        assert _metadata(kms, key) == before
+
+
+def test_rotation_changes_of_a_pending_import_key_are_unsupported(kms: LocalKMS) -> None:
+    key = kms.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+    before = _metadata(kms, key)
+    for op in (kms.enable_key_rotation, kms.disable_key_rotation):
+        err = expect("UnsupportedOperationException", op, KeyId=key)
+        assert "origin" in err.message
+    assert _metadata(kms, key) == before
+    assert kms.get_key_rotation_status(KeyId=key)["KeyRotationEnabled"] is False
+
+
+def test_rotation_status_of_a_key_pending_deletion(kms: LocalKMS) -> None:
+    key = new_key(kms)
+    kms.enable_key_rotation(KeyId=key, RotationPeriodInDays=100)
+    kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+    status = kms.get_key_rotation_status(KeyId=key)
+    assert status["KeyRotationEnabled"] is True and status["RotationPeriodInDays"] == 100
+    before = _metadata(kms, key)
+    expect("KMSInvalidStateException", kms.disable_key_rotation, KeyId=key)
+    expect("KMSInvalidStateException", kms.rotate_key_on_demand, KeyId=key)
+    assert _metadata(kms, key) == before
