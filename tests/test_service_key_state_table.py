@@ -61,3 +61,31 @@ def test_rotation_status_of_a_key_pending_deletion(kms: LocalKMS) -> None:
     expect("KMSInvalidStateException", kms.disable_key_rotation, KeyId=key)
     expect("KMSInvalidStateException", kms.rotate_key_on_demand, KeyId=key)
     assert _metadata(kms, key) == before
+
+
+def test_origin_refusals_read_as_aws_footnote_9(kms: LocalKMS) -> None:
+    key = new_key(kms)
+    arn = _metadata(kms, key)["Arn"]
+    err = expect("UnsupportedOperationException", kms.delete_imported_key_material, KeyId=key)
+    assert err.message == f"{arn} origin is AWS_KMS which is not valid for this operation."
+    err = expect(
+        "UnsupportedOperationException",
+        kms.get_parameters_for_import,
+        KeyId=key,
+        WrappingAlgorithm="RSAES_OAEP_SHA_256",
+        WrappingKeySpec="RSA_2048",
+    )
+    assert err.message == f"{arn} origin is AWS_KMS which is not valid for this operation."
+
+
+def test_duplicate_alias_is_named_by_its_arn(kms: LocalKMS) -> None:
+    key, other = new_key(kms), new_key(kms)
+    kms.create_alias(AliasName="alias/taken", TargetKeyId=key)
+    err = expect(
+        "AlreadyExistsException", kms.create_alias, AliasName="alias/taken", TargetKeyId=other
+    )
+    arn = _metadata(kms, key)["Arn"].split(":key/")[0] + ":alias/taken"
+    assert err.message == f"An alias with the name {arn} already exists"
+    aliases = kms.list_aliases(KeyId=key)["Aliases"]
+    assert [a["AliasName"] for a in aliases] == ["alias/taken"]
+    assert kms.list_aliases(KeyId=other)["Aliases"] == []
