@@ -6,6 +6,11 @@ that kmscore once answered differently; each refusal changes nothing.
 - EnableKeyRotation and DisableKeyRotation of an imported key in PendingImport:
   footnote [6], UnsupportedOperationException for origin EXTERNAL, not a state error.
 - GetKeyRotationStatus of a key pending deletion succeeds (footnote [7] only).
+- CreateGrant needs the key enabled: [1] disabled, [5] pending import, [3]
+  pending deletion.
+- UpdateAlias, footnote [10]: from a key pending deletion yes, onto one no.
+
+Source: the table in awsdocs/aws-kms-developer-guide, doc_source/key-state.md.
 """
 
 from __future__ import annotations
@@ -89,3 +94,39 @@ def test_duplicate_alias_is_named_by_its_arn(kms: LocalKMS) -> None:
     aliases = kms.list_aliases(KeyId=key)["Aliases"]
     assert [a["AliasName"] for a in aliases] == ["alias/taken"]
     assert kms.list_aliases(KeyId=other)["Aliases"] == []
+
+
+GRANTEE = "arn:aws:iam::444455556666:role/grantee"
+
+
+def test_create_grant_needs_an_enabled_key(kms: LocalKMS) -> None:
+    disabled = new_key(kms)
+    kms.disable_key(KeyId=disabled)
+    pending_import = kms.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+    pending_deletion = new_key(kms)
+    kms.schedule_key_deletion(KeyId=pending_deletion, PendingWindowInDays=7)
+    for key, code, tail in (
+        (disabled, "DisabledException", "is disabled."),
+        (pending_import, "KMSInvalidStateException", "is pending import."),
+        (pending_deletion, "KMSInvalidStateException", "is pending deletion."),
+    ):
+        err = expect(
+            code, kms.create_grant, KeyId=key, GranteePrincipal=GRANTEE, Operations=["Encrypt"]
+        )
+        assert err.message == f"{_metadata(kms, key)['Arn']} {tail}"
+        assert kms.list_grants(KeyId=key)["Grants"] == []
+
+
+def test_update_alias_from_a_key_pending_deletion_but_not_to_one(kms: LocalKMS) -> None:
+    """Footnote [10]: the source key may be pending deletion, the destination not."""
+    source, destination, doomed = new_key(kms), new_key(kms), new_key(kms)
+    kms.create_alias(AliasName="alias/moving", TargetKeyId=source)
+    kms.schedule_key_deletion(KeyId=source, PendingWindowInDays=7)
+    kms.update_alias(AliasName="alias/moving", TargetKeyId=destination)
+    kms.schedule_key_deletion(KeyId=doomed, PendingWindowInDays=7)
+    err = expect(
+        "KMSInvalidStateException", kms.update_alias, AliasName="alias/moving", TargetKeyId=doomed
+    )
+    assert err.message.endswith("is pending deletion.")
+    (alias,) = [a for a in kms.list_aliases()["Aliases"] if a["AliasName"] == "alias/moving"]
+    assert alias["TargetKeyId"] == destination

@@ -98,7 +98,9 @@ _ALLOWED: Final[dict[str, frozenset[KeyState]]] = {
     "TagResource": _USABLE | {S.PENDING_IMPORT},
     "UntagResource": _USABLE | {S.PENDING_IMPORT},
     "PutKeyPolicy": _USABLE | {S.PENDING_IMPORT},
-    "CreateGrant": _USABLE | {S.PENDING_IMPORT},
+    # AWS's key-state table: CreateGrant needs the key enabled ([1] disabled,
+    # [5] pending import, [3] pending deletion), like the operations it grants.
+    "CreateGrant": frozenset({S.ENABLED}),
     # AWS's key-state table lets GetKeyRotationStatus read a key pending
     # deletion; ListKeyRotations, the newer read, is taken to do the same.
     "GetKeyRotationStatus": _USABLE | {S.PENDING_IMPORT, S.PENDING_DELETION},
@@ -118,6 +120,7 @@ _ALLOWED: Final[dict[str, frozenset[KeyState]]] = {
     "GetKeyLastUsage": _ALL,
 }
 _DISABLED_MEANS_DISABLED: Final = _CRYPTO | {
+    "CreateGrant",
     "EnableKeyRotation",
     "DisableKeyRotation",
     "RotateKeyOnDemand",
