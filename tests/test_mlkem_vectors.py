@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kyber_py.ml_kem import ML_KEM_512, ML_KEM_768, ML_KEM_1024
 
 from kmscore.crypto.asymmetric import mlkem
+from kmscore.errors import InvalidCiphertextException
 from kmscore.model.keyspecs import KeySpec
 
 VECTORS = Path(__file__).resolve().parent / "vectors" / "acvp"
@@ -130,3 +133,50 @@ def test_kmscore_ml_kem_512_is_the_nist_one() -> None:
     secret, ciphertext = key.public_key().encapsulate()
     assert ML_KEM_512.decaps(_h(test["dk"]), ciphertext) == secret
     assert mlkem.decapsulate(KeySpec.ML_KEM_512, key, ciphertext) == secret
+
+
+# --- the parsers of stored and given ML-KEM keys, fuzzed ----------------------------------
+
+
+_SPECS = st.sampled_from([KeySpec.ML_KEM_512, KeySpec.ML_KEM_768, KeySpec.ML_KEM_1024])
+
+
+def _mutations(spec: KeySpec) -> st.SearchStrategy[bytes]:
+    """DER of the right form with bytes flipped, cut or added, and plain noise."""
+    good = mlkem.pkcs8_seed_der(spec, bytes(range(64)))
+    flipped = st.tuples(st.integers(0, len(good) - 1), st.integers(1, 255)).map(
+        lambda t: good[: t[0]] + bytes([good[t[0]] ^ t[1]]) + good[t[0] + 1 :]
+    )
+    return st.one_of(
+        st.binary(max_size=200), flipped, st.integers(0, len(good) - 1).map(lambda n: good[:n])
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), spec=_SPECS)
+def test_private_key_parser_takes_only_its_own_form(data: st.DataObject, spec: KeySpec) -> None:
+    material = data.draw(_mutations(spec))
+    key = mlkem.load_private_der(spec, material)
+    good = mlkem.pkcs8_seed_der(spec, bytes(range(64)))
+    if material[:-64] != good[:-64] or len(material) != len(good):
+        assert key is None
+    elif key is not None:
+        assert len(key.public_key().public_bytes_raw()) in (800, 1184, 1568)
+
+
+@settings(max_examples=150, deadline=None)
+@given(spec=_SPECS, blob=st.binary(max_size=2000))
+def test_public_key_parser_refuses_noise(spec: KeySpec, blob: bytes) -> None:
+    assert mlkem.load_public_der(spec, blob) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(spec=_SPECS, size=st.integers(0, 1600))
+def test_decapsulate_takes_any_blob(spec: KeySpec, size: int) -> None:
+    key = mlkem.from_seed(spec, bytes(64))
+    blob = bytes((i * 7) & 0xFF for i in range(size))
+    if size == mlkem.CIPHERTEXT_LENGTHS[spec]:
+        assert len(mlkem.decapsulate(spec, key, blob)) == 32
+    else:
+        with pytest.raises(InvalidCiphertextException):
+            mlkem.decapsulate(spec, key, blob)
