@@ -462,12 +462,13 @@ def test_unmapped_caller_may_only_generate_random(admin: LocalKMS, key: str) -> 
     admin.create_alias(AliasName="alias/shared", TargetKeyId=key)
     doomed = admin.create_key()["KeyMetadata"]["KeyId"]
     admin.schedule_key_deletion(KeyId=doomed, PendingWindowInDays=7)
-    signer, mac, agree = (
+    signer, mac, agree, kem = (
         admin.create_key(KeySpec=spec, KeyUsage=usage)["KeyMetadata"]["KeyId"]
         for spec, usage in (
             ("ECC_NIST_P256", "SIGN_VERIFY"),
             ("HMAC_256", "GENERATE_VERIFY_MAC"),
             ("ECC_NIST_P256", "KEY_AGREEMENT"),
+            ("ML_KEM_768", "ENCAPSULATE_DECAPSULATE"),
         )
     )
     peer = admin.get_public_key(KeyId=agree)["PublicKey"]
@@ -539,6 +540,12 @@ def test_unmapped_caller_may_only_generate_random(admin: LocalKMS, key: str) -> 
         "GenerateMac": {"KeyId": mac, "Message": b"m", "MacAlgorithm": "HMAC_SHA_256"},
         "VerifyMac": {"KeyId": mac, "Message": b"m", "Mac": b"x", "MacAlgorithm": "HMAC_SHA_256"},
         "DeriveSharedSecret": {"KeyId": agree, "KeyAgreementAlgorithm": "ECDH", "PublicKey": peer},
+        "Encapsulate": {"KeyId": kem, "EncapsulationAlgorithm": "ML_KEM"},
+        "Decapsulate": {
+            "KeyId": kem,
+            "SharedSecretCiphertextBlob": b"\x00" * 1088,
+            "EncapsulationAlgorithm": "ML_KEM",
+        },
         "GenerateDataKeyPair": {"KeyId": key, "KeyPairSpec": "ECC_NIST_P256"},
         "GenerateDataKeyPairWithoutPlaintext": {"KeyId": key, "KeyPairSpec": "RSA_2048"},
         "CreateUser": {"UserName": "intruder", "PolicyDocument": identity("kms:*")},
@@ -560,7 +567,7 @@ def test_unmapped_caller_may_only_generate_random(admin: LocalKMS, key: str) -> 
     assert meta["KeyState"] == "Enabled" and meta["Description"] == "shared"
     assert "Enable IAM User Permissions" in policy_of(admin, key)
     assert [a["AliasName"] for a in admin.list_aliases(KeyId=key)["Aliases"]] == ["alias/shared"]
-    assert len(admin.list_keys()["Keys"]) == 7  # six, and the multi-Region key
+    assert len(admin.list_keys()["Keys"]) == 8  # six, the ML-KEM key and the multi-Region key
     config = admin.describe_key(KeyId=mrk)["KeyMetadata"]["MultiRegionConfiguration"]
     assert config["MultiRegionKeyType"] == "PRIMARY" and config["ReplicaKeys"] == []
     assert admin.describe_key(KeyId=external)["KeyMetadata"]["KeyState"] == "PendingImport"

@@ -151,6 +151,14 @@ def run_every_operation(kms: LocalKMS) -> Recorder:
     )
     agree = call("CreateKey", KeySpec="ECC_NIST_P256", KeyUsage="KEY_AGREEMENT")["KeyMetadata"]
     call("DeriveSharedSecret", KeyId=agree["KeyId"], KeyAgreementAlgorithm="ECDH", PublicKey=peer)
+    kem = call("CreateKey", KeySpec="ML_KEM_512", KeyUsage="ENCAPSULATE_DECAPSULATE")["KeyMetadata"]
+    sent = call("Encapsulate", KeyId=kem["KeyId"], EncapsulationAlgorithm="ML_KEM")
+    call(
+        "Decapsulate",
+        KeyId=kem["KeyId"],
+        SharedSecretCiphertextBlob=sent["SharedSecretCiphertextBlob"],
+        EncapsulationAlgorithm="ML_KEM",
+    )
     call("GenerateDataKeyPair", KeyId=key, KeyPairSpec="ECC_NIST_P256", EncryptionContext=context)
     call("GenerateDataKeyPairWithoutPlaintext", KeyId=key, KeyPairSpec="ECC_NIST_EDWARDS25519")
     retired = call(

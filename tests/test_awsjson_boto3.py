@@ -317,6 +317,23 @@ def _derive_shared_secret(kms: Any) -> dict[str, Any]:
     )
 
 
+def _encapsulate(kms: Any) -> dict[str, Any]:
+    key = _asym_key(kms, "ML_KEM_768", "ENCAPSULATE_DECAPSULATE")
+    return dict(kms.encapsulate(KeyId=key, EncapsulationAlgorithm="ML_KEM"))
+
+
+def _decapsulate(kms: Any) -> dict[str, Any]:
+    key = _asym_key(kms, "ML_KEM_1024", "ENCAPSULATE_DECAPSULATE")
+    sent = kms.encapsulate(KeyId=key, EncapsulationAlgorithm="ML_KEM")
+    out = kms.decapsulate(
+        KeyId=key,
+        SharedSecretCiphertextBlob=sent["SharedSecretCiphertextBlob"],
+        EncapsulationAlgorithm="ML_KEM",
+    )
+    assert out["SharedSecret"] == sent["SharedSecret"]
+    return dict(out)
+
+
 def _external_key(kms: Any) -> str:
     return str(kms.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"])
 
@@ -405,6 +422,8 @@ OP_CALLS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "GenerateMac": _generate_mac,
     "VerifyMac": _verify_mac,
     "DeriveSharedSecret": _derive_shared_secret,
+    "Encapsulate": _encapsulate,
+    "Decapsulate": _decapsulate,
     "GenerateDataKeyPair": lambda kms: kms.generate_data_key_pair(
         KeyId=new_key(kms), KeyPairSpec="ECC_NIST_P384", EncryptionContext={"purpose": "test"}
     ),

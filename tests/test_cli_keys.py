@@ -393,7 +393,9 @@ def test_deletion_failures(kms: Kms) -> None:
     kms.fails("NotFoundException", "schedule-deletion", "alias/doomed")
     assert kms.json("DescribeKey", "describe-key", key_id)["KeyMetadata"]["KeyState"] == "Enabled"
     # Nothing to cancel; unknown key; alias.
-    assert "Enabled" in kms.fails("KMSInvalidStateException", "cancel-deletion", key_id)
+    assert "is not pending deletion." in kms.fails(
+        "KMSInvalidStateException", "cancel-deletion", key_id
+    )
     kms.fails("NotFoundException", "cancel-deletion", "no-such-key")
     kms.fails("NotFoundException", "cancel-deletion", "alias/doomed")
 

@@ -93,7 +93,12 @@ def test_key_usages_as_create_key_documents_them():
         assert ks.spec_info(spec).key_usages == (KeyUsage.GENERATE_VERIFY_MAC,)
     for spec in MLDSA:
         assert ks.spec_info(spec).key_usages == (KeyUsage.SIGN_VERIFY,)
-    assert set(ks.spec_info("SM2").key_usages) == set(KeyUsage) - {KeyUsage.GENERATE_VERIFY_MAC}
+    for spec in ("ML_KEM_512", "ML_KEM_768", "ML_KEM_1024"):
+        assert ks.spec_info(spec).key_usages == (KeyUsage.ENCAPSULATE_DECAPSULATE,)
+    assert set(ks.spec_info("SM2").key_usages) == set(KeyUsage) - {
+        KeyUsage.GENERATE_VERIFY_MAC,
+        KeyUsage.ENCAPSULATE_DECAPSULATE,
+    }
 
 
 def test_algorithm_lists_as_describe_key_returns_them():

@@ -74,6 +74,7 @@ SECRET_FIELDS: Final[frozenset[str]] = frozenset(
         "RawSecretAccessKey",
         "SecretAccessKey",
         "SharedSecret",
+        "SharedSecretCiphertextBlob",
         "Signature",
         "SourceCiphertextBlob",
         "XksProxyAuthenticationCredential",

@@ -106,7 +106,7 @@ class UsageReport:
 
 
 def _is_asymmetric(spec: str | None) -> bool:
-    return spec is not None and spec.startswith(("RSA_", "ECC_", "ML_DSA", "SM2"))
+    return spec is not None and spec.startswith(("RSA_", "ECC_", "ML_DSA", "ML_KEM", "SM2"))
 
 
 def usage(

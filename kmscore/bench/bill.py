@@ -38,7 +38,7 @@ _DATA_KEY_CALLS: Final = frozenset({"GenerateDataKey", "GenerateDataKeys", "Decr
 
 def request_rate(spec: str | None) -> float:
     """USD per 10,000 requests on a key of ``spec`` (None: symmetric)."""
-    asymmetric = spec is not None and spec.startswith(("RSA_", "ECC_", "ML_DSA", "SM2"))
+    asymmetric = spec is not None and spec.startswith(("RSA_", "ECC_", "ML_DSA", "ML_KEM", "SM2"))
     if not asymmetric or spec == "RSA_2048":
         return float(PRICES["symmetric_per_10k"])
     return float(PRICES["asymmetric_per_10k"])

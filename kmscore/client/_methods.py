@@ -37,8 +37,16 @@ Operations = Literal[
     "GenerateMac",
     "VerifyMac",
     "DeriveSharedSecret",
+    "Encapsulate",
+    "Decapsulate",
 ]
-KeyUsage = Literal["SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT"]
+KeyUsage = Literal[
+    "SIGN_VERIFY",
+    "ENCRYPT_DECRYPT",
+    "GENERATE_VERIFY_MAC",
+    "KEY_AGREEMENT",
+    "ENCAPSULATE_DECAPSULATE",
+]
 CustomerMasterKeySpec = Literal[
     "RSA_2048",
     "RSA_3072",
@@ -72,8 +80,12 @@ KeySpec = Literal[
     "ML_DSA_65",
     "ML_DSA_87",
     "ECC_NIST_EDWARDS25519",
+    "ML_KEM_512",
+    "ML_KEM_768",
+    "ML_KEM_1024",
 ]
 Origin = Literal["AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"]
+EncapsulationAlgorithm = Literal["ML_KEM"]
 EncryptionAlgorithm = Literal[
     "SYMMETRIC_DEFAULT",
     "RSAES_OAEP_SHA_1",
@@ -94,6 +106,9 @@ KeyPairSpec = Literal[
     "ECC_SECG_P256K1",
     "SM2",
     "ECC_NIST_EDWARDS25519",
+    "ML_KEM_512",
+    "ML_KEM_768",
+    "ML_KEM_1024",
 ]
 MacAlgorithm = Literal["HMAC_SHA_224", "HMAC_SHA_256", "HMAC_SHA_384", "HMAC_SHA_512"]
 WrappingAlgorithm = Literal[
@@ -108,6 +123,7 @@ WrappingKeySpec = Literal["RSA_2048", "RSA_3072", "RSA_4096", "SM2"]
 ExpirationModel = Literal["KEY_MATERIAL_EXPIRES", "KEY_MATERIAL_DOES_NOT_EXPIRE"]
 ImportType = Literal["NEW_KEY_MATERIAL", "EXISTING_KEY_MATERIAL"]
 IncludeKeyMaterial = Literal["ALL_KEY_MATERIAL", "ROTATIONS_ONLY"]
+ResourceOwners = Literal["SELF", "OTHER_ACCOUNTS_VIA_RAM"]
 MessageType = Literal["RAW", "DIGEST", "EXTERNAL_MU"]
 SigningAlgorithm = Literal[
     "RSASSA_PSS_SHA_256",
@@ -138,17 +154,20 @@ class CreateAliasRequest(TypedDict, total=False):
 class CreateGrantRequestConstraints(TypedDict, total=False):
     EncryptionContextSubset: Mapping[str, str]
     EncryptionContextEquals: Mapping[str, str]
+    SourceArn: str
 
 
 class CreateGrantRequest(TypedDict, total=False):
     KeyId: Required[str]
-    GranteePrincipal: Required[str]
+    GranteePrincipal: str
     RetiringPrincipal: str
     Operations: Required[Sequence[Operations]]
     Constraints: CreateGrantRequestConstraints
     GrantTokens: Sequence[str]
     Name: str
     DryRun: bool
+    GranteeServicePrincipal: str
+    RetiringServicePrincipal: str
 
 
 class CreateKeyRequestTags(TypedDict, total=False):
@@ -180,6 +199,14 @@ class CreateUserRequest(TypedDict, total=False):
     Uid: int
     PolicyDocument: str
     Tags: Sequence[CreateUserRequestTags]
+
+
+class DecapsulateRequest(TypedDict, total=False):
+    KeyId: Required[str]
+    SharedSecretCiphertextBlob: Required[Buffer]
+    EncapsulationAlgorithm: Required[EncapsulationAlgorithm]
+    GrantTokens: Sequence[str]
+    DryRun: bool
 
 
 class DecryptRequestRecipient(TypedDict, total=False):
@@ -254,6 +281,13 @@ class EnableKeyRequest(TypedDict, total=False):
 class EnableKeyRotationRequest(TypedDict, total=False):
     KeyId: Required[str]
     RotationPeriodInDays: int
+
+
+class EncapsulateRequest(TypedDict, total=False):
+    KeyId: Required[str]
+    EncapsulationAlgorithm: Required[EncapsulationAlgorithm]
+    GrantTokens: Sequence[str]
+    DryRun: bool
 
 
 class EncryptRequest(TypedDict, total=False):
@@ -388,6 +422,7 @@ class ListGrantsRequest(TypedDict, total=False):
     KeyId: Required[str]
     GrantId: str
     GranteePrincipal: str
+    GranteeServicePrincipal: str
 
 
 class ListKeyPoliciesRequest(TypedDict, total=False):
@@ -406,6 +441,7 @@ class ListKeyRotationsRequest(TypedDict, total=False):
 class ListKeysRequest(TypedDict, total=False):
     Limit: int
     Marker: str
+    ResourceOwners: Sequence[ResourceOwners]
 
 
 class ListResourceTagsRequest(TypedDict, total=False):
@@ -417,7 +453,8 @@ class ListResourceTagsRequest(TypedDict, total=False):
 class ListRetirableGrantsRequest(TypedDict, total=False):
     Limit: int
     Marker: str
-    RetiringPrincipal: Required[str]
+    RetiringPrincipal: str
+    RetiringServicePrincipal: str
 
 
 class ListUsersRequest(TypedDict, total=False):
@@ -582,6 +619,10 @@ class KMSMethods:
         """CreateUser: a user with one access key; the secret is in this response only."""
         return self._invoke("CreateUser", request)
 
+    def decapsulate(self, **request: Unpack[DecapsulateRequest]) -> dict[str, Any]:
+        """Decapsulate: the shared secret of a ciphertext made by Encapsulate."""
+        return self._invoke("Decapsulate", request)
+
     def decrypt(self, **request: Unpack[DecryptRequest]) -> dict[str, Any]:
         """Decrypt: a blob made by Encrypt or GenerateDataKey; KeyId is optional."""
         return self._invoke("Decrypt", request)
@@ -627,6 +668,10 @@ class KMSMethods:
     def enable_key_rotation(self, **request: Unpack[EnableKeyRotationRequest]) -> dict[str, Any]:
         """EnableKeyRotation: rotate every RotationPeriodInDays (90-2560, default 365)."""
         return self._invoke("EnableKeyRotation", request)
+
+    def encapsulate(self, **request: Unpack[EncapsulateRequest]) -> dict[str, Any]:
+        """Encapsulate: a fresh shared secret and its ciphertext under an ML-KEM key."""
+        return self._invoke("Encapsulate", request)
 
     def encrypt(self, **request: Unpack[EncryptRequest]) -> dict[str, Any]:
         """Encrypt: up to 4096 bytes under a symmetric key, or RSAES-OAEP with an RSA key."""
@@ -834,6 +879,10 @@ class AsyncKMSMethods:
         """CreateUser: a user with one access key; the secret is in this response only."""
         return await self._invoke("CreateUser", request)
 
+    async def decapsulate(self, **request: Unpack[DecapsulateRequest]) -> dict[str, Any]:
+        """Decapsulate: the shared secret of a ciphertext made by Encapsulate."""
+        return await self._invoke("Decapsulate", request)
+
     async def decrypt(self, **request: Unpack[DecryptRequest]) -> dict[str, Any]:
         """Decrypt: a blob made by Encrypt or GenerateDataKey; KeyId is optional."""
         return await self._invoke("Decrypt", request)
@@ -885,6 +934,10 @@ class AsyncKMSMethods:
     ) -> dict[str, Any]:
         """EnableKeyRotation: rotate every RotationPeriodInDays (90-2560, default 365)."""
         return await self._invoke("EnableKeyRotation", request)
+
+    async def encapsulate(self, **request: Unpack[EncapsulateRequest]) -> dict[str, Any]:
+        """Encapsulate: a fresh shared secret and its ciphertext under an ML-KEM key."""
+        return await self._invoke("Encapsulate", request)
 
     async def encrypt(self, **request: Unpack[EncryptRequest]) -> dict[str, Any]:
         """Encrypt: up to 4096 bytes under a symmetric key, or RSAES-OAEP with an RSA key."""

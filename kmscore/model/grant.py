@@ -46,6 +46,8 @@ GRANT_OPERATIONS: Final = (
     "GenerateMac",
     "VerifyMac",
     "DeriveSharedSecret",
+    "Encapsulate",
+    "Decapsulate",
 )
 #: Operations whose request has an encryption context, so a grant's
 #: constraints are checked against it.
@@ -87,6 +89,7 @@ _OPERATIONS_BY_USAGE: Final = {
     (False, "SIGN_VERIFY"): frozenset({"Sign", "Verify", "GetPublicKey"}),
     (True, "GENERATE_VERIFY_MAC"): frozenset({"GenerateMac", "VerifyMac"}),
     (False, "KEY_AGREEMENT"): frozenset({"DeriveSharedSecret", "GetPublicKey"}),
+    (False, "ENCAPSULATE_DECAPSULATE"): frozenset({"Encapsulate", "Decapsulate", "GetPublicKey"}),
 }
 
 

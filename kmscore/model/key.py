@@ -29,7 +29,12 @@ SYMMETRIC_ALGORITHMS = ("SYMMETRIC_DEFAULT",)
 
 #: Key specs newer than the deprecated CustomerMasterKeySpec: AWS leaves that
 #: member out for them (its enum does not name them).
-_NO_CMK_SPEC = frozenset({"ML_DSA_44", "ML_DSA_65", "ML_DSA_87", "ECC_NIST_EDWARDS25519"})
+_NO_CMK_SPEC = frozenset(
+    {
+        "ML_DSA_44", "ML_DSA_65", "ML_DSA_87", "ECC_NIST_EDWARDS25519",
+        "ML_KEM_512", "ML_KEM_768", "ML_KEM_1024",
+    }
+)  # fmt: skip
 
 
 def algorithm_fields(key_spec: str, key_usage: str) -> dict[str, list[str]]:

@@ -36,6 +36,7 @@ from kmscore.errors import (
 __all__ = [
     "DATA_KEY_PAIR_SPECS",
     "KEY_SPECS",
+    "EncapsulationAlgorithm",
     "EncryptionAlgorithm",
     "KeyAgreementAlgorithm",
     "KeyAlgorithms",
@@ -73,6 +74,9 @@ class KeySpec(enum.StrEnum):
     ML_DSA_44 = "ML_DSA_44"
     ML_DSA_65 = "ML_DSA_65"
     ML_DSA_87 = "ML_DSA_87"
+    ML_KEM_512 = "ML_KEM_512"
+    ML_KEM_768 = "ML_KEM_768"
+    ML_KEM_1024 = "ML_KEM_1024"
     SM2 = "SM2"
 
 
@@ -83,6 +87,7 @@ class KeyUsage(enum.StrEnum):
     SIGN_VERIFY = "SIGN_VERIFY"
     GENERATE_VERIFY_MAC = "GENERATE_VERIFY_MAC"
     KEY_AGREEMENT = "KEY_AGREEMENT"
+    ENCAPSULATE_DECAPSULATE = "ENCAPSULATE_DECAPSULATE"
 
 
 class EncryptionAlgorithm(enum.StrEnum):
@@ -127,6 +132,12 @@ class KeyAgreementAlgorithm(enum.StrEnum):
     ECDH = "ECDH"
 
 
+class EncapsulationAlgorithm(enum.StrEnum):
+    """AWS enum ``EncapsulationAlgorithmSpec``."""
+
+    ML_KEM = "ML_KEM"
+
+
 class MessageType(enum.StrEnum):
     """AWS enum ``MessageType`` of ``Sign`` and ``Verify``."""
 
@@ -144,10 +155,17 @@ class KeyFamily(enum.StrEnum):
     EDWARDS = "EDWARDS"
     HMAC = "HMAC"
     ML_DSA = "ML_DSA"
+    ML_KEM = "ML_KEM"
     SM2 = "SM2"
 
 
-Algorithm = EncryptionAlgorithm | SigningAlgorithm | MacAlgorithm | KeyAgreementAlgorithm
+Algorithm = (
+    EncryptionAlgorithm
+    | SigningAlgorithm
+    | MacAlgorithm
+    | KeyAgreementAlgorithm
+    | EncapsulationAlgorithm
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +181,7 @@ class KeyAlgorithms:
         signing_algorithms: ``SigningAlgorithms`` of ``DescribeKey``.
         mac_algorithms: ``MacAlgorithms`` of ``DescribeKey``.
         key_agreement_algorithms: ``KeyAgreementAlgorithms`` of ``DescribeKey``.
+        encapsulation_algorithms: ``EncapsulationAlgorithms`` of ``DescribeKey``.
     """
 
     key_usage: KeyUsage
@@ -170,6 +189,7 @@ class KeyAlgorithms:
     signing_algorithms: tuple[SigningAlgorithm, ...] = ()
     mac_algorithms: tuple[MacAlgorithm, ...] = ()
     key_agreement_algorithms: tuple[KeyAgreementAlgorithm, ...] = ()
+    encapsulation_algorithms: tuple[EncapsulationAlgorithm, ...] = ()
 
     @property
     def all(self) -> tuple[Algorithm, ...]:
@@ -179,6 +199,7 @@ class KeyAlgorithms:
             *self.signing_algorithms,
             *self.mac_algorithms,
             *self.key_agreement_algorithms,
+            *self.encapsulation_algorithms,
         )
 
     def allows(self, algorithm: str) -> bool:
@@ -197,6 +218,7 @@ class KeyAlgorithms:
             "SigningAlgorithms": self.signing_algorithms,
             "MacAlgorithms": self.mac_algorithms,
             "KeyAgreementAlgorithms": self.key_agreement_algorithms,
+            "EncapsulationAlgorithms": self.encapsulation_algorithms,
         }
         return {name: [str(a) for a in algs] for name, algs in fields.items() if algs}
 
@@ -208,11 +230,11 @@ class KeySpecInfo:
     Attributes:
         key_spec: The key spec.
         family: The kind of key material.
-        asymmetric: True for key pairs (RSA, ECC, Edwards, ML-DSA, SM2).
+        asymmetric: True for key pairs (RSA, ECC, Edwards, ML-DSA, ML-KEM, SM2).
         supported: False for key specs kmscore cannot serve (SM2, China Regions only).
         key_bits: Length of the key in bits where AWS names one: the AES key of
             SYMMETRIC_DEFAULT, the RSA modulus, the HMAC key that kmscore
-            generates, the size of an elliptic curve; None for ML-DSA.
+            generates, the size of an elliptic curve; None for ML-DSA and ML-KEM.
         data_key_pair: True when the name is also a ``DataKeyPairSpec``
             (``GenerateDataKeyPair``'s ``KeyPairSpec``).
         algorithms: Per allowed key usage, the algorithms AWS allows, in
@@ -310,6 +332,13 @@ def _mldsa(key_spec: KeySpec) -> KeySpecInfo:
     return _row(key_spec, KeyFamily.ML_DSA, sign)
 
 
+def _mlkem(key_spec: KeySpec) -> KeySpecInfo:
+    kem = KeyAlgorithms(
+        _U.ENCAPSULATE_DECAPSULATE, encapsulation_algorithms=(EncapsulationAlgorithm.ML_KEM,)
+    )
+    return _row(key_spec, KeyFamily.ML_KEM, kem, data_key_pair=True)
+
+
 _K = KeySpec
 
 KEY_SPECS: Final[Mapping[KeySpec, KeySpecInfo]] = MappingProxyType({
@@ -343,6 +372,9 @@ KEY_SPECS: Final[Mapping[KeySpec, KeySpecInfo]] = MappingProxyType({
     _K.ML_DSA_44: _mldsa(_K.ML_DSA_44),
     _K.ML_DSA_65: _mldsa(_K.ML_DSA_65),
     _K.ML_DSA_87: _mldsa(_K.ML_DSA_87),
+    _K.ML_KEM_512: _mlkem(_K.ML_KEM_512),
+    _K.ML_KEM_768: _mlkem(_K.ML_KEM_768),
+    _K.ML_KEM_1024: _mlkem(_K.ML_KEM_1024),
     # China Regions only in AWS; kmscore lists it so DescribeKey-shaped answers and
     # error messages can name it, but never makes or uses SM2 keys.
     _K.SM2: _row(
@@ -362,7 +394,13 @@ DATA_KEY_PAIR_SPECS: Final[tuple[KeySpec, ...]] = tuple(
 
 _ALGORITHM_NAMES: Final[frozenset[str]] = frozenset(
     member.value
-    for enum_type in (EncryptionAlgorithm, SigningAlgorithm, MacAlgorithm, KeyAgreementAlgorithm)
+    for enum_type in (
+        EncryptionAlgorithm,
+        SigningAlgorithm,
+        MacAlgorithm,
+        KeyAgreementAlgorithm,
+        EncapsulationAlgorithm,
+    )
     for member in enum_type
 )
 

@@ -76,6 +76,8 @@ _CRYPTO: Final = frozenset(
         "VerifyMac",
         "GetPublicKey",
         "DeriveSharedSecret",
+        "Encapsulate",
+        "Decapsulate",
     }
 )
 _USABLE: Final = frozenset({S.ENABLED, S.DISABLED})
@@ -101,13 +103,19 @@ _ALLOWED: Final[dict[str, frozenset[KeyState]]] = {
     "TagResource": _USABLE | {S.PENDING_IMPORT},
     "UntagResource": _USABLE | {S.PENDING_IMPORT},
     "PutKeyPolicy": _USABLE | {S.PENDING_IMPORT},
-    "CreateGrant": _USABLE | {S.PENDING_IMPORT},
-    "GetKeyRotationStatus": _USABLE | {S.PENDING_IMPORT},
-    "ListKeyRotations": _USABLE | {S.PENDING_IMPORT},
+    # AWS's key-state table: CreateGrant needs the key enabled ([1] disabled,
+    # [5] pending import, [3] pending deletion), like the operations it grants.
+    "CreateGrant": frozenset({S.ENABLED}),
+    # AWS's key-state table lets GetKeyRotationStatus read a key pending
+    # deletion; ListKeyRotations, the newer read, is taken to do the same.
+    "GetKeyRotationStatus": _USABLE | {S.PENDING_IMPORT, S.PENDING_DELETION},
+    "ListKeyRotations": _USABLE | {S.PENDING_IMPORT, S.PENDING_DELETION},
     # Rotation changes need the key enabled; a disabled key answers
-    # DisabledException, as AWS does.
-    "EnableKeyRotation": frozenset({S.ENABLED}),
-    "DisableKeyRotation": frozenset({S.ENABLED}),
+    # DisabledException, as AWS does. Only EXTERNAL keys are PendingImport, and
+    # for them AWS answers UnsupportedOperationException (origin EXTERNAL), not
+    # a state error: the state lets them through to the handler's origin check.
+    "EnableKeyRotation": frozenset({S.ENABLED, S.PENDING_IMPORT}),
+    "DisableKeyRotation": frozenset({S.ENABLED, S.PENDING_IMPORT}),
     "RotateKeyOnDemand": frozenset({S.ENABLED}),
     # Importing key material (AWS's key-state table): not while pending
     # deletion, except that deleting material leaves such a key as it is.
@@ -120,6 +128,7 @@ _ALLOWED: Final[dict[str, frozenset[KeyState]]] = {
     "UpdatePrimaryRegion": _USABLE,
 }
 _DISABLED_MEANS_DISABLED: Final = _CRYPTO | {
+    "CreateGrant",
     "EnableKeyRotation",
     "DisableKeyRotation",
     "RotateKeyOnDemand",
@@ -171,6 +180,8 @@ class StateRule:
         """
         if state in self.allowed:
             return
+        if self.operation == "CancelKeyDeletion":
+            raise KMSInvalidStateException(f"{key_arn} is not pending deletion.")
         if state is S.DISABLED and self.disabled_means_disabled:
             raise DisabledException(f"{key_arn} is disabled.")
         if state is S.PENDING_DELETION:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from kmscore.errors import (
+    AlreadyExistsException,
     LimitExceededException,
     NotFoundException,
     ValidationException,
@@ -44,7 +45,13 @@ def create_alias(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     ):
         raise LimitExceededException(f"{key.arn} already has {MAX_ALIASES_PER_KEY} aliases.")
     now = svc.clock()
-    svc.store.create_alias(AliasRecord(name, key.key_id, now, now))
+    try:
+        svc.store.create_alias(AliasRecord(name, key.key_id, now, now))
+    except AlreadyExistsException:
+        # AWS names the alias by its ARN here; the store knows only the name.
+        raise AlreadyExistsException(
+            f"An alias with the name {svc.alias_arn(name)} already exists"
+        ) from None
     svc.forget_alias(name)
     return {}
 

@@ -62,7 +62,8 @@ KEY_PAIR_SPEC: Final = String(
     required=True,
     enum=(
         "RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521",
-        "ECC_SECG_P256K1", "SM2", "ECC_NIST_EDWARDS25519",
+        "ECC_SECG_P256K1", "SM2", "ECC_NIST_EDWARDS25519", "ML_KEM_512", "ML_KEM_768",
+        "ML_KEM_1024",
     ),
 )  # fmt: skip
 
@@ -76,7 +77,7 @@ _CMK_SPECS: Final = frozenset(
 )  # fmt: skip
 
 
-def _usage_key(call: Call, ref: str, usage: str) -> KeyRecord:
+def usage_key(call: Call, ref: str, usage: str) -> KeyRecord:
     """Resolve a key, check its state and that its key usage is ``usage``.
 
     Raises:
@@ -99,7 +100,7 @@ def _loaded(call: Call, key: KeyRecord) -> AsymmetricVersion:
 
 
 def _signing(call: Call, req: dict[str, Any]) -> tuple[KeyRecord, str, str]:
-    key = _usage_key(call, req["KeyId"], "SIGN_VERIFY")
+    key = usage_key(call, req["KeyId"], "SIGN_VERIFY")
     algorithm = req["SigningAlgorithm"]
     message_type = req.get("MessageType", "RAW")
     check_algorithm(key.key_spec, key.key_usage, algorithm)
@@ -179,7 +180,7 @@ def get_public_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 
 
 def _mac(call: Call, req: dict[str, Any]) -> tuple[KeyRecord, str]:
-    key = _usage_key(call, req["KeyId"], "GENERATE_VERIFY_MAC")
+    key = usage_key(call, req["KeyId"], "GENERATE_VERIFY_MAC")
     algorithm = req["MacAlgorithm"]
     check_algorithm(key.key_spec, key.key_usage, algorithm)
     call.authorize(key, conditions={"kms:MacAlgorithm": algorithm})
@@ -240,7 +241,7 @@ def verify_mac(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 def derive_shared_secret(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """DeriveSharedSecret: the raw ECDH secret of the key and a peer public key."""
     refuse_recipient(req)
-    key = _usage_key(call, req["KeyId"], "KEY_AGREEMENT")
+    key = usage_key(call, req["KeyId"], "KEY_AGREEMENT")
     algorithm = req["KeyAgreementAlgorithm"]
     check_algorithm(key.key_spec, key.key_usage, algorithm)
     call.authorize(key, conditions={"kms:KeyAgreementAlgorithm": algorithm})

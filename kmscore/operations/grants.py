@@ -10,6 +10,7 @@ from kmscore.errors import (
     InvalidGrantTokenException,
     LimitExceededException,
     NotFoundException,
+    UnsupportedOperationException,
     ValidationException,
 )
 from kmscore.model.grant import (
@@ -38,13 +39,34 @@ from kmscore.service import Call
 from kmscore.service.authorization import GRANT_CONSTRAINTS, UNMAPPED
 
 PRINCIPAL: Final = String(min_len=1, max_len=256, pattern=r"^[\w+=,.@:/-]+$")
-REQUIRED_PRINCIPAL: Final = String(
-    required=True, min_len=1, max_len=256, pattern=r"^[\w+=,.@:/-]+$"
-)
 GRANT_ID: Final = String(min_len=1, max_len=128)
 REQUIRED_GRANT_ID: Final = String(required=True, min_len=1, max_len=128)
+SERVICE_PRINCIPAL: Final = String(
+    min_len=1, max_len=128, pattern=r"^([A-Za-z0-9\-]+)\.([A-Za-z0-9\-]+)(\.[A-Za-z0-9\-]+)+$"
+)
+SOURCE_ARN: Final = String(
+    min_len=20, max_len=512, pattern=r"^arn:aws[a-z0-9-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{12}:.+$"
+)
 #: AWS allows 50,000 grants per key.
 MAX_GRANTS_PER_KEY: Final = 50_000
+
+
+def _one_of(req: dict[str, Any], first: str, second: str, *, required: bool) -> None:
+    """AWS's rule for a principal member and its service-principal twin.
+
+    Raises:
+        ValidationException: both are given, or (``required``) neither.
+        UnsupportedOperationException: the service-principal member is given:
+            kmscore has no AWS service principals to grant to or list for.
+    """
+    if first in req and second in req:
+        raise ValidationException(f"You can specify either {first} or {second}, but not both.")
+    if required and first not in req and second not in req:
+        raise ValidationException(f"You must specify either {first} or {second}.")
+    if second in req:
+        raise UnsupportedOperationException(
+            f"{second} is not supported: kmscore has no AWS service principals."
+        )
 
 
 def _constraint_pairs(constraints: dict[str, dict[str, str]] | None) -> dict[str, str] | None:
@@ -60,15 +82,21 @@ def _constraint_pairs(constraints: dict[str, dict[str, str]] | None) -> dict[str
     "CreateGrant",
     {
         "KeyId": KEY_ID,
-        "GranteePrincipal": REQUIRED_PRINCIPAL,
+        "GranteePrincipal": PRINCIPAL,
         "RetiringPrincipal": PRINCIPAL,
         "Operations": List(item=String(enum=GRANT_OPERATIONS), required=True),
         "Constraints": Structure(
-            members={"EncryptionContextSubset": CONTEXT, "EncryptionContextEquals": CONTEXT}
+            members={
+                "EncryptionContextSubset": CONTEXT,
+                "EncryptionContextEquals": CONTEXT,
+                "SourceArn": SOURCE_ARN,
+            }
         ),
         "GrantTokens": GRANT_TOKENS,
         "Name": String(min_len=1, max_len=256, pattern=r"^[a-zA-Z0-9:/_-]+$"),
         "DryRun": DRY_RUN,
+        "GranteeServicePrincipal": SERVICE_PRINCIPAL,
+        "RetiringServicePrincipal": SERVICE_PRINCIPAL,
     },
 )
 def create_grant(call: Call, req: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +106,13 @@ def create_grant(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     existing grant's id and token, as AWS does.
     """
     svc = call.service
+    _one_of(req, "GranteePrincipal", "GranteeServicePrincipal", required=True)
+    _one_of(req, "RetiringPrincipal", "RetiringServicePrincipal", required=False)
+    if "SourceArn" in (req.get("Constraints") or {}):
+        raise UnsupportedOperationException(
+            "The SourceArn grant constraint is not supported: it is for grants to AWS "
+            "service principals, which kmscore does not have."
+        )
     key = call.key(req["KeyId"], allow_alias=False)
     operations = tuple(dict.fromkeys(req["Operations"]))
     if not operations:
@@ -149,11 +184,13 @@ def create_grant(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         "KeyId": KEY_ID,
         "GrantId": GRANT_ID,
         "GranteePrincipal": PRINCIPAL,
+        "GranteeServicePrincipal": SERVICE_PRINCIPAL,
     },
 )
 def list_grants(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ListGrants: a key's grants, optionally one grant or one grantee's, paged."""
     svc = call.service
+    _one_of(req, "GranteePrincipal", "GranteeServicePrincipal", required=False)
     limit, after = page_args(req)
     key = call.key(req["KeyId"], allow_alias=False)
     call.authorize(key)
@@ -173,11 +210,17 @@ def list_grants(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 
 @operation(
     "ListRetirableGrants",
-    {"Limit": LIMIT, "Marker": MARKER, "RetiringPrincipal": REQUIRED_PRINCIPAL},
+    {
+        "Limit": LIMIT,
+        "Marker": MARKER,
+        "RetiringPrincipal": PRINCIPAL,
+        "RetiringServicePrincipal": SERVICE_PRINCIPAL,
+    },
 )
 def list_retirable_grants(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ListRetirableGrants: grants naming a principal as their retiring principal."""
     svc = call.service
+    _one_of(req, "RetiringPrincipal", "RetiringServicePrincipal", required=True)
     limit, after = page_args(req)
     call.authorize(None)
     grants = svc.store.list_retirable_grants(req["RetiringPrincipal"], after, limit + 1)

@@ -19,7 +19,7 @@ from kmscore.model.arn import new_key_id
 from kmscore.model.key import KeyRecord
 from kmscore.model.keyspecs import algorithms_for, require_supported
 from kmscore.model.keystate import KeyState, require_transition
-from kmscore.model.validation import Boolean, Integer, String
+from kmscore.model.validation import Boolean, Integer, List, String
 from kmscore.operations.common import GRANT_TOKENS, KEY_ID, LIMIT, MARKER, page_args, page_result
 from kmscore.operations.importing import IMPORTABLE_SPECS
 from kmscore.operations.registry import operation
@@ -28,13 +28,19 @@ from kmscore.service import Call
 from kmscore.service.importing import summarize
 from kmscore.service.rotation import new_material
 
-KEY_USAGES: Final = ("SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT")
+KEY_USAGES: Final = (
+    "SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT",
+    "ENCAPSULATE_DECAPSULATE",
+)  # fmt: skip
 KEY_SPECS: Final = (
     "RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521",
     "ECC_SECG_P256K1", "SYMMETRIC_DEFAULT", "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512",
-    "SM2", "ML_DSA_44", "ML_DSA_65", "ML_DSA_87", "ECC_NIST_EDWARDS25519",
+    "SM2", "ML_DSA_44", "ML_DSA_65", "ML_DSA_87", "ECC_NIST_EDWARDS25519", "ML_KEM_512",
+    "ML_KEM_768", "ML_KEM_1024",
 )  # fmt: skip
-CMK_SPECS: Final = tuple(s for s in KEY_SPECS if not s.startswith(("ML_DSA", "ECC_NIST_ED")))
+CMK_SPECS: Final = tuple(
+    s for s in KEY_SPECS if not s.startswith(("ML_DSA", "ML_KEM", "ECC_NIST_ED"))
+)
 ORIGINS: Final = ("AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE")
 MIN_WINDOW: Final = 7
 MAX_WINDOW: Final = 30
@@ -176,12 +182,23 @@ def describe_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     return {"KeyMetadata": key.metadata(material_id)}
 
 
-@operation("ListKeys", {"Limit": LIMIT, "Marker": MARKER})
+_RESOURCE_OWNERS: Final = List(
+    item=String(enum=("SELF", "OTHER_ACCOUNTS_VIA_RAM")), min_len=1, max_len=2
+)
+
+
+@operation("ListKeys", {"Limit": LIMIT, "Marker": MARKER, "ResourceOwners": _RESOURCE_OWNERS})
 def list_keys(call: Call, req: dict[str, Any]) -> dict[str, Any]:
-    """ListKeys: key ids and ARNs, paged."""
+    """ListKeys: key ids and ARNs, paged.
+
+    ``ResourceOwners``: no account shares keys with another through RAM in
+    kmscore, so OTHER_ACCOUNTS_VIA_RAM adds no keys, and alone lists none.
+    """
     svc = call.service
     limit, after = page_args(req)
     call.authorize(None)
+    if "SELF" not in req.get("ResourceOwners", ["SELF"]):
+        return {"Keys": [], "Truncated": False}
     while True:
         keys = svc.store.list_keys(after, limit + 1)
         # A key past its deletion window is gone, even before maintenance has

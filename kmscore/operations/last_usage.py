@@ -27,8 +27,10 @@ _CRYPTO: Final = {
     **{
         name: name
         for name in (
+            "Decapsulate",
             "Decrypt",
             "DeriveSharedSecret",
+            "Encapsulate",
             "Encrypt",
             "GenerateDataKey",
             "GenerateDataKeyPair",

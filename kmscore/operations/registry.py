@@ -17,12 +17,13 @@ from kmscore.errors import (
     KMSError,
     KMSInternalException,
     UnknownOperationException,
+    UnsupportedOperationException,
 )
 from kmscore.model.keystate import StateRule, state_rule
 from kmscore.model.validation import Shape, validate
 from kmscore.service import Call, Caller, KeyService, new_request_id
 from kmscore.service.maintenance import maintain_if_due
-from kmscore.wire.operations import OPERATION_FACTS, OperationFacts
+from kmscore.wire.operations import AWS_OPERATIONS, OPERATION_FACTS, OperationFacts
 
 __all__ = ["OPERATIONS", "Handler", "Operation", "dispatch", "operation"]
 
@@ -140,7 +141,13 @@ def dispatch(
     op = OPERATIONS.get(name)
     call = Call(service, name, caller, request_id or new_request_id(), [])
     if op is None:
-        error = UnknownOperationException(f"Unknown operation {name!r}.")
+        # An AWS KMS operation kmscore does not serve is refused as the HTTP
+        # endpoint refuses it; any other name is unknown.
+        error: KMSError = (
+            UnsupportedOperationException(f"{name} is not supported by this service.")
+            if name in AWS_OPERATIONS
+            else UnknownOperationException(f"Unknown operation {name!r}.")
+        )
         service.auditor.record(call, {}, None, error)
         raise error
     call.read_only = op.read_only

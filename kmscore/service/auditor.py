@@ -12,9 +12,11 @@ failed record means the call had no effect (fail closed).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from kmscore.audit.event import build_event
 from kmscore.audit.journal import DEFAULT_JOURNAL_BYTES
 from kmscore.audit.journaled import JournaledTrail
 from kmscore.audit.setup import open_service_trail
@@ -85,6 +87,43 @@ class TrailAuditor:
             except JournalFull:
                 pass  # the file is full (or was let go): the journal rolls it
         self.trail.record_service_call(call, request, response, error, extra)
+
+    def record_service_event(
+        self,
+        event_name: str,
+        *,
+        region: str,
+        account: str,
+        key_arn: str,
+        when: datetime,
+        additional_event_data: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record something the service did on its own, as CloudTrail's ``AwsServiceEvent``.
+
+        For example ``DeleteExpiredKeyMaterial`` when imported material passes
+        its ``ValidTo``: no caller, ``invokedBy`` and source ``kms.amazonaws.com``.
+
+        Raises:
+            KMSInternalException: the record could not be written.
+        """
+        service = "kms.amazonaws.com"
+        event = dict(
+            build_event(
+                event_name,
+                region=region,
+                account_id=account,
+                identity={"accountId": account, "invokedBy": service},
+                source_ip=service,
+                user_agent=service,
+                request_parameters=None,
+                resources=(key_arn,),
+                read_only=False,
+                additional_event_data=additional_event_data,
+                event_time=when,
+            )
+        )
+        event["eventType"] = "AwsServiceEvent"
+        self.trail.append(event)
 
     def close(self) -> None:
         """Flush the trail and seal it with a checkpoint."""

@@ -91,6 +91,24 @@ def remove_material(material: KeyMaterialRecord) -> KeyMaterialRecord:
     )
 
 
+def _record_expiry(
+    service: KeyService, key: KeyRecord, expired: Sequence[KeyMaterialRecord], now: datetime
+) -> None:
+    """One ``DeleteExpiredKeyMaterial`` service event per expired material, as AWS writes."""
+    record = getattr(service.auditor, "record_service_event", None)
+    if record is None:  # an auditor that records nothing (tests, NullAuditor)
+        return
+    for m in expired:
+        record(
+            "DeleteExpiredKeyMaterial",
+            region=service.region,
+            account=service.account,
+            key_arn=key.arn,
+            when=now,
+            additional_event_data={"keyMaterialId": m.material_id},
+        )
+
+
 def expire_imported(service: KeyService, key: KeyRecord, now: datetime) -> KeyRecord:
     """Delete the imported material of ``key`` whose ``ValidTo`` has passed.
 
@@ -112,6 +130,9 @@ def expire_imported(service: KeyService, key: KeyRecord, now: datetime) -> KeyRe
             with service.store.transaction():
                 for m in expired:
                     changed = service.store.put_material(changed, remove_material(m))
+                # Inside the transaction: a record that cannot be written undoes
+                # the deletion (fail closed), as for every call.
+                _record_expiry(service, key, expired, now)
         except ConflictException:
             fresh = service.store.get_key(key.key_id)
             if fresh is None:

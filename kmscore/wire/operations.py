@@ -98,6 +98,8 @@ OPERATION_FACTS: Final[Mapping[str, OperationFacts]] = _table(
     _aws("ReEncrypt", read_only=_READ, inline=True),
     _aws("DescribeKey", read_only=_READ, inline=True),
     _aws("DeriveSharedSecret", read_only=_READ),
+    _aws("Encapsulate", read_only=_READ),
+    _aws("Decapsulate", read_only=_READ),
     _aws("GenerateDataKeyPair", read_only=_READ),
     _aws("GenerateDataKeyPairWithoutPlaintext", read_only=_READ),
     _aws("GenerateMac", read_only=_READ),

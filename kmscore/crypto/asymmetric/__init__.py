@@ -10,6 +10,8 @@ caches it, and calls:
   ``Decrypt`` with AWS's plaintext limits (:func:`max_plaintext_length`).
 - :func:`generate_mac` / :func:`verify_mac`: ``GenerateMac`` and ``VerifyMac``.
 - :func:`derive_shared_secret`: ``DeriveSharedSecret`` (ECDH).
+- :func:`encapsulate` / :func:`decapsulate`: ``Encapsulate`` and ``Decapsulate``
+  (ML-KEM, :mod:`kmscore.crypto.asymmetric.mlkem`).
 - :func:`generate_private_key`, :func:`public_key_der`,
   :func:`generate_data_key_pair`: key material for ``CreateKey``,
   ``GetPublicKey`` and ``GenerateDataKeyPair``.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 from kmscore.crypto.asymmetric._common import MAX_MESSAGE_LENGTH
 from kmscore.crypto.asymmetric.ecc import derive_shared_secret
+from kmscore.crypto.asymmetric.encapsulation import decapsulate, encapsulate
 from kmscore.crypto.asymmetric.hmac import generate_mac, verify_mac
 from kmscore.crypto.asymmetric.material import (
     LoadedKey,
@@ -43,7 +46,9 @@ __all__ = [
     "SIGNING_SCHEMES",
     "LoadedKey",
     "SigningScheme",
+    "decapsulate",
     "derive_shared_secret",
+    "encapsulate",
     "generate_data_key_pair",
     "generate_mac",
     "generate_private_key",

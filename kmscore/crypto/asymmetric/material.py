@@ -6,7 +6,8 @@ Formats, as AWS uses them where AWS shows them:
   the format ``GenerateDataKeyPair`` returns. For ML-DSA, ``cryptography`` 48
   writes the *seed-only* PKCS#8 form (a 32-byte seed, 54 bytes in all, the OIDs
   of FIPS 204 / RFC 9881) and never the expanded private key; loading accepts
-  what ``cryptography`` accepts.
+  what ``cryptography`` accepts. ML-KEM private keys are seed-only PKCS#8 too
+  (:mod:`kmscore.crypto.asymmetric.mlkem`).
 - Public keys are DER ``SubjectPublicKeyInfo`` (RFC 5280), the format of
   ``GetPublicKey`` and of ``DeriveSharedSecret``'s ``PublicKey``.
 - HMAC key material is raw random bytes, as long as the digest of the key spec
@@ -26,6 +27,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, rsa
 
+from kmscore.crypto.asymmetric import mlkem
 from kmscore.crypto.asymmetric._common import expect
 from kmscore.errors import UnsupportedOperationException, ValidationException
 from kmscore.model.keyspecs import (
@@ -53,6 +55,7 @@ PrivateKey = (
     | mldsa.MLDSA44PrivateKey
     | mldsa.MLDSA65PrivateKey
     | mldsa.MLDSA87PrivateKey
+    | mlkem.MLKEMPrivateKey
 )
 PublicKey = (
     rsa.RSAPublicKey
@@ -61,6 +64,7 @@ PublicKey = (
     | mldsa.MLDSA44PublicKey
     | mldsa.MLDSA65PublicKey
     | mldsa.MLDSA87PublicKey
+    | mlkem.MLKEMPublicKey
 )
 
 CURVES: Final[dict[KeySpec, type[ec.EllipticCurve]]] = {
@@ -101,7 +105,7 @@ def _fits(info: KeySpecInfo, key: PrivateKey | PublicKey) -> bool:
         return isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey)
     if info.family is KeyFamily.ML_DSA:
         return isinstance(key, _MLDSA_PRIVATE[spec] | _MLDSA_PUBLIC[spec])
-    return False
+    return info.family is KeyFamily.ML_KEM  # mlkem's loaders check the parameter set
 
 
 def _asymmetric(key_spec: str) -> KeySpecInfo:
@@ -186,6 +190,11 @@ class LoadedKey:
                 f"KeySpec {info.key_spec} key material is used by the AES-GCM engine, "
                 "not loaded as an asymmetric or HMAC key."
             )
+        if info.family is KeyFamily.ML_KEM:
+            kem = mlkem.load_private_der(info.key_spec, material)
+            if kem is None:
+                _bad_material(info, "PKCS#8 DER private key")
+            return cls(info, private=kem)
         try:
             key = serialization.load_der_private_key(
                 bytes(material), password=None, unsafe_skip_rsa_key_validation=not check
@@ -213,6 +222,11 @@ class LoadedKey:
             UnsupportedOperationException: A symmetric, HMAC or SM2 key spec.
         """
         info = _asymmetric(key_spec)
+        if info.family is KeyFamily.ML_KEM:
+            kem = mlkem.load_public_der(info.key_spec, public_key)
+            if kem is None:
+                _bad_material(info, "DER SubjectPublicKeyInfo")
+            return cls(info, public=kem)
         try:
             key = serialization.load_der_public_key(bytes(public_key))
         except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -312,6 +326,8 @@ def _generate(info: KeySpecInfo) -> PrivateKey:
         return mldsa.MLDSA65PrivateKey.generate()
     if spec is KeySpec.ML_DSA_87:
         return mldsa.MLDSA87PrivateKey.generate()
+    if info.family is KeyFamily.ML_KEM:
+        return mlkem.generate(spec)
     raise AssertionError(f"no generator for {spec}")  # pragma: no cover - table complete
 
 
@@ -371,7 +387,7 @@ def generate_data_key_pair(key_pair_spec: str) -> tuple[bytes, bytes]:
 
     Args:
         key_pair_spec: A ``DataKeyPairSpec``: RSA_2048/3072/4096, ECC_NIST_P256/
-            P384/P521, ECC_SECG_P256K1 or ECC_NIST_EDWARDS25519.
+            P384/P521, ECC_SECG_P256K1, ECC_NIST_EDWARDS25519 or ML_KEM_512/768/1024.
 
     Returns:
         ``(private_key, public_key)``: PKCS#8 DER and DER SubjectPublicKeyInfo.
