@@ -81,6 +81,12 @@ class KeyRecord:
     expiration_model: str | None = None
     #: For an EXTERNAL key: when the first of its imported materials expires.
     valid_to: datetime | None = None
+    #: For a key in a custom key store: the store's id.
+    custom_key_store_id: str | None = None
+    #: For a key in an external key store: the external key's id at the proxy.
+    xks_key_id: str | None = None
+    #: For a key in an HSM store: the store's cluster id (DescribeKey shows it).
+    cloud_hsm_cluster_id: str | None = None
 
     def replace(self, **changes: Any) -> KeyRecord:
         """A copy with some fields changed."""
@@ -116,6 +122,12 @@ class KeyRecord:
             md["ExpirationModel"] = self.expiration_model
         if self.valid_to is not None:
             md["ValidTo"] = self.valid_to
+        if self.custom_key_store_id is not None:
+            md["CustomKeyStoreId"] = self.custom_key_store_id
+        if self.cloud_hsm_cluster_id is not None:
+            md["CloudHsmClusterId"] = self.cloud_hsm_cluster_id
+        if self.xks_key_id is not None:
+            md["XksKeyConfiguration"] = {"Id": self.xks_key_id}
         return md
 
 
