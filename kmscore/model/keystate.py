@@ -74,6 +74,9 @@ _CRYPTO: Final = frozenset(
     }
 )
 _USABLE: Final = frozenset({S.ENABLED, S.DISABLED})
+# Key management that AWS allows also while the key's custom key store is
+# disconnected (Unavailable) or its imported material is missing.
+_MANAGEABLE: Final = _USABLE | {S.PENDING_IMPORT, S.UNAVAILABLE}
 
 # Non-crypto operations and the states in which they are allowed.
 _ALLOWED: Final[dict[str, frozenset[KeyState]]] = {
@@ -88,16 +91,16 @@ _ALLOWED: Final[dict[str, frozenset[KeyState]]] = {
     "RetireGrant": _ALL,
     "EnableKey": _USABLE,
     "DisableKey": _USABLE,
-    "ScheduleKeyDeletion": _USABLE | {S.PENDING_IMPORT},
+    "ScheduleKeyDeletion": _MANAGEABLE,
     "CancelKeyDeletion": frozenset({S.PENDING_DELETION}),
-    "UpdateKeyDescription": _USABLE | {S.PENDING_IMPORT},
-    "CreateAlias": _USABLE | {S.PENDING_IMPORT},
-    "UpdateAlias": _USABLE | {S.PENDING_IMPORT},
-    "TagResource": _USABLE | {S.PENDING_IMPORT},
-    "UntagResource": _USABLE | {S.PENDING_IMPORT},
-    "PutKeyPolicy": _USABLE | {S.PENDING_IMPORT},
+    "UpdateKeyDescription": _MANAGEABLE,
+    "CreateAlias": _MANAGEABLE,
+    "UpdateAlias": _MANAGEABLE,
+    "TagResource": _MANAGEABLE,
+    "UntagResource": _MANAGEABLE,
+    "PutKeyPolicy": _MANAGEABLE,
     "CreateGrant": _USABLE | {S.PENDING_IMPORT},
-    "GetKeyRotationStatus": _USABLE | {S.PENDING_IMPORT},
+    "GetKeyRotationStatus": _MANAGEABLE,
     "ListKeyRotations": _USABLE | {S.PENDING_IMPORT},
     # Rotation changes need the key enabled; a disabled key answers
     # DisabledException, as AWS does.

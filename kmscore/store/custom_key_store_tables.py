@@ -104,9 +104,7 @@ class CustomKeyStoreTables(AccessTables):
 
     def list_custom_key_stores(self) -> list[CustomKeyStoreRecord]:
         """See :meth:`KeyStore.list_custom_key_stores`."""
-        rows = self._read(
-            f"SELECT {_COLUMNS} FROM custom_key_stores ORDER BY custom_key_store_id"
-        )
+        rows = self._read(f"SELECT {_COLUMNS} FROM custom_key_stores ORDER BY custom_key_store_id")
         return [_record(r) for r in rows]
 
     def update_custom_key_store(self, record: CustomKeyStoreRecord) -> CustomKeyStoreRecord:

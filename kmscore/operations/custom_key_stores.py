@@ -1,0 +1,353 @@
+"""Custom key store operations.
+
+CreateCustomKeyStore, ConnectCustomKeyStore, DisconnectCustomKeyStore,
+DescribeCustomKeyStores, UpdateCustomKeyStore and DeleteCustomKeyStore, with
+AWS's shapes, connection states and errors, and the checks CreateKey makes of
+a ``CustomKeyStoreId`` (:func:`store_for_new_key`).
+
+Type ``AWS_CLOUDHSM`` is served by a PKCS#11 token (the cluster id names a
+registered token, :mod:`kmscore.service.hsm_clusters`; the password is its
+user PIN). Connecting is synchronous here: the call returns once the token
+has accepted or refused the login, and a refusal leaves the store ``FAILED``
+with AWS's ``ConnectionErrorCode``, as AWS shows it after its asynchronous
+attempt.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Final
+
+from kmscore.crypto.pkcs11_token import TokenConnectError
+from kmscore.errors import (
+    CloudHsmClusterInUseException,
+    CloudHsmClusterNotRelatedException,
+    CustomKeyStoreHasCMKsException,
+    CustomKeyStoreInvalidStateException,
+    CustomKeyStoreNotFoundException,
+    IncorrectTrustAnchorException,
+    LimitExceededException,
+    UnsupportedOperationException,
+    ValidationException,
+)
+from kmscore.model.custom_key_store import (
+    CLOUDHSM,
+    EXTERNAL_KEY_STORE,
+    ConnectionState,
+    CustomKeyStoreRecord,
+)
+from kmscore.model.validation import String, Structure
+from kmscore.operations.common import LIMIT, MARKER, page_args, page_result
+from kmscore.operations.registry import operation
+from kmscore.service import Call
+from kmscore.service.hsm_clusters import get_cluster
+
+__all__ = ["store_for_new_key"]
+
+#: AWS's quota of custom key stores per account and Region.
+MAX_STORES: Final = 10
+
+STORE_ID: Final = String(required=True, min_len=1, max_len=64)
+STORE_NAME: Final = String(min_len=1, max_len=256)
+CLUSTER_ID: Final = String(min_len=19, max_len=24, pattern=r"cluster-[2-7a-zA-Z]{11,16}")
+PASSWORD: Final = String(min_len=7, max_len=32)
+_XKS_MEMBERS: Final = {
+    "XksProxyUriEndpoint": String(min_len=10, max_len=128, pattern=r"^https://[a-zA-Z0-9.-]+$"),
+    "XksProxyUriPath": String(
+        min_len=10,
+        max_len=128,
+        pattern=r"^(/[a-zA-Z0-9\/_-]+/kms/xks/v\d{1,2})$|^(/kms/xks/v\d{1,2})$",
+    ),
+    "XksProxyVpcEndpointServiceName": String(
+        min_len=20,
+        max_len=64,
+        pattern=r"^(com|eu)\.amazonaws\.vpce\.([a-z]+-){2,3}\d+\.vpce-svc-[0-9a-z]+$",
+    ),
+    "XksProxyVpcEndpointServiceOwner": String(min_len=12, max_len=12, pattern=r"[0-9]{12}"),
+    "XksProxyAuthenticationCredential": Structure(
+        members={
+            "AccessKeyId": String(required=True, min_len=20, max_len=30, pattern=r"^[A-Z2-7]+$"),
+            "RawSecretAccessKey": String(
+                required=True, min_len=43, max_len=64, pattern=r"^[a-zA-Z0-9\/+=]+$"
+            ),
+        }
+    ),
+    "XksProxyConnectivity": String(enum=("PUBLIC_ENDPOINT", "VPC_ENDPOINT_SERVICE")),
+}
+
+
+def _new_store_id() -> str:
+    """``cks-`` and 17 hex digits, as AWS's ids look."""
+    return "cks-" + os.urandom(9).hex()[:17]
+
+
+def _refuse_xks(req: dict[str, Any]) -> None:
+    """XKS members have no meaning for an HSM store.
+
+    Raises:
+        ValidationException: one was given.
+    """
+    given = sorted(name for name in _XKS_MEMBERS if name in req)
+    if given:
+        raise ValidationException(
+            f"{', '.join(given)} apply only to custom key stores of type EXTERNAL_KEY_STORE."
+        )
+
+
+@operation(
+    "CreateCustomKeyStore",
+    {
+        "CustomKeyStoreName": String(required=True, min_len=1, max_len=256),
+        "CloudHsmClusterId": CLUSTER_ID,
+        "TrustAnchorCertificate": String(min_len=1, max_len=5000),
+        "KeyStorePassword": PASSWORD,
+        "CustomKeyStoreType": String(enum=(CLOUDHSM, EXTERNAL_KEY_STORE)),
+        **_XKS_MEMBERS,
+    },
+)
+def create_custom_key_store(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """CreateCustomKeyStore: a new store, DISCONNECTED until ConnectCustomKeyStore."""
+    svc = call.service
+    store_type = req.get("CustomKeyStoreType", CLOUDHSM)
+    if store_type == EXTERNAL_KEY_STORE:
+        raise UnsupportedOperationException(
+            "External key stores (EXTERNAL_KEY_STORE) are not supported by this KMS yet."
+        )
+    _refuse_xks(req)
+    missing = [
+        name
+        for name in ("CloudHsmClusterId", "TrustAnchorCertificate", "KeyStorePassword")
+        if name not in req
+    ]
+    if missing:
+        raise ValidationException(
+            f"A custom key store of type AWS_CLOUDHSM needs {', '.join(missing)}."
+        )
+    call.authorize(None)
+    cluster = get_cluster(svc.store, req["CloudHsmClusterId"])
+    if cluster.trust_anchor is not None and (
+        cluster.trust_anchor.strip() != req["TrustAnchorCertificate"].strip()
+    ):
+        raise IncorrectTrustAnchorException(
+            f"The trust anchor certificate does not match cluster {cluster.cluster_id}'s."
+        )
+    stores = svc.store.list_custom_key_stores()
+    if any(s.cluster_id == cluster.cluster_id for s in stores):
+        raise CloudHsmClusterInUseException(
+            f"Cluster {cluster.cluster_id} is the cluster of another custom key store."
+        )
+    if len(stores) >= MAX_STORES:
+        raise LimitExceededException(f"An account has at most {MAX_STORES} custom key stores.")
+    store_id = _new_store_id()
+    record = CustomKeyStoreRecord(
+        custom_key_store_id=store_id,
+        name=req["CustomKeyStoreName"],
+        store_type=CLOUDHSM,
+        connection_state=ConnectionState.DISCONNECTED,
+        creation_date=svc.clock(),
+        cluster_id=cluster.cluster_id,
+        trust_anchor=req["TrustAnchorCertificate"],
+        wrapped_password=svc.custom_key_stores.wrap_password(store_id, req["KeyStorePassword"]),
+    )
+    svc.store.create_custom_key_store(record)
+    svc.custom_key_stores.stored(record.replace(revision=1), store_id)
+    return {"CustomKeyStoreId": store_id}
+
+
+@operation("ConnectCustomKeyStore", {"CustomKeyStoreId": STORE_ID})
+def connect_custom_key_store(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """ConnectCustomKeyStore: log in to the token; CONNECTED, or FAILED with the reason."""
+    stores = call.service.custom_key_stores
+    record = _fresh(call, req["CustomKeyStoreId"])
+    call.authorize(None)
+    if record.connection_state in (ConnectionState.FAILED, ConnectionState.DISCONNECTING):
+        raise CustomKeyStoreInvalidStateException(
+            f"Custom key store {record.custom_key_store_id} is "
+            f"{record.connection_state.value}; disconnect it before connecting it again."
+        )
+    if record.connected:
+        return {}
+    try:
+        stores.open_connection(record)
+    except TokenConnectError as exc:
+        changed = record.replace(
+            connection_state=ConnectionState.FAILED, connection_error_code=exc.code
+        )
+    else:
+        changed = record.replace(
+            connection_state=ConnectionState.CONNECTED, connection_error_code=None
+        )
+    _store(call, changed)
+    return {}
+
+
+@operation("DisconnectCustomKeyStore", {"CustomKeyStoreId": STORE_ID})
+def disconnect_custom_key_store(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """DisconnectCustomKeyStore: log out; the store's keys become Unavailable."""
+    record = _fresh(call, req["CustomKeyStoreId"])
+    call.authorize(None)
+    call.service.custom_key_stores.close_connection(record.custom_key_store_id)
+    if record.connection_state is not ConnectionState.DISCONNECTED:
+        _store(
+            call,
+            record.replace(
+                connection_state=ConnectionState.DISCONNECTED, connection_error_code=None
+            ),
+        )
+    return {}
+
+
+@operation(
+    "DescribeCustomKeyStores",
+    {
+        "CustomKeyStoreId": String(min_len=1, max_len=64),
+        "CustomKeyStoreName": STORE_NAME,
+        "Limit": LIMIT,
+        "Marker": MARKER,
+    },
+)
+def describe_custom_key_stores(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """DescribeCustomKeyStores: one store by id or name, or all of them, paged."""
+    svc = call.service
+    limit, after = page_args(req)
+    call.authorize(None)
+    records = svc.store.list_custom_key_stores()
+    if "CustomKeyStoreId" in req:
+        records = [r for r in records if r.custom_key_store_id == req["CustomKeyStoreId"]]
+        if not records:
+            raise CustomKeyStoreNotFoundException(
+                f"Custom key store {req['CustomKeyStoreId']} does not exist."
+            )
+    if "CustomKeyStoreName" in req:
+        records = [r for r in records if r.name == req["CustomKeyStoreName"]]
+        if not records:
+            raise CustomKeyStoreNotFoundException(
+                f"No custom key store is named {req['CustomKeyStoreName']!r}."
+            )
+    page = [r for r in records if after is None or r.custom_key_store_id > after][: limit + 1]
+    last = page[limit - 1].custom_key_store_id if len(page) > limit else None
+    return page_result([r.describe() for r in page], limit, last, "CustomKeyStores")
+
+
+@operation(
+    "UpdateCustomKeyStore",
+    {
+        "CustomKeyStoreId": STORE_ID,
+        "NewCustomKeyStoreName": STORE_NAME,
+        "KeyStorePassword": PASSWORD,
+        "CloudHsmClusterId": CLUSTER_ID,
+        **{k: v for k, v in _XKS_MEMBERS.items()},
+    },
+)
+def update_custom_key_store(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """UpdateCustomKeyStore: a new name (any state); a new PIN or cluster (disconnected)."""
+    svc = call.service
+    record = _fresh(call, req["CustomKeyStoreId"])
+    _refuse_xks(req)
+    call.authorize(None)
+    changes: dict[str, Any] = {}
+    if "NewCustomKeyStoreName" in req:
+        changes["name"] = req["NewCustomKeyStoreName"]
+    if ("KeyStorePassword" in req or "CloudHsmClusterId" in req) and (
+        record.connection_state is not ConnectionState.DISCONNECTED
+    ):
+        raise CustomKeyStoreInvalidStateException(
+            f"Custom key store {record.custom_key_store_id} is "
+            f"{record.connection_state.value}; KeyStorePassword and CloudHsmClusterId "
+            "change only while it is DISCONNECTED."
+        )
+    if "KeyStorePassword" in req:
+        changes["wrapped_password"] = svc.custom_key_stores.wrap_password(
+            record.custom_key_store_id, req["KeyStorePassword"]
+        )
+    if "CloudHsmClusterId" in req and req["CloudHsmClusterId"] != record.cluster_id:
+        new = get_cluster(svc.store, req["CloudHsmClusterId"])
+        old = get_cluster(svc.store, record.cluster_id or "")
+        # The same token under another registration (say, the module moved):
+        # it holds the store's keys. Any other token does not.
+        if new.token_label != old.token_label:
+            raise CloudHsmClusterNotRelatedException(
+                f"Cluster {new.cluster_id} is another token than the store's "
+                f"({old.cluster_id}); it does not hold the store's keys."
+            )
+        changes["cluster_id"] = new.cluster_id
+    if changes:
+        _store(call, record.replace(**changes))
+    return {}
+
+
+@operation("DeleteCustomKeyStore", {"CustomKeyStoreId": STORE_ID})
+def delete_custom_key_store(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """DeleteCustomKeyStore: only a disconnected store that holds no keys."""
+    svc = call.service
+    record = _fresh(call, req["CustomKeyStoreId"])
+    call.authorize(None)
+    if record.connection_state is not ConnectionState.DISCONNECTED:
+        raise CustomKeyStoreInvalidStateException(
+            f"Custom key store {record.custom_key_store_id} is "
+            f"{record.connection_state.value}; disconnect it before deleting it."
+        )
+    held = svc.store.count_custom_key_store_keys(record.custom_key_store_id)
+    if held:
+        raise CustomKeyStoreHasCMKsException(
+            f"Custom key store {record.custom_key_store_id} holds {held} KMS keys; "
+            "delete them first."
+        )
+    svc.store.delete_custom_key_store(record.custom_key_store_id)
+    svc.custom_key_stores.stored(None, record.custom_key_store_id)
+    return {}
+
+
+def store_for_new_key(call: Call, req: dict[str, Any], spec: str, usage: str) -> str | None:
+    """The custom key store a CreateKey request names, checked; None for a KMS key.
+
+    Raises:
+        CustomKeyStoreNotFoundException: no such store.
+        UnsupportedOperationException: the origin does not match the store's
+            type, or the key is not a single-Region SYMMETRIC_DEFAULT
+            ENCRYPT_DECRYPT key (the only kind custom key stores hold).
+        CustomKeyStoreInvalidStateException: the store is not connected.
+    """
+    origin = req.get("Origin", "AWS_KMS")
+    store_id = req.get("CustomKeyStoreId")
+    if store_id is None:
+        if origin == CLOUDHSM:
+            raise UnsupportedOperationException(
+                "Origin AWS_CLOUDHSM needs the CustomKeyStoreId of an AWS_CLOUDHSM key store."
+            )
+        return None
+    record = call.service.custom_key_stores.require(store_id)
+    if record.store_type == EXTERNAL_KEY_STORE or "XksKeyId" in req:
+        raise UnsupportedOperationException("External key stores are not supported yet.")
+    if origin != CLOUDHSM:
+        raise UnsupportedOperationException(
+            f"A key in custom key store {store_id} (type {record.store_type}) needs "
+            f"Origin {record.store_type}, not {origin}."
+        )
+    if spec != "SYMMETRIC_DEFAULT" or usage != "ENCRYPT_DECRYPT" or req.get("MultiRegion"):
+        raise UnsupportedOperationException(
+            "A custom key store holds only single-Region SYMMETRIC_DEFAULT ENCRYPT_DECRYPT keys."
+        )
+    if not record.connected:
+        raise CustomKeyStoreInvalidStateException(
+            f"Custom key store {store_id} is {record.connection_state.value}; "
+            "connect it before creating keys in it."
+        )
+    return str(store_id)
+
+
+def _fresh(call: Call, store_id: str) -> CustomKeyStoreRecord:
+    """The store's record as stored now (not the cache), for a change.
+
+    Raises:
+        CustomKeyStoreNotFoundException: no such store.
+    """
+    record = call.service.store.get_custom_key_store(store_id)
+    if record is None:
+        raise CustomKeyStoreNotFoundException(f"Custom key store {store_id} does not exist.")
+    return record
+
+
+def _store(call: Call, record: CustomKeyStoreRecord) -> None:
+    stored = call.service.store.update_custom_key_store(record)
+    call.service.custom_key_stores.stored(stored, record.custom_key_store_id)
