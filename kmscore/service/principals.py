@@ -132,8 +132,12 @@ class Principals:
         uid: int | None = None,
         policy: str | None = None,
         tags: Mapping[str, str] | None = None,
+        secret: str | None = None,
     ) -> tuple[Principal, str, str]:
         """Create a user with one access key.
+
+        ``secret`` is the secret access key to give it (an XKS proxy
+        credential's is longer than AWS's 40 characters); a new one by default.
 
         Returns:
             The user, its access key id and its secret access key (shown once).
@@ -155,7 +159,8 @@ class Principals:
         principal = Principal(
             name, user_arn(self._account, name), new_principal_id(), uid, policy, now, checked
         )
-        access_key_id, secret = new_access_key_id(), new_secret_access_key()
+        access_key_id = new_access_key_id()
+        secret = secret or new_secret_access_key()
         wrapped = self._root_key.wrap_secret(
             secret.encode(), ACCESS_KEY_AAD + access_key_id.encode()
         )
