@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from test_store_contract import T0, Opener, key, opener, store  # noqa: F401 - fixtures
+import test_store_contract as contract
+from test_store_contract import T0, Opener, key
 
 from kmscore.errors import (
     ConflictException,
@@ -13,6 +14,10 @@ from kmscore.errors import (
 from kmscore.model.custom_key_store import ConnectionState, CustomKeyStoreRecord
 from kmscore.model.key import KeyMaterialRecord
 from kmscore.store import KeyStore
+
+# The contract's fixtures: both stores, SQLite and PostgreSQL.
+opener = contract.opener
+store = contract.store
 
 
 def record(store_id: str = "cks-1", name: str = "one", **changes: object) -> CustomKeyStoreRecord:
