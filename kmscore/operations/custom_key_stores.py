@@ -26,9 +26,19 @@ from kmscore.errors import (
     CustomKeyStoreInvalidStateException,
     CustomKeyStoreNotFoundException,
     IncorrectTrustAnchorException,
+    KMSError,
     LimitExceededException,
     UnsupportedOperationException,
     ValidationException,
+    XksKeyAlreadyInUseException,
+    XksKeyInvalidConfigurationException,
+    XksKeyNotFoundException,
+    XksProxyIncorrectAuthenticationCredentialException,
+    XksProxyInvalidConfigurationException,
+    XksProxyInvalidResponseException,
+    XksProxyUriInUseException,
+    XksProxyUriUnreachableException,
+    XksProxyVpcEndpointServiceNotFoundException,
 )
 from kmscore.model.custom_key_store import (
     CLOUDHSM,
@@ -41,6 +51,7 @@ from kmscore.operations.common import LIMIT, MARKER, page_args, page_result
 from kmscore.operations.registry import operation
 from kmscore.service import Call
 from kmscore.service.hsm_clusters import get_cluster
+from kmscore.service.xks_client import XksFailure
 
 __all__ = ["store_for_new_key"]
 
@@ -110,9 +121,7 @@ def create_custom_key_store(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     svc = call.service
     store_type = req.get("CustomKeyStoreType", CLOUDHSM)
     if store_type == EXTERNAL_KEY_STORE:
-        raise UnsupportedOperationException(
-            "External key stores (EXTERNAL_KEY_STORE) are not supported by this KMS yet."
-        )
+        return _create_external_key_store(call, req)
     _refuse_xks(req)
     missing = [
         name
@@ -166,6 +175,23 @@ def connect_custom_key_store(call: Call, req: dict[str, Any]) -> dict[str, Any]:
             f"{record.connection_state.value}; disconnect it before connecting it again."
         )
     if record.connected:
+        return {}
+    if record.store_type == EXTERNAL_KEY_STORE:
+        try:
+            stores.proxy_client(record).health()
+        except XksFailure as exc:
+            _store(
+                call,
+                record.replace(
+                    connection_state=ConnectionState.FAILED,
+                    connection_error_code=exc.connection_error,
+                ),
+            )
+            return {}
+        _store(
+            call,
+            record.replace(connection_state=ConnectionState.CONNECTED, connection_error_code=None),
+        )
         return {}
     try:
         stores.open_connection(record)
@@ -243,6 +269,8 @@ def update_custom_key_store(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """UpdateCustomKeyStore: a new name (any state); a new PIN or cluster (disconnected)."""
     svc = call.service
     record = _fresh(call, req["CustomKeyStoreId"])
+    if record.store_type == EXTERNAL_KEY_STORE:
+        return _update_external_key_store(call, record, req)
     _refuse_xks(req)
     call.authorize(None)
     changes: dict[str, Any] = {}
@@ -317,9 +345,7 @@ def store_for_new_key(call: Call, req: dict[str, Any], spec: str, usage: str) ->
             )
         return None
     record = call.service.custom_key_stores.require(store_id)
-    if record.store_type == EXTERNAL_KEY_STORE or "XksKeyId" in req:
-        raise UnsupportedOperationException("External key stores are not supported yet.")
-    if origin != CLOUDHSM:
+    if origin != record.store_type:
         raise UnsupportedOperationException(
             f"A key in custom key store {store_id} (type {record.store_type}) needs "
             f"Origin {record.store_type}, not {origin}."
@@ -333,6 +359,10 @@ def store_for_new_key(call: Call, req: dict[str, Any], spec: str, usage: str) ->
             f"Custom key store {store_id} is {record.connection_state.value}; "
             "connect it before creating keys in it."
         )
+    if record.store_type == EXTERNAL_KEY_STORE:
+        _check_external_key(call, record, req.get("XksKeyId"))
+    elif "XksKeyId" in req:
+        raise ValidationException("XksKeyId applies only to keys in external key stores.")
     return str(store_id)
 
 
@@ -351,3 +381,182 @@ def _fresh(call: Call, store_id: str) -> CustomKeyStoreRecord:
 def _store(call: Call, record: CustomKeyStoreRecord) -> None:
     stored = call.service.store.update_custom_key_store(record)
     call.service.custom_key_stores.stored(stored, record.custom_key_store_id)
+
+
+# --- external key stores --------------------------------------------------------------
+
+_PROXY_ERRORS_ON_STORE: Final = {
+    # The spec's table: what Create/UpdateCustomKeyStore answer for each failure.
+    "AuthenticationFailedException": XksProxyIncorrectAuthenticationCredentialException,
+    "InvalidUriPathException": XksProxyInvalidConfigurationException,
+    "DependencyTimeoutException": XksProxyUriUnreachableException,
+    "ThrottlingException": XksProxyUriUnreachableException,
+    "Unreachable": XksProxyUriUnreachableException,
+    "Tls": XksProxyUriUnreachableException,
+    "Timeout": XksProxyUriUnreachableException,
+}
+
+
+def _store_error(exc: XksFailure) -> KMSError:
+    cls = _PROXY_ERRORS_ON_STORE.get(exc.scenario, XksProxyInvalidResponseException)
+    return cls(exc.message)
+
+
+def _xks_settings(req: dict[str, Any], record: CustomKeyStoreRecord | None) -> dict[str, Any]:
+    """The proxy settings of a request, over the record's.
+
+    Raises:
+        ValidationException: a member is missing, or an HSM store's member given.
+        XksProxyVpcEndpointServiceNotFoundException: VPC_ENDPOINT_SERVICE
+            connectivity (kmscore has no VPC endpoint services).
+    """
+    hsm = sorted(n for n in ("CloudHsmClusterId", "TrustAnchorCertificate", "KeyStorePassword")
+                 if n in req)  # fmt: skip
+    if hsm:
+        raise ValidationException(
+            f"{', '.join(hsm)} apply only to custom key stores of type AWS_CLOUDHSM."
+        )
+    credential = req.get("XksProxyAuthenticationCredential")
+    out = {
+        "xks_uri_endpoint": req.get("XksProxyUriEndpoint", record and record.xks_uri_endpoint),
+        "xks_uri_path": req.get("XksProxyUriPath", record and record.xks_uri_path),
+        "xks_connectivity": req.get("XksProxyConnectivity", record and record.xks_connectivity),
+        "xks_access_key_id": credential["AccessKeyId"]
+        if credential
+        else (record and record.xks_access_key_id),
+        "secret": credential["RawSecretAccessKey"] if credential else None,
+    }
+    missing = [
+        name
+        for name, value in (
+            ("XksProxyUriEndpoint", out["xks_uri_endpoint"]),
+            ("XksProxyUriPath", out["xks_uri_path"]),
+            ("XksProxyConnectivity", out["xks_connectivity"]),
+            ("XksProxyAuthenticationCredential", out["xks_access_key_id"]),
+        )
+        if value is None
+    ]
+    if missing:
+        raise ValidationException(
+            f"A custom key store of type EXTERNAL_KEY_STORE needs {', '.join(missing)}."
+        )
+    if out["xks_connectivity"] == "VPC_ENDPOINT_SERVICE" or "XksProxyVpcEndpointServiceName" in req:
+        raise XksProxyVpcEndpointServiceNotFoundException(
+            "This KMS has no VPC endpoint services; use XksProxyConnectivity PUBLIC_ENDPOINT."
+        )
+    return out
+
+
+def _check_uri_free(call: Call, endpoint: str, path: str, store_id: str | None) -> None:
+    for other in call.service.store.list_custom_key_stores():
+        if other.custom_key_store_id == store_id or other.store_type != EXTERNAL_KEY_STORE:
+            continue
+        if other.xks_uri_endpoint == endpoint and other.xks_uri_path == path:
+            raise XksProxyUriInUseException(
+                f"{endpoint}{path} is the proxy of custom key store {other.custom_key_store_id}."
+            )
+
+
+def _create_external_key_store(call: Call, req: dict[str, Any]) -> dict[str, Any]:
+    """CreateCustomKeyStore of type EXTERNAL_KEY_STORE: the proxy is checked first."""
+    svc = call.service
+    settings = _xks_settings(req, None)
+    call.authorize(None)
+    _check_uri_free(call, settings["xks_uri_endpoint"], settings["xks_uri_path"], None)
+    if len(svc.store.list_custom_key_stores()) >= MAX_STORES:
+        raise LimitExceededException(f"An account has at most {MAX_STORES} custom key stores.")
+    store_id = _new_store_id()
+    record = CustomKeyStoreRecord(
+        custom_key_store_id=store_id,
+        name=req["CustomKeyStoreName"],
+        store_type=EXTERNAL_KEY_STORE,
+        connection_state=ConnectionState.DISCONNECTED,
+        creation_date=svc.clock(),
+        xks_uri_endpoint=settings["xks_uri_endpoint"],
+        xks_uri_path=settings["xks_uri_path"],
+        xks_connectivity=settings["xks_connectivity"],
+        xks_access_key_id=settings["xks_access_key_id"],
+        xks_wrapped_secret=svc.custom_key_stores.wrap_xks_secret(store_id, settings["secret"]),
+    )
+    try:
+        svc.custom_key_stores.proxy_client(record, secret=settings["secret"]).health()
+    except XksFailure as exc:
+        raise _store_error(exc) from None
+    svc.store.create_custom_key_store(record)
+    svc.custom_key_stores.stored(record, store_id)
+    return {"CustomKeyStoreId": store_id}
+
+
+def _update_external_key_store(
+    call: Call, record: CustomKeyStoreRecord, req: dict[str, Any]
+) -> dict[str, Any]:
+    """UpdateCustomKeyStore of an external key store: proxy settings only while disconnected."""
+    svc = call.service
+    settings = _xks_settings(req, record)
+    call.authorize(None)
+    proxy_changes = [n for n in _XKS_MEMBERS if n in req]
+    if proxy_changes and record.connection_state is not ConnectionState.DISCONNECTED:
+        raise CustomKeyStoreInvalidStateException(
+            f"Custom key store {record.custom_key_store_id} is "
+            f"{record.connection_state.value}; its proxy settings change only while it is "
+            "DISCONNECTED."
+        )
+    changes: dict[str, Any] = {}
+    if "NewCustomKeyStoreName" in req:
+        changes["name"] = req["NewCustomKeyStoreName"]
+    if proxy_changes:
+        _check_uri_free(
+            call, settings["xks_uri_endpoint"], settings["xks_uri_path"], record.custom_key_store_id
+        )
+        changes.update({k: v for k, v in settings.items() if k != "secret"})
+        if settings["secret"] is not None:
+            changes["xks_wrapped_secret"] = svc.custom_key_stores.wrap_xks_secret(
+                record.custom_key_store_id, settings["secret"]
+            )
+        changed = record.replace(**changes)
+        try:
+            svc.custom_key_stores.proxy_client(changed, secret=settings["secret"]).health()
+        except XksFailure as exc:
+            raise _store_error(exc) from None
+    if changes:
+        _store(call, record.replace(**changes))
+    return {}
+
+
+def _check_external_key(call: Call, record: CustomKeyStoreRecord, xks_key_id: Any) -> None:
+    """CreateKey's checks of an external key: unused here, found, AES-256, enabled.
+
+    Raises:
+        ValidationException: no XksKeyId.
+        XksKeyAlreadyInUseException: another key of the store uses it.
+        XksKeyNotFoundException: the proxy does not know it.
+        XksKeyInvalidConfigurationException: not an enabled AES-256
+            encrypt/decrypt key.
+        CustomKeyStoreInvalidStateException: the proxy failed otherwise.
+    """
+    if not isinstance(xks_key_id, str):
+        raise ValidationException("A key in an external key store needs XksKeyId.")
+    used = call.service.store.find_xks_key(record.custom_key_store_id, xks_key_id)
+    if used is not None:
+        raise XksKeyAlreadyInUseException(
+            f"External key {xks_key_id} is the external key of {call.service.key_arn(used)}."
+        )
+    try:
+        meta = call.service.custom_key_stores.proxy_client(record).metadata(xks_key_id, None)
+    except XksFailure as exc:
+        if exc.scenario == "KeyNotFoundException":
+            raise XksKeyNotFoundException(exc.message) from None
+        if exc.scenario in ("InvalidStateException", "InvalidKeyUsageException"):
+            raise XksKeyInvalidConfigurationException(exc.message) from None
+        raise CustomKeyStoreInvalidStateException(exc.message) from None
+    usage = meta.get("keyUsage")
+    if (
+        meta.get("keySpec") != "AES_256"
+        or not isinstance(usage, list)
+        or not {"ENCRYPT", "DECRYPT"} <= set(usage)
+        or meta.get("keyStatus") != "ENABLED"
+    ):
+        raise XksKeyInvalidConfigurationException(
+            f"External key {xks_key_id} is not an enabled AES_256 key for ENCRYPT and DECRYPT "
+            f"(the proxy says {meta.get('keySpec')}, {usage}, {meta.get('keyStatus')})."
+        )

@@ -161,14 +161,14 @@ def create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         return {"KeyMetadata": key.metadata()}
     store_id = req.get("CustomKeyStoreId")
     if store_id is not None:
-        return _create_custom_store_key(call, key, store_id, tags)
+        return _create_custom_store_key(call, key, store_id, tags, req.get("XksKeyId"))
     material = new_material(svc, key_id, 1, now, key_spec=spec, raw=req.get(_PREPARED_MATERIAL))
     svc.store.create_key(key, material, tags)
     return {"KeyMetadata": key.metadata(material.material_id)}
 
 
 def _create_custom_store_key(
-    call: Call, key: KeyRecord, store_id: str, tags: Any
+    call: Call, key: KeyRecord, store_id: str, tags: Any, xks_key_id: str | None
 ) -> dict[str, Any]:
     """A key whose material the custom key store's token makes and keeps.
 
@@ -177,6 +177,13 @@ def _create_custom_store_key(
     """
     svc = call.service
     record = svc.custom_key_stores.require(store_id)
+    if record.store_type == "EXTERNAL_KEY_STORE":
+        # Double encryption: the key's own material (the KMS layer), and the
+        # external key (the proxy's layer).
+        key = key.replace(custom_key_store_id=store_id, xks_key_id=xks_key_id)
+        material = new_material(svc, key.key_id, 1, key.creation_date)
+        svc.store.create_key(key, material, tags)
+        return {"KeyMetadata": key.metadata(material.material_id)}
     key = key.replace(custom_key_store_id=store_id, cloud_hsm_cluster_id=record.cluster_id)
     try:
         material = svc.custom_key_stores.new_material(store_id, key.key_id, 1, key.creation_date)

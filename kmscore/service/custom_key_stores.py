@@ -25,15 +25,22 @@ from kmscore.crypto.pkcs11_token import (
     TokenUnavailableError,
     token_key_label,
 )
+from kmscore.engine import AesGcmKey
 from kmscore.errors import (
     CloudHsmClusterNotFoundException,
     CustomKeyStoreNotFoundException,
     KMSInternalException,
 )
-from kmscore.model.custom_key_store import CLOUDHSM, CustomKeyStoreRecord, effective_state
+from kmscore.model.custom_key_store import (
+    CLOUDHSM,
+    EXTERNAL_KEY_STORE,
+    CustomKeyStoreRecord,
+    effective_state,
+)
 from kmscore.model.key import KeyMaterialRecord, KeyRecord
 from kmscore.model.keystate import KeyState
 from kmscore.service.hsm_clusters import get_cluster
+from kmscore.service.xks_client import DEFAULT_TIMEOUT, ProxyConfig, XksAead, XksProxyClient
 
 if TYPE_CHECKING:
     from kmscore.service.key_service import KeyService
@@ -41,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["CustomKeyStores"]
 
 _PIN_AAD: Final = b"kmscore/custom-key-store-password/v1\x00"
+_XKS_SECRET_AAD: Final = b"kmscore/xks-proxy-secret/v1\x00"
 
 
 class CustomKeyStores:
@@ -52,6 +60,13 @@ class CustomKeyStores:
         self._records: dict[str, CustomKeyStoreRecord | None] = {}
         self._conns: dict[str, TokenConnection] = {}
         self._lock = threading.Lock()
+        #: External key stores: where to reach an endpoint's host instead of
+        #: port 443 (a proxy on another port, tests), the CA bundle that
+        #: proxies' certificates chain to (default: the system's, or
+        #: ``$KMS_XKS_CA_FILE``), and how long a proxy may take.
+        self.xks_addresses: dict[str, tuple[str, int]] = {}
+        self.xks_ca_file: str | None = os.environ.get("KMS_XKS_CA_FILE") or None
+        self.xks_timeout: float = DEFAULT_TIMEOUT
 
     # --- records -------------------------------------------------------------------
 
@@ -104,6 +119,43 @@ class CustomKeyStores:
         """The KeyStorePassword sealed under the root key, bound to its store."""
         return self._svc.root_key.wrap_secret(
             password.encode(), _PIN_AAD + custom_key_store_id.encode()
+        )
+
+    def wrap_xks_secret(self, custom_key_store_id: str, secret: str) -> bytes:
+        """A proxy credential's secret sealed under the root key, bound to its store."""
+        return self._svc.root_key.wrap_secret(
+            secret.encode(), _XKS_SECRET_AAD + custom_key_store_id.encode()
+        )
+
+    def proxy_client(
+        self,
+        record: CustomKeyStoreRecord,
+        *,
+        uri_endpoint: str | None = None,
+        uri_path: str | None = None,
+        access_key_id: str | None = None,
+        secret: str | None = None,
+    ) -> XksProxyClient:
+        """A client of an external key store's proxy (or of one a request proposes)."""
+        endpoint = uri_endpoint or record.xks_uri_endpoint or ""
+        if secret is None:
+            if record.xks_wrapped_secret is None:
+                raise KMSInternalException(f"{record.custom_key_store_id} has no credential.")
+            secret = self._svc.root_key.unwrap_secret(
+                record.xks_wrapped_secret,
+                _XKS_SECRET_AAD + record.custom_key_store_id.encode(),
+            ).decode()
+        return XksProxyClient(
+            ProxyConfig(
+                uri_endpoint=endpoint,
+                uri_path=uri_path or record.xks_uri_path or "",
+                access_key_id=access_key_id or record.xks_access_key_id or "",
+                secret=secret,
+                region=self._svc.region,
+                address=self.xks_addresses.get(endpoint.removeprefix("https://")),
+                ca_file=self.xks_ca_file,
+                timeout=self.xks_timeout,
+            )
         )
 
     def _password(self, record: CustomKeyStoreRecord) -> str:
@@ -176,10 +228,20 @@ class CustomKeyStores:
 
     # --- material ------------------------------------------------------------------
 
-    def aead(self, key: KeyRecord, material: KeyMaterialRecord) -> TokenAead:
-        """The AEAD of a key version held in its store's token (the keyring's hook)."""
+    def aead(self, key: KeyRecord, material: KeyMaterialRecord) -> TokenAead | XksAead:
+        """The AEAD of a key version in a custom key store (the keyring's hook).
+
+        An HSM store's token does the AES-GCM; an external key store's key
+        has both layers, its own material and the proxy's external key.
+        """
         store_id = key.custom_key_store_id
         assert store_id is not None
+        record = self.get(store_id)
+        if record is not None and record.store_type == EXTERNAL_KEY_STORE:
+            raw = self._svc.root_key.unwrap(material.wrapped, key.arn, material.version)
+            inner = AesGcmKey(raw)
+            del raw
+            return XksAead(inner, self.proxy_client(record), key.xks_key_id or "", key.arn)
         label = material.wrapped.decode()
         return TokenAead(lambda: self.connection(store_id), label)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from kmscore.crypto.asymmetric import LoadedKey
 from kmscore.crypto.pkcs11_token import TokenAead
@@ -27,6 +27,12 @@ from kmscore.errors import KMSError, KMSInternalException
 from kmscore.model import blob
 from kmscore.model.key import KeyMaterialRecord, KeyRecord
 from kmscore.store import KeyStore
+
+if TYPE_CHECKING:
+    from kmscore.service.xks_client import XksAead
+
+#: Makes the AEAD of a custom key store's key version (kmscore.service.custom_key_stores).
+CustomAead = Callable[[KeyRecord, KeyMaterialRecord], "TokenAead | XksAead"]
 
 __all__ = ["DEFAULT_BLOCK", "DEFAULT_LIMIT", "AsymmetricVersion", "KeyVersion", "Keyring"]
 
@@ -43,7 +49,7 @@ class KeyVersion:
 
     key_id: str
     version: int
-    aead: AesGcmKey | TokenAead
+    aead: AesGcmKey | TokenAead | XksAead
     material_id: str
     header: bytes
     used: int = 0
@@ -90,7 +96,9 @@ class Keyring:
         self._lock = threading.Lock()
         #: Makes the AEAD of a key version whose material lives in a custom
         #: key store (set by the service; see kmscore.service.custom_key_stores).
-        self.custom_aead: Callable[[KeyRecord, KeyMaterialRecord], TokenAead] | None = None
+        self.custom_aead: Callable[[KeyRecord, KeyMaterialRecord], TokenAead | XksAead] | None = (
+            None
+        )
 
     def _load(self, key: KeyRecord, version: int) -> KeyVersion:
         slot = self._versions.get((key.key_id, version))
@@ -107,7 +115,7 @@ class Keyring:
                 raise KMSInternalException(f"Key {key.arn} has no key material version {version}.")
             if key.custom_key_store_id is not None and self.custom_aead is not None:
                 # Material in a custom key store: the store does the AES-GCM.
-                aead: AesGcmKey | TokenAead = self.custom_aead(key, material)
+                aead: AesGcmKey | TokenAead | XksAead = self.custom_aead(key, material)
             else:
                 raw = self._root_key.unwrap(material.wrapped, key.arn, version)
                 aead = AesGcmKey(raw)
@@ -171,7 +179,7 @@ class Keyring:
         """The loaded version whose blobs start with ``header``, if any."""
         return self._by_header.get(header)
 
-    def aead(self, key: KeyRecord, version: int) -> AesGcmKey | TokenAead:
+    def aead(self, key: KeyRecord, version: int) -> AesGcmKey | TokenAead | XksAead:
         """The engine context of one key version (loaded on first use).
 
         Raises:

@@ -51,7 +51,17 @@ def _listen(value: str) -> tuple[str, int]:
 @click.option("--xks-cert", default=None, metavar="PEM", help="TLS certificate chain for --xks.")
 @click.option("--xks-key", default=None, metavar="PEM", help="TLS private key for --xks.")
 @click.option(
-    "--xks-uri-path", default="/kms/xks/v1", show_default=True, help="The XksProxyUriPath."
+    "--xks-uri-path",
+    multiple=True,
+    default=("/kms/xks/v1",),
+    show_default=True,
+    help="An XksProxyUriPath to serve (repeat for a path prefix per tenant).",
+)
+@click.option(
+    "--xks-region",
+    default=None,
+    metavar="REGION",
+    help="The AWS Region whose KMS signs XKS requests [the data dir's].",
 )
 @click.option(
     "--xks-plain-http",
@@ -134,8 +144,9 @@ def serve(
     xks: str | None = None,
     xks_cert: str | None = None,
     xks_key: str | None = None,
-    xks_uri_path: str = "/kms/xks/v1",
+    xks_uri_path: tuple[str, ...] = ("/kms/xks/v1",),
     xks_plain_http: bool = False,
+    xks_region: str | None = None,
 ) -> None:
     """Run the KMS daemon until SIGINT or SIGTERM (initializing the data dir if new)."""
     from kmscore.service.refusals import RefusalLimits
@@ -194,7 +205,7 @@ def serve(
             )
 
     if xks is not None:
-        hooks.append(_xks_hook(xks, xks_cert, xks_key, xks_uri_path, xks_plain_http))
+        hooks.append(_xks_hook(xks, xks_cert, xks_key, xks_uri_path, xks_plain_http, xks_region))
 
     def ready(info: dict[str, Any]) -> None:
         lines = [
@@ -242,4 +253,6 @@ def _xks_hook(listen: str, cert: str | None, key: str | None, uri_path: str, pla
     def on_ready(server: Any) -> None:
         click.echo(f"XKS proxy (XKS Proxy API v1, SigV4 kms-xks-proxy) on {server.uri}")
 
-    return xks_startup(host, port, ssl_context=context, uri_path=uri_path, on_ready=on_ready)
+    return xks_startup(
+        host, port, ssl_context=context, uri_path=list(uri_path), on_ready=on_ready, region=region
+    )

@@ -19,7 +19,7 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
@@ -128,29 +128,38 @@ class XksHandler:
         self,
         service: KeyService,
         *,
-        uri_path: str = DEFAULT_URI_PATH,
+        uri_path: str | Sequence[str] = DEFAULT_URI_PATH,
         secure_transport: bool = True,
         executor: ThreadPoolExecutor | None = None,
         refusals: RefusalRecorder | None = None,
         max_in_flight: int = 256,
+        region: str | None = None,
     ) -> None:
         """Serve ``service`` under ``uri_path``.
 
         ``max_in_flight`` requests run at once; one more is answered
         ThrottlingException (429), as the spec has a proxy that cannot keep up.
+        ``region`` is the AWS Region whose KMS signs the requests (the
+        signature's scope); the data dir's Region by default.
 
         Raises:
             ValueError: ``uri_path`` is not ``[/prefix]/kms/xks/v<N>``.
         """
-        if not _URI_PATH.fullmatch(uri_path):
-            raise ValueError(f"{uri_path!r} is not an XKS URI path ([/prefix]/kms/xks/v1)")
+        paths = (uri_path,) if isinstance(uri_path, str) else tuple(uri_path)
+        for path in paths:
+            if not _URI_PATH.fullmatch(path):
+                raise ValueError(f"{path!r} is not an XKS URI path ([/prefix]/kms/xks/v1)")
+        if not paths:
+            raise ValueError("an XKS proxy serves at least one URI path")
         self.service = service
-        self.uri_path = uri_path
+        #: The URI paths served (a path prefix per tenant, as the spec allows).
+        self.uri_paths = paths
+        self.uri_path = paths[0]
         self.secure_transport = secure_transport
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(4, thread_name_prefix="kms-xks")
         self.verifier: SigV4Verifier[Principal] = SigV4Verifier(
-            service.region,
+            region or service.region,
             lambda key_id: service.principals.by_access_key(key_id),
             service=SIGNING_SERVICE,
             max_skew=MAX_SKEW_SECONDS,
@@ -171,8 +180,9 @@ class XksHandler:
             _Named: InvalidUriPathException (404) for any other path.
         """
         path = request.raw_path.partition("?")[0]
-        if path.startswith(self.uri_path + "/"):
-            rest = path[len(self.uri_path) + 1 :]
+        base, sep, rest = path.rpartition("/kms/xks/v")
+        version, _, rest = rest.partition("/")
+        if sep and f"{base}/kms/xks/v{version}" in self.uri_paths:
             if rest == "health":
                 return "XksGetHealthStatus", None
             parts = rest.split("/")

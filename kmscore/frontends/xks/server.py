@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 from kmscore.service import KeyService
@@ -70,8 +70,9 @@ async def start_xks_server(
     port: int,
     *,
     ssl_context: ssl.SSLContext | None,
-    uri_path: str = DEFAULT_URI_PATH,
+    uri_path: str | Sequence[str] = DEFAULT_URI_PATH,
     limits: ConnectionLimits | None = None,
+    region: str | None = None,
 ) -> XksServer:
     """Serve the XKS Proxy API for ``service`` on the running loop.
 
@@ -81,14 +82,17 @@ async def start_xks_server(
         port: The TCP port; 0 picks a free one.
         ssl_context: HTTPS with this context; None for plain HTTP (only
             behind a proxy that terminates TLS: AWS KMS speaks HTTPS only).
-        uri_path: ``[/prefix]/kms/xks/v1``.
+        uri_path: ``[/prefix]/kms/xks/v1``, or several (one per tenant).
         limits: Connections at once and the idle timeout.
+        region: The AWS Region whose KMS signs requests (default: the data dir's).
 
     Raises:
         OSError: the address cannot be bound.
         ValueError: a malformed ``uri_path``.
     """
-    handler = XksHandler(service, uri_path=uri_path, secure_transport=ssl_context is not None)
+    handler = XksHandler(
+        service, uri_path=uri_path, secure_transport=ssl_context is not None, region=region
+    )
     limits = limits or ConnectionLimits()
     connections = Connections(
         handler, _CONTENT_TYPE, limits.max_connections, limits.idle_timeout, _Busy
@@ -107,14 +111,15 @@ def xks_startup(
     port: int,
     *,
     ssl_context: ssl.SSLContext | None,
-    uri_path: str = DEFAULT_URI_PATH,
+    uri_path: str | Sequence[str] = DEFAULT_URI_PATH,
     on_ready: Callable[[XksServer], None] | None = None,
+    region: str | None = None,
 ) -> Callable[[KeyService, asyncio.AbstractEventLoop], Awaitable[XksServer]]:
     """A startup hook for the socket daemon (``kms serve --xks HOST:PORT``)."""
 
     async def start(service: KeyService, loop: asyncio.AbstractEventLoop) -> XksServer:
         server = await start_xks_server(
-            service, host, port, ssl_context=ssl_context, uri_path=uri_path
+            service, host, port, ssl_context=ssl_context, uri_path=uri_path, region=region
         )
         if on_ready is not None:
             on_ready(server)
