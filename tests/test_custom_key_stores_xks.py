@@ -30,8 +30,8 @@ PATH = "/kms/xks/v1"
 
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
-    paths = [PATH] + [f"/{name}/kms/xks/v1" for name in
-                      ("main", "double", "bad", "revoked", "errors", "slow", "timeout")]  # fmt: skip
+    tenants = ("main", "double", "bad", "revoked", "errors", "slow", "timeout")
+    paths = [PATH] + [f"/{name}/kms/xks/v1" for name in tenants]
     with running_proxy(tmp_path_factory.mktemp("xks-proxy") / "kms", uri_path=paths) as p:
         yield p
 

@@ -239,7 +239,14 @@ def register(group: click.Group) -> None:
     group.add_command(serve)
 
 
-def _xks_hook(listen: str, cert: str | None, key: str | None, uri_path: str, plain: bool) -> Any:
+def _xks_hook(
+    listen: str,
+    cert: str | None,
+    key: str | None,
+    uri_path: tuple[str, ...],
+    plain: bool,
+    region: str | None,
+) -> Any:
     """The startup hook of ``--xks``: HTTPS unless ``--xks-plain-http``."""
     from ..xks.server import tls_context, xks_startup
 
@@ -254,5 +261,10 @@ def _xks_hook(listen: str, cert: str | None, key: str | None, uri_path: str, pla
         click.echo(f"XKS proxy (XKS Proxy API v1, SigV4 kms-xks-proxy) on {server.uri}")
 
     return xks_startup(
-        host, port, ssl_context=context, uri_path=list(uri_path), on_ready=on_ready, region=region
+        host,
+        port,
+        ssl_context=context,
+        uri_path=list(uri_path),
+        on_ready=on_ready,
+        region=region,
     )
