@@ -20,6 +20,8 @@ A PKCS#11 session must not be used by two threads at once: each
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -43,6 +45,13 @@ TAG_LENGTH: Final = 16
 _TAG_BITS: Final = 128
 _LOCK = threading.Lock()
 _LIBS: dict[str, Any] = {}
+#: (module, token label) -> digest of the PIN this process logged in with.
+_LOGINS: dict[tuple[str, str], bytes] = {}
+
+
+def _pin_digest(pin: str) -> bytes:
+    return hashlib.sha256(b"kmscore/pkcs11-login\x00" + pin.encode()).digest()
+
 
 Buffer = bytes | bytearray | memoryview
 
@@ -141,12 +150,19 @@ class TokenConnection:
             raise TokenConnectError("USER_NOT_FOUND", "The token has no user PIN.") from None
         except e.UserAlreadyLoggedIn:
             # PKCS#11 logs in per process and token: another session of this
-            # process is logged in already, and a new session shares it.
+            # process is logged in already, and a new session shares it. The
+            # PIN must still be the one that logged in.
+            known = _LOGINS.get((module, token_label))
+            if known is None or not hmac.compare_digest(known, _pin_digest(pin)):
+                raise TokenConnectError(
+                    "INVALID_CREDENTIALS", "The token refused the PIN."
+                ) from None
             self._session = self._open_shared(token)
         except pkcs11.PKCS11Error as exc:
             raise TokenConnectError(
                 "INTERNAL_ERROR", f"The token cannot open a session: {type(exc).__name__}"
             ) from None
+        _LOGINS[(module, token_label)] = _pin_digest(pin)
         self.module, self.token_label = module, token_label
         self._lock = threading.Lock()
         self._keys: dict[str, Any] = {}
@@ -215,6 +231,44 @@ class TokenConnection:
             template=template,
         )
         self._keys[label] = key
+
+    def generate_hmac_key(self, label: str) -> None:
+        """Make a new 256-bit HMAC-SHA256 secret inside the token (sensitive, kept).
+
+        Raises:
+            TokenUnavailableError: the token is gone.
+        """
+        from pkcs11 import Attribute, KeyType
+
+        template = {
+            Attribute.TOKEN: True,
+            Attribute.PRIVATE: True,
+            Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: False,
+            Attribute.SIGN: True,
+            Attribute.VERIFY: True,
+        }
+        key = self.call(
+            self._session.generate_key,
+            KeyType.GENERIC_SECRET,
+            256,
+            label=label,
+            id=label.encode(),
+            store=True,
+            template=template,
+        )
+        self._keys[label] = key
+
+    def hmac(self, label: str, data: bytes) -> bytes:
+        """HMAC-SHA256 of ``data`` by the token's secret ``label``.
+
+        Raises:
+            TokenUnavailableError: the token is gone or holds no such key.
+        """
+        from pkcs11 import Mechanism
+
+        key = self.key(label)
+        return bytes(self.call(key.sign, data, mechanism=Mechanism.SHA256_HMAC))
 
     def key(self, label: str) -> Any:
         """The token's key object for a label.

@@ -64,6 +64,7 @@ def open_service(
     invocation_block: int = DEFAULT_BLOCK,
     invocation_limit: int = DEFAULT_LIMIT,
     argon2_interactive: bool = False,
+    root: str | None = None,
 ) -> KeyService:
     """Open a data dir, initializing it if it is new.
 
@@ -94,6 +95,8 @@ def open_service(
         invocation_block: AES-GCM invocations reserved per store write.
         invocation_limit: Invocations per key version before rotation.
         argon2_interactive: Cheaper Argon2id cost for a new passphrase dir.
+        root: For a new data dir, keep the root key inside the PKCS#11 token
+            this ``pkcs11:`` URI names; ``passphrase`` is then its PIN.
 
     Returns:
         The service; close it with :meth:`KeyService.close`.
@@ -108,7 +111,7 @@ def open_service(
     key_store = open_store(path, store) if store is None or isinstance(store, str) else store
     served_region, served_account = open_settings(key_store, region, account)
     secret = passphrase.encode() if isinstance(passphrase, str) else passphrase
-    root_key = open_root_key(key_store, path, secret, interactive=argon2_interactive)
+    root_key = open_root_key(key_store, path, secret, interactive=argon2_interactive, root_uri=root)
     if auditor is None:
         auditor = (
             TrailAuditor(

@@ -265,6 +265,9 @@ class KeyService:
             close_auditor()
         self.keyring.clear()
         self.custom_key_stores.close()
+        close_root = getattr(self.root_key, "close", None)
+        if close_root is not None:
+            close_root()  # a root key in a token: log out
         with self._cache_lock:
             self._keys.clear()
             self._aliases.clear()
