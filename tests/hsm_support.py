@@ -45,7 +45,7 @@ _CONF_DIR: Path | None = None
 #: the module is initialized, so a token made later is not seen by this
 #: process (nor one deleted later missed).
 _POOL: list[str] = []
-POOL_SIZE = 16
+POOL_SIZE = 24
 #: The label of a token that was made and deleted again: no slot holds it.
 REMOVED_TOKEN = "t-removed"
 

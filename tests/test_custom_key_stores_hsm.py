@@ -368,3 +368,25 @@ def test_audit_never_holds_the_pin(endpoint: Endpoint, kms: Any) -> None:
     text = repr(audit_records(endpoint.data_dir))
     assert "CreateCustomKeyStore" in text
     assert "secret-pin-77" not in text
+
+
+def test_deleting_a_key_destroys_its_token_objects(endpoint: Endpoint, kms: Any) -> None:
+    from kmscore.crypto.pkcs11_token import TokenUnavailableError
+
+    cluster_id, _ = cluster(endpoint)
+    store_id = new_store(kms, cluster_id)
+    kms.connect_custom_key_store(CustomKeyStoreId=store_id)
+    key_id = kms.create_key(Origin="AWS_CLOUDHSM", CustomKeyStoreId=store_id)["KeyMetadata"][
+        "KeyId"
+    ]
+    conn = endpoint.service.custom_key_stores.connection(store_id)
+    conn.key(token_key_label(key_id, 1))  # there
+    key = endpoint.service.store.get_key(key_id)
+    assert key is not None
+    endpoint.service.delete_expired(key)  # what the end of the waiting period does
+    conn._keys.clear()
+    with pytest.raises(TokenUnavailableError):
+        conn.key(token_key_label(key_id, 1))
+    assert endpoint.service.store.count_custom_key_store_keys(store_id) == 0
+    kms.disconnect_custom_key_store(CustomKeyStoreId=store_id)
+    kms.delete_custom_key_store(CustomKeyStoreId=store_id)
