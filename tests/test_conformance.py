@@ -430,6 +430,34 @@ def _asymmetric_sample_calls(kms: LocalKMS, key: str) -> Iterator[tuple[str, dic
     )
     yield "GenerateDataKeyPair", {"KeyId": key, "KeyPairSpec": "ECC_NIST_P256"}
     yield "GenerateDataKeyPairWithoutPlaintext", {"KeyId": key, "KeyPairSpec": "RSA_2048"}
+    yield from _custom_key_store_calls(kms)
+
+
+def _custom_key_store_calls(kms: LocalKMS) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The custom key store operations, on SoftHSM2 tokens (tests/hsm_support.py)."""
+    from hsm_support import PIN, new_token, softhsm_module
+
+    from kmscore.service.hsm_clusters import register_cluster
+
+    def request(name: str) -> dict[str, Any]:
+        cluster = register_cluster(kms.service.store, softhsm_module(), new_token())
+        return {
+            "CustomKeyStoreName": name,
+            "CloudHsmClusterId": cluster.cluster_id,
+            "TrustAnchorCertificate": "certificate",
+            "KeyStorePassword": PIN,
+        }
+
+    yield "CreateCustomKeyStore", request("conformance-1")
+    store = kms.create_custom_key_store(**request("conformance-2"))["CustomKeyStoreId"]
+    yield "ConnectCustomKeyStore", {"CustomKeyStoreId": store}
+    yield "DescribeCustomKeyStores", {"CustomKeyStoreId": store}
+    yield "CreateKey", {"Origin": "AWS_CLOUDHSM", "CustomKeyStoreId": store}
+    yield "DisconnectCustomKeyStore", {"CustomKeyStoreId": store}
+    yield "DescribeCustomKeyStores", {}
+    yield "UpdateCustomKeyStore", {"CustomKeyStoreId": store, "NewCustomKeyStoreName": "renamed"}
+    doomed = kms.create_custom_key_store(**request("conformance-3"))["CustomKeyStoreId"]
+    yield "DeleteCustomKeyStore", {"CustomKeyStoreId": doomed}
 
 
 def test_responses_match_the_model(kms: LocalKMS) -> None:

@@ -61,7 +61,7 @@ def test_where_a_request_runs(method: str, params: dict[str, object], weight: in
     ("message", "size", "error"),
     [
         ([0, 1, "Encrypt", {}], 2 << 20, errors.ValidationException),
-        ([0, 1, "ConnectCustomKeyStore", {}], 10, errors.UnsupportedOperationException),
+        ([0, 1, "ReplicateKey", {}], 10, errors.UnsupportedOperationException),
         ([0, 1, "", {}], 10, errors.UnknownOperationException),
         ([0, 1, "9Lives", {}], 10, errors.UnknownOperationException),
         # Answered before the dispatcher, so floods are recorded at a bounded rate.

@@ -167,8 +167,8 @@ def create_custom_key_store(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 def connect_custom_key_store(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ConnectCustomKeyStore: log in to the token; CONNECTED, or FAILED with the reason."""
     stores = call.service.custom_key_stores
-    record = _fresh(call, req["CustomKeyStoreId"])
     call.authorize(None)
+    record = _fresh(call, req["CustomKeyStoreId"])
     if record.connection_state in (ConnectionState.FAILED, ConnectionState.DISCONNECTING):
         raise CustomKeyStoreInvalidStateException(
             f"Custom key store {record.custom_key_store_id} is "
@@ -210,8 +210,8 @@ def connect_custom_key_store(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 @operation("DisconnectCustomKeyStore", {"CustomKeyStoreId": STORE_ID})
 def disconnect_custom_key_store(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """DisconnectCustomKeyStore: log out; the store's keys become Unavailable."""
-    record = _fresh(call, req["CustomKeyStoreId"])
     call.authorize(None)
+    record = _fresh(call, req["CustomKeyStoreId"])
     call.service.custom_key_stores.close_connection(record.custom_key_store_id)
     if record.connection_state is not ConnectionState.DISCONNECTED:
         _store(
@@ -268,11 +268,11 @@ def describe_custom_key_stores(call: Call, req: dict[str, Any]) -> dict[str, Any
 def update_custom_key_store(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """UpdateCustomKeyStore: a new name (any state); a new PIN or cluster (disconnected)."""
     svc = call.service
+    call.authorize(None)
     record = _fresh(call, req["CustomKeyStoreId"])
     if record.store_type == EXTERNAL_KEY_STORE:
         return _update_external_key_store(call, record, req)
     _refuse_xks(req)
-    call.authorize(None)
     changes: dict[str, Any] = {}
     if "NewCustomKeyStoreName" in req:
         changes["name"] = req["NewCustomKeyStoreName"]
@@ -308,8 +308,8 @@ def update_custom_key_store(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 def delete_custom_key_store(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """DeleteCustomKeyStore: only a disconnected store that holds no keys."""
     svc = call.service
-    record = _fresh(call, req["CustomKeyStoreId"])
     call.authorize(None)
+    record = _fresh(call, req["CustomKeyStoreId"])
     if record.connection_state is not ConnectionState.DISCONNECTED:
         raise CustomKeyStoreInvalidStateException(
             f"Custom key store {record.custom_key_store_id} is "
@@ -493,7 +493,6 @@ def _update_external_key_store(
     """UpdateCustomKeyStore of an external key store: proxy settings only while disconnected."""
     svc = call.service
     settings = _xks_settings(req, record)
-    call.authorize(None)
     proxy_changes = [n for n in _XKS_MEMBERS if n in req]
     if proxy_changes and record.connection_state is not ConnectionState.DISCONNECTED:
         raise CustomKeyStoreInvalidStateException(

@@ -40,7 +40,7 @@ from kmscore.model.key import KeyRecord
 from kmscore.model.keystate import KeyState, state_rule
 from kmscore.service.call import Call
 from kmscore.service.key_service import KeyService
-from kmscore.service.symmetric import current_version, known_version
+from kmscore.service.symmetric import current_version, known_version, open_parts, seal_parts
 
 __all__ = [
     "HEALTH",
@@ -227,8 +227,7 @@ def encrypt(call: Call, external_key_id: str, data: dict[str, Any]) -> dict[str,
     key, kv = current_version(svc, key, 1)
     metadata = _METADATA_PREFIX + kv.version.to_bytes(4, "big")
     iv = os.urandom(IV_LENGTH)
-    sealed = kv.aead.seal(iv, plaintext, _aad(aad, metadata))
-    ciphertext, tag = sealed[:-TAG_LENGTH], sealed[-TAG_LENGTH:]
+    ciphertext, tag = seal_parts(kv, iv, plaintext, _aad(aad, metadata))
     out = {
         "ciphertext": _encode(ciphertext),
         "ciphertextMetadata": _encode(metadata),
@@ -238,7 +237,7 @@ def encrypt(call: Call, external_key_id: str, data: dict[str, Any]) -> dict[str,
     if integrity is not None:
         # Computed before the check decryption, as Appendix C of the spec asks.
         digest = cdiv(aad, metadata, iv, ciphertext, tag)
-        if kv.aead.open(iv, ciphertext + tag, _aad(aad, metadata)) != plaintext:
+        if open_parts(kv, iv, ciphertext, tag, _aad(aad, metadata)) != plaintext:
             raise InvalidCiphertextException()  # pragma: no cover - a failing engine
         out["ciphertextDataIntegrityValue"] = _encode(digest)
     return out
@@ -275,7 +274,7 @@ def decrypt(call: Call, external_key_id: str, data: dict[str, Any]) -> dict[str,
     svc = call.service
     key = known_version(svc, key, version)
     kv = svc.keyring.load(key, version)
-    plaintext = kv.aead.open(iv, ciphertext + tag, _aad(aad, metadata))
+    plaintext = open_parts(kv, iv, ciphertext, tag, _aad(aad, metadata))
     return {"plaintext": _encode(plaintext)}
 
 
