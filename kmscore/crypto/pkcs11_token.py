@@ -203,27 +203,24 @@ class TokenConnection:
                     ) from None
                 raise
 
-    def generate_key(self, label: str) -> None:
-        """Make a new AES-256 key inside the token: kept, sensitive, not extractable.
+    def _generate(self, key_type: Any, label: str, uses: dict[Any, bool]) -> None:
+        """Make a 256-bit secret key inside the token: kept, private, sensitive, not extractable.
 
         Raises:
             TokenUnavailableError: the token is gone.
         """
-        from pkcs11 import Attribute, KeyType
+        from pkcs11 import Attribute
 
         template = {
             Attribute.TOKEN: True,
             Attribute.PRIVATE: True,
             Attribute.SENSITIVE: True,
             Attribute.EXTRACTABLE: False,
-            Attribute.ENCRYPT: True,
-            Attribute.DECRYPT: True,
-            Attribute.WRAP: False,
-            Attribute.UNWRAP: False,
+            **uses,
         }
         key = self.call(
             self._session.generate_key,
-            KeyType.AES,
+            key_type,
             256,
             label=label,
             id=label.encode(),
@@ -231,33 +228,37 @@ class TokenConnection:
             template=template,
         )
         self._keys[label] = key
+
+    def generate_key(self, label: str) -> None:
+        """Make a new AES-256 key inside the token, for encryption and decryption only.
+
+        Raises:
+            TokenUnavailableError: the token is gone.
+        """
+        from pkcs11 import Attribute, KeyType
+
+        self._generate(
+            KeyType.AES,
+            label,
+            {
+                Attribute.ENCRYPT: True,
+                Attribute.DECRYPT: True,
+                Attribute.WRAP: False,
+                Attribute.UNWRAP: False,
+            },
+        )
 
     def generate_hmac_key(self, label: str) -> None:
-        """Make a new 256-bit HMAC-SHA256 secret inside the token (sensitive, kept).
+        """Make a new HMAC-SHA256 secret inside the token, for signing and verifying only.
 
         Raises:
             TokenUnavailableError: the token is gone.
         """
         from pkcs11 import Attribute, KeyType
 
-        template = {
-            Attribute.TOKEN: True,
-            Attribute.PRIVATE: True,
-            Attribute.SENSITIVE: True,
-            Attribute.EXTRACTABLE: False,
-            Attribute.SIGN: True,
-            Attribute.VERIFY: True,
-        }
-        key = self.call(
-            self._session.generate_key,
-            KeyType.GENERIC_SECRET,
-            256,
-            label=label,
-            id=label.encode(),
-            store=True,
-            template=template,
+        self._generate(
+            KeyType.GENERIC_SECRET, label, {Attribute.SIGN: True, Attribute.VERIFY: True}
         )
-        self._keys[label] = key
 
     def hmac(self, label: str, data: bytes) -> bytes:
         """HMAC-SHA256 of ``data`` by the token's secret ``label``.
