@@ -75,3 +75,52 @@ def test_serve_xks_needs_tls(kms_cli: click.Group, data_dir: Path) -> None:
     result = run(kms_cli, "serve", "--data-dir", data_dir, "--xks", "127.0.0.1:0")
     assert result.exit_code == 2
     assert "--xks-cert" in result.output
+
+
+def test_kms_serve_xks_serves_the_proxy(tmp_path: Path, kms_cli: click.Group) -> None:
+    import select
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from xks_support import self_signed, signed_post
+
+    data_dir = tmp_path / "kms"
+    assert run(kms_cli, "init", "--data-dir", data_dir).exit_code == 0
+    created = run(kms_cli, "xks", "credential", "create", "--data-dir", data_dir)
+    credential = json.loads(created.output)["XksProxyAuthenticationCredential"]
+    cert, key = self_signed(tmp_path)
+    kms = shutil.which("kms") or str(Path(sys.executable).parent / "kms")
+    proc = subprocess.Popen(
+        [str(kms), "serve", "--data-dir", str(data_dir), "--xks", "127.0.0.1:0",
+         "--xks-cert", str(cert), "--xks-key", str(key)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        seen, deadline = b"", time.monotonic() + 30
+        while b"listening on" not in seen and time.monotonic() < deadline:
+            if select.select([proc.stdout.fileno()], [], [], 0.1)[0]:
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                seen += chunk
+        found = re.search(rb"XKS proxy .* on https://127\.0\.0\.1:(\d+)/kms/xks/v1", seen)
+        assert found, seen
+        status, answer = signed_post(
+            int(found.group(1)),
+            cert,
+            credential["AccessKeyId"],
+            credential["RawSecretAccessKey"],
+            "/kms/xks/v1/health",
+            {"requestMetadata": {"kmsRequestId": "r-1", "kmsOperation": "KmsHealthCheck"}},
+            region="us-east-1",
+        )
+        assert status == 200 and answer["ekmFleetDetails"][0]["healthStatus"] == "ACTIVE"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0

@@ -98,23 +98,48 @@ class Proxy:
         sign: bool = True,
     ) -> tuple[int, Any]:
         """Send one request; return the status and the decoded JSON answer."""
-        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        url = f"https://localhost:{self.port}{path}"
-        request = AWSRequest(
-            method=method, url=url, data=body, headers={"Content-Type": "application/json"}
+        return signed_post(
+            self.port,
+            self.cert,
+            access_key_id or self.access_key_id,
+            secret or self.secret,
+            path,
+            payload,
+            method=method,
+            region=region,
+            sign=sign,
         )
-        if sign:
-            credentials = Credentials(access_key_id or self.access_key_id, secret or self.secret)
-            SigV4Auth(credentials, "kms-xks-proxy", region).add_auth(request)
-        context = ssl.create_default_context(cafile=str(self.cert))
-        conn = http.client.HTTPSConnection("localhost", self.port, context=context, timeout=10)
-        try:
-            conn.request(method, path, body=body, headers=dict(request.headers.items()))
-            answer = conn.getresponse()
-            data = answer.read()
-            return answer.status, json.loads(data) if data else None
-        finally:
-            conn.close()
+
+
+def signed_post(
+    port: int,
+    cert: Path,
+    access_key_id: str,
+    secret: str,
+    path: str,
+    payload: Any,
+    *,
+    method: str = "POST",
+    region: str = REGION,
+    sign: bool = True,
+) -> tuple[int, Any]:
+    """One request to a proxy on ``localhost:port``, signed by botocore's SigV4."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    url = f"https://localhost:{port}{path}"
+    request = AWSRequest(
+        method=method, url=url, data=body, headers={"Content-Type": "application/json"}
+    )
+    if sign:
+        SigV4Auth(Credentials(access_key_id, secret), "kms-xks-proxy", region).add_auth(request)
+    context = ssl.create_default_context(cafile=str(cert))
+    conn = http.client.HTTPSConnection("localhost", port, context=context, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=dict(request.headers.items()))
+        answer = conn.getresponse()
+        data = answer.read()
+        return answer.status, json.loads(data) if data else None
+    finally:
+        conn.close()
 
 
 @contextlib.contextmanager
