@@ -138,6 +138,7 @@ def typecheck(session: nox.Session) -> None:
         *PYPROJECT["project"]["dependencies"],
         *optional["fast"],
         *optional["postgresql"],
+        *optional["hsm"],
     )
     session.run("mypy", "kmscore", "tools")
     # The clients' typing tests: each marked line must be an error.

@@ -17,8 +17,15 @@ from typing import ClassVar
 __all__ = [
     "AccessDeniedException",
     "AlreadyExistsException",
+    "CloudHsmClusterInUseException",
+    "CloudHsmClusterInvalidConfigurationException",
+    "CloudHsmClusterNotActiveException",
+    "CloudHsmClusterNotFoundException",
+    "CloudHsmClusterNotRelatedException",
     "ConflictException",
+    "CustomKeyStoreHasCMKsException",
     "CustomKeyStoreInvalidStateException",
+    "CustomKeyStoreNameInUseException",
     "CustomKeyStoreNotFoundException",
     "DependencyTimeoutException",
     "DisabledException",
@@ -27,6 +34,7 @@ __all__ = [
     "IncompleteSignatureException",
     "IncorrectKeyException",
     "IncorrectKeyMaterialException",
+    "IncorrectTrustAnchorException",
     "InvalidAliasNameException",
     "InvalidArnException",
     "InvalidCiphertextException",
@@ -54,6 +62,18 @@ __all__ = [
     "UnrecognizedClientException",
     "UnsupportedOperationException",
     "ValidationException",
+    "XksKeyAlreadyInUseException",
+    "XksKeyInvalidConfigurationException",
+    "XksKeyNotFoundException",
+    "XksProxyIncorrectAuthenticationCredentialException",
+    "XksProxyInvalidConfigurationException",
+    "XksProxyInvalidResponseException",
+    "XksProxyUriEndpointInUseException",
+    "XksProxyUriInUseException",
+    "XksProxyUriUnreachableException",
+    "XksProxyVpcEndpointServiceInUseException",
+    "XksProxyVpcEndpointServiceInvalidConfigurationException",
+    "XksProxyVpcEndpointServiceNotFoundException",
     "error_class",
     "from_code",
 ]
@@ -307,6 +327,129 @@ class UnsupportedOperationException(KMSError):
     """The operation is not supported for this key or key store."""
 
     code = "UnsupportedOperationException"
+
+
+# --- errors of custom key stores (AWS_CLOUDHSM and EXTERNAL_KEY_STORE) --------
+
+
+class CloudHsmClusterInUseException(KMSError):
+    """The cluster is already the cluster of another custom key store."""
+
+    code = "CloudHsmClusterInUseException"
+
+
+class CloudHsmClusterInvalidConfigurationException(KMSError):
+    """The cluster (here: the PKCS#11 module and token) is not configured as a key store needs."""
+
+    code = "CloudHsmClusterInvalidConfigurationException"
+
+
+class CloudHsmClusterNotActiveException(KMSError):
+    """The cluster (here: the PKCS#11 token) is not active."""
+
+    code = "CloudHsmClusterNotActiveException"
+
+
+class CloudHsmClusterNotFoundException(KMSError):
+    """No cluster (here: no registered PKCS#11 token) has the given ID."""
+
+    code = "CloudHsmClusterNotFoundException"
+
+
+class CloudHsmClusterNotRelatedException(KMSError):
+    """The cluster is not related to the custom key store's original cluster."""
+
+    code = "CloudHsmClusterNotRelatedException"
+
+
+class CustomKeyStoreHasCMKsException(KMSError):
+    """The custom key store still holds KMS keys."""
+
+    code = "CustomKeyStoreHasCMKsException"
+
+
+class CustomKeyStoreNameInUseException(KMSError):
+    """Another custom key store has that name."""
+
+    code = "CustomKeyStoreNameInUseException"
+
+
+class IncorrectTrustAnchorException(KMSError):
+    """The trust anchor certificate does not match the cluster's."""
+
+    code = "IncorrectTrustAnchorException"
+
+
+class XksKeyAlreadyInUseException(KMSError):
+    """Another KMS key in the external key store uses that external key."""
+
+    code = "XksKeyAlreadyInUseException"
+
+
+class XksKeyInvalidConfigurationException(KMSError):
+    """The external key is not an enabled AES-256 encrypt/decrypt key."""
+
+    code = "XksKeyInvalidConfigurationException"
+
+
+class XksKeyNotFoundException(KMSError):
+    """The external key store proxy does not know the external key."""
+
+    code = "XksKeyNotFoundException"
+
+
+class XksProxyIncorrectAuthenticationCredentialException(KMSError):
+    """The external key store proxy rejected the authentication credential."""
+
+    code = "XksProxyIncorrectAuthenticationCredentialException"
+
+
+class XksProxyInvalidConfigurationException(KMSError):
+    """The external key store proxy is not configured correctly."""
+
+    code = "XksProxyInvalidConfigurationException"
+
+
+class XksProxyInvalidResponseException(KMSError):
+    """The external key store proxy's answer cannot be interpreted."""
+
+    code = "XksProxyInvalidResponseException"
+
+
+class XksProxyUriEndpointInUseException(KMSError):
+    """Another external key store uses that proxy endpoint."""
+
+    code = "XksProxyUriEndpointInUseException"
+
+
+class XksProxyUriInUseException(KMSError):
+    """Another external key store uses that proxy endpoint and path."""
+
+    code = "XksProxyUriInUseException"
+
+
+class XksProxyUriUnreachableException(KMSError):
+    """The external key store proxy cannot be reached or did not answer in time."""
+
+    code = "XksProxyUriUnreachableException"
+
+
+class XksProxyVpcEndpointServiceInUseException(KMSError):
+    """Another external key store uses that VPC endpoint service."""
+
+    code = "XksProxyVpcEndpointServiceInUseException"
+
+
+class XksProxyVpcEndpointServiceInvalidConfigurationException(KMSError):
+    """The VPC endpoint service is not configured as an external key store needs."""
+
+    code = "XksProxyVpcEndpointServiceInvalidConfigurationException"
+
+
+class XksProxyVpcEndpointServiceNotFoundException(KMSError):
+    """No VPC endpoint service has that name."""
+
+    code = "XksProxyVpcEndpointServiceNotFoundException"
 
 
 # --- errors common to every AWS JSON service --------------------------------

@@ -553,6 +553,18 @@ def test_unmapped_caller_may_only_generate_random(admin: LocalKMS, key: str) -> 
         "ListUsers": {},
         "TagUser": {"UserName": "intruder", "Tags": [{"Key": "a", "Value": "b"}]},
         "UntagUser": {"UserName": "intruder", "TagKeys": ["a"]},
+        # Custom key stores: refused before the store (or cluster) is looked at.
+        "CreateCustomKeyStore": {
+            "CustomKeyStoreName": "intruder",
+            "CloudHsmClusterId": "cluster-aaaaaaaaaaaaa",
+            "TrustAnchorCertificate": "certificate",
+            "KeyStorePassword": "password",
+        },
+        "ConnectCustomKeyStore": {"CustomKeyStoreId": "cks-00000000000000000"},
+        "DisconnectCustomKeyStore": {"CustomKeyStoreId": "cks-00000000000000000"},
+        "DescribeCustomKeyStores": {},
+        "UpdateCustomKeyStore": {"CustomKeyStoreId": "cks-00000000000000000"},
+        "DeleteCustomKeyStore": {"CustomKeyStoreId": "cks-00000000000000000"},
     }
     assert set(requests) | {"GenerateRandom"} == set(OPERATIONS)
     for name, request in requests.items():

@@ -180,6 +180,7 @@ def run_every_operation(kms: LocalKMS) -> Recorder:
     call("GetKeyRotationStatus", KeyId=key)
     call("DisableKeyRotation", KeyId=key)
     call("RotateKeyOnDemand", KeyId=key)
+    _custom_key_store_calls(kms, call)
     call("ListKeyRotations", KeyId=key)
     call("DisableKey", KeyId=key)
     call("EnableKey", KeyId=key)
@@ -212,6 +213,27 @@ def run_every_operation(kms: LocalKMS) -> Recorder:
     call("ListUsers", root)
     call("DeleteUser", root, UserName="carol")
     return call
+
+
+def _custom_key_store_calls(kms: LocalKMS, call: Recorder) -> None:
+    """The six custom key store operations, on a SoftHSM2 token (tests/hsm_support.py)."""
+    from hsm_support import PIN, new_token, softhsm_module
+
+    from kmscore.service.hsm_clusters import register_cluster
+
+    cluster = register_cluster(kms.service.store, softhsm_module(), new_token())
+    store = call(
+        "CreateCustomKeyStore",
+        CustomKeyStoreName="audited",
+        CloudHsmClusterId=cluster.cluster_id,
+        TrustAnchorCertificate="certificate",
+        KeyStorePassword=PIN,
+    )["CustomKeyStoreId"]
+    call("DescribeCustomKeyStores", CustomKeyStoreId=store)
+    call("ConnectCustomKeyStore", CustomKeyStoreId=store)
+    call("DisconnectCustomKeyStore", CustomKeyStoreId=store)
+    call("UpdateCustomKeyStore", CustomKeyStoreId=store, NewCustomKeyStoreName="audited-2")
+    call("DeleteCustomKeyStore", CustomKeyStoreId=store)
 
 
 # --- one record per call ----------------------------------------------------------------

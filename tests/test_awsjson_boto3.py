@@ -23,6 +23,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.model import Shape
+from hsm_support import custom_key_store_calls
 from test_awsjson_support import (
     ACCOUNT,
     REGION,
@@ -48,7 +49,12 @@ ADMIN = f"arn:aws:iam::{ACCOUNT}:user/{unix_user_name(os.getuid())}"
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
     with running_endpoint(tmp_path_factory.mktemp("awsjson") / "kms") as ep:
         ep.service.deployment.add_region(REPLICA_REGION)  # for the multi-Region operations
+        _SERVICE[:] = [ep.service]
         yield ep
+
+
+#: The running endpoint's service, for calls that need it (custom key stores).
+_SERVICE: list[Any] = []
 
 
 @pytest.fixture(scope="module")
@@ -439,6 +445,9 @@ OP_CALLS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "DeleteImportedKeyMaterial": _delete_imported,
     "GetKeyLastUsage": lambda kms: kms.get_key_last_usage(KeyId=new_key(kms)),
 }
+
+
+OP_CALLS.update(custom_key_store_calls(lambda: _SERVICE[0]))
 
 
 def test_every_implemented_aws_operation_has_a_call() -> None:

@@ -61,7 +61,6 @@ def test_where_a_request_runs(method: str, params: dict[str, object], weight: in
     ("message", "size", "error"),
     [
         ([0, 1, "Encrypt", {}], 2 << 20, errors.ValidationException),
-        ([0, 1, "ConnectCustomKeyStore", {}], 10, errors.UnsupportedOperationException),
         ([0, 1, "", {}], 10, errors.UnknownOperationException),
         ([0, 1, "9Lives", {}], 10, errors.UnknownOperationException),
         # Answered before the dispatcher, so floods are recorded at a bounded rate.
@@ -73,6 +72,18 @@ def test_where_a_request_runs(method: str, params: dict[str, object], weight: in
 def test_requests_answered_with_an_error(message: list[object], size: int, error: type) -> None:
     request = parse_request(message, size)
     assert type(request.error) is error and request.msgid == 1
+
+
+def test_an_aws_operation_not_served_is_unsupported(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every operation of the pinned model is served; a newer model's would not be.
+    from kmscore.frontends.rpc import protocol
+
+    weights = dict(protocol._WEIGHT)
+    del weights["ReplicateKey"]
+    monkeypatch.setattr(protocol, "_WEIGHT", weights)
+    request = parse_request([0, 1, "ReplicateKey", {}], 10)
+    assert type(request.error) is errors.UnsupportedOperationException
+    assert request.method == "ReplicateKey" and request.msgid == 1
 
 
 @pytest.mark.parametrize(

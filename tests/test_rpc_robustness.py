@@ -125,7 +125,6 @@ def test_messages_without_a_usable_msgid_close_the_connection(
         ("", {}, "UnknownOperationException"),
         ("x" * 5000, {}, "UnknownOperationException"),
         ("NoSuchOperation", {}, "UnknownOperationException"),
-        ("ConnectCustomKeyStore", {"KeyId": "k"}, "UnsupportedOperationException"),
         ("Encrypt", [1, 2], "SerializationException"),
         ("Encrypt", None, "SerializationException"),
         ("Encrypt", {}, "ValidationException"),  # KeyId, Plaintext missing

@@ -19,6 +19,8 @@ __all__ = ["AsyncKMSMethods", "KMSMethods"]
 
 Buffer = bytes | bytearray | memoryview
 
+CustomKeyStoreType = Literal["AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"]
+XksProxyConnectivity = Literal["PUBLIC_ENDPOINT", "VPC_ENDPOINT_SERVICE"]
 Operations = Literal[
     "Decrypt",
     "Encrypt",
@@ -146,9 +148,32 @@ class CancelKeyDeletionRequest(TypedDict, total=False):
     KeyId: Required[str]
 
 
+class ConnectCustomKeyStoreRequest(TypedDict, total=False):
+    CustomKeyStoreId: Required[str]
+
+
 class CreateAliasRequest(TypedDict, total=False):
     AliasName: Required[str]
     TargetKeyId: Required[str]
+
+
+class CreateCustomKeyStoreRequestXksProxyAuthenticationCredential(TypedDict, total=False):
+    AccessKeyId: Required[str]
+    RawSecretAccessKey: Required[str]
+
+
+class CreateCustomKeyStoreRequest(TypedDict, total=False):
+    CustomKeyStoreName: Required[str]
+    CloudHsmClusterId: str
+    TrustAnchorCertificate: str
+    KeyStorePassword: str
+    CustomKeyStoreType: CustomKeyStoreType
+    XksProxyUriEndpoint: str
+    XksProxyUriPath: str
+    XksProxyVpcEndpointServiceName: str
+    XksProxyVpcEndpointServiceOwner: str
+    XksProxyAuthenticationCredential: CreateCustomKeyStoreRequestXksProxyAuthenticationCredential
+    XksProxyConnectivity: XksProxyConnectivity
 
 
 class CreateGrantRequestConstraints(TypedDict, total=False):
@@ -238,6 +263,10 @@ class DeleteAliasRequest(TypedDict, total=False):
     AliasName: Required[str]
 
 
+class DeleteCustomKeyStoreRequest(TypedDict, total=False):
+    CustomKeyStoreId: Required[str]
+
+
 class DeleteImportedKeyMaterialRequest(TypedDict, total=False):
     KeyId: Required[str]
     KeyMaterialId: str
@@ -261,6 +290,13 @@ class DeriveSharedSecretRequest(TypedDict, total=False):
     Recipient: DeriveSharedSecretRequestRecipient
 
 
+class DescribeCustomKeyStoresRequest(TypedDict, total=False):
+    CustomKeyStoreId: str
+    CustomKeyStoreName: str
+    Limit: int
+    Marker: str
+
+
 class DescribeKeyRequest(TypedDict, total=False):
     KeyId: Required[str]
     GrantTokens: Sequence[str]
@@ -272,6 +308,10 @@ class DisableKeyRequest(TypedDict, total=False):
 
 class DisableKeyRotationRequest(TypedDict, total=False):
     KeyId: Required[str]
+
+
+class DisconnectCustomKeyStoreRequest(TypedDict, total=False):
+    CustomKeyStoreId: Required[str]
 
 
 class EnableKeyRequest(TypedDict, total=False):
@@ -561,6 +601,24 @@ class UpdateAliasRequest(TypedDict, total=False):
     TargetKeyId: Required[str]
 
 
+class UpdateCustomKeyStoreRequestXksProxyAuthenticationCredential(TypedDict, total=False):
+    AccessKeyId: Required[str]
+    RawSecretAccessKey: Required[str]
+
+
+class UpdateCustomKeyStoreRequest(TypedDict, total=False):
+    CustomKeyStoreId: Required[str]
+    NewCustomKeyStoreName: str
+    KeyStorePassword: str
+    CloudHsmClusterId: str
+    XksProxyUriEndpoint: str
+    XksProxyUriPath: str
+    XksProxyVpcEndpointServiceName: str
+    XksProxyVpcEndpointServiceOwner: str
+    XksProxyAuthenticationCredential: UpdateCustomKeyStoreRequestXksProxyAuthenticationCredential
+    XksProxyConnectivity: XksProxyConnectivity
+
+
 class UpdateKeyDescriptionRequest(TypedDict, total=False):
     KeyId: Required[str]
     Description: Required[str]
@@ -603,9 +661,21 @@ class KMSMethods:
         """CancelKeyDeletion: back to Disabled (PendingImport if imported material is gone)."""
         return self._invoke("CancelKeyDeletion", request)
 
+    def connect_custom_key_store(
+        self, **request: Unpack[ConnectCustomKeyStoreRequest]
+    ) -> dict[str, Any]:
+        """ConnectCustomKeyStore: log in to the token; CONNECTED, or FAILED with the reason."""
+        return self._invoke("ConnectCustomKeyStore", request)
+
     def create_alias(self, **request: Unpack[CreateAliasRequest]) -> dict[str, Any]:
         """CreateAlias: a new alias for a key (``alias/aws/`` is reserved)."""
         return self._invoke("CreateAlias", request)
+
+    def create_custom_key_store(
+        self, **request: Unpack[CreateCustomKeyStoreRequest]
+    ) -> dict[str, Any]:
+        """CreateCustomKeyStore: a new store, DISCONNECTED until ConnectCustomKeyStore."""
+        return self._invoke("CreateCustomKeyStore", request)
 
     def create_grant(self, **request: Unpack[CreateGrantRequest]) -> dict[str, Any]:
         """CreateGrant: let a principal use the key for some operations."""
@@ -635,6 +705,12 @@ class KMSMethods:
         """DeleteAlias."""
         return self._invoke("DeleteAlias", request)
 
+    def delete_custom_key_store(
+        self, **request: Unpack[DeleteCustomKeyStoreRequest]
+    ) -> dict[str, Any]:
+        """DeleteCustomKeyStore: only a disconnected store that holds no keys."""
+        return self._invoke("DeleteCustomKeyStore", request)
+
     def delete_imported_key_material(
         self, **request: Unpack[DeleteImportedKeyMaterialRequest]
     ) -> dict[str, Any]:
@@ -649,6 +725,12 @@ class KMSMethods:
         """DeriveSharedSecret: the raw ECDH secret of the key and a peer public key."""
         return self._invoke("DeriveSharedSecret", request)
 
+    def describe_custom_key_stores(
+        self, **request: Unpack[DescribeCustomKeyStoresRequest]
+    ) -> dict[str, Any]:
+        """DescribeCustomKeyStores: one store by id or name, or all of them, paged."""
+        return self._invoke("DescribeCustomKeyStores", request)
+
     def describe_key(self, **request: Unpack[DescribeKeyRequest]) -> dict[str, Any]:
         """DescribeKey: the key's metadata, in any state (aliases accepted)."""
         return self._invoke("DescribeKey", request)
@@ -660,6 +742,12 @@ class KMSMethods:
     def disable_key_rotation(self, **request: Unpack[DisableKeyRotationRequest]) -> dict[str, Any]:
         """DisableKeyRotation."""
         return self._invoke("DisableKeyRotation", request)
+
+    def disconnect_custom_key_store(
+        self, **request: Unpack[DisconnectCustomKeyStoreRequest]
+    ) -> dict[str, Any]:
+        """DisconnectCustomKeyStore: log out; the store's keys become Unavailable."""
+        return self._invoke("DisconnectCustomKeyStore", request)
 
     def enable_key(self, **request: Unpack[EnableKeyRequest]) -> dict[str, Any]:
         """EnableKey: Disabled to Enabled (Enabled stays Enabled)."""
@@ -827,6 +915,12 @@ class KMSMethods:
         """UpdateAlias: point an alias at another key of the same type and usage."""
         return self._invoke("UpdateAlias", request)
 
+    def update_custom_key_store(
+        self, **request: Unpack[UpdateCustomKeyStoreRequest]
+    ) -> dict[str, Any]:
+        """UpdateCustomKeyStore: a new name (any state); a new PIN or cluster (disconnected)."""
+        return self._invoke("UpdateCustomKeyStore", request)
+
     def update_key_description(
         self, **request: Unpack[UpdateKeyDescriptionRequest]
     ) -> dict[str, Any]:
@@ -863,9 +957,21 @@ class AsyncKMSMethods:
         """CancelKeyDeletion: back to Disabled (PendingImport if imported material is gone)."""
         return await self._invoke("CancelKeyDeletion", request)
 
+    async def connect_custom_key_store(
+        self, **request: Unpack[ConnectCustomKeyStoreRequest]
+    ) -> dict[str, Any]:
+        """ConnectCustomKeyStore: log in to the token; CONNECTED, or FAILED with the reason."""
+        return await self._invoke("ConnectCustomKeyStore", request)
+
     async def create_alias(self, **request: Unpack[CreateAliasRequest]) -> dict[str, Any]:
         """CreateAlias: a new alias for a key (``alias/aws/`` is reserved)."""
         return await self._invoke("CreateAlias", request)
+
+    async def create_custom_key_store(
+        self, **request: Unpack[CreateCustomKeyStoreRequest]
+    ) -> dict[str, Any]:
+        """CreateCustomKeyStore: a new store, DISCONNECTED until ConnectCustomKeyStore."""
+        return await self._invoke("CreateCustomKeyStore", request)
 
     async def create_grant(self, **request: Unpack[CreateGrantRequest]) -> dict[str, Any]:
         """CreateGrant: let a principal use the key for some operations."""
@@ -895,6 +1001,12 @@ class AsyncKMSMethods:
         """DeleteAlias."""
         return await self._invoke("DeleteAlias", request)
 
+    async def delete_custom_key_store(
+        self, **request: Unpack[DeleteCustomKeyStoreRequest]
+    ) -> dict[str, Any]:
+        """DeleteCustomKeyStore: only a disconnected store that holds no keys."""
+        return await self._invoke("DeleteCustomKeyStore", request)
+
     async def delete_imported_key_material(
         self, **request: Unpack[DeleteImportedKeyMaterialRequest]
     ) -> dict[str, Any]:
@@ -911,6 +1023,12 @@ class AsyncKMSMethods:
         """DeriveSharedSecret: the raw ECDH secret of the key and a peer public key."""
         return await self._invoke("DeriveSharedSecret", request)
 
+    async def describe_custom_key_stores(
+        self, **request: Unpack[DescribeCustomKeyStoresRequest]
+    ) -> dict[str, Any]:
+        """DescribeCustomKeyStores: one store by id or name, or all of them, paged."""
+        return await self._invoke("DescribeCustomKeyStores", request)
+
     async def describe_key(self, **request: Unpack[DescribeKeyRequest]) -> dict[str, Any]:
         """DescribeKey: the key's metadata, in any state (aliases accepted)."""
         return await self._invoke("DescribeKey", request)
@@ -924,6 +1042,12 @@ class AsyncKMSMethods:
     ) -> dict[str, Any]:
         """DisableKeyRotation."""
         return await self._invoke("DisableKeyRotation", request)
+
+    async def disconnect_custom_key_store(
+        self, **request: Unpack[DisconnectCustomKeyStoreRequest]
+    ) -> dict[str, Any]:
+        """DisconnectCustomKeyStore: log out; the store's keys become Unavailable."""
+        return await self._invoke("DisconnectCustomKeyStore", request)
 
     async def enable_key(self, **request: Unpack[EnableKeyRequest]) -> dict[str, Any]:
         """EnableKey: Disabled to Enabled (Enabled stays Enabled)."""
@@ -1102,6 +1226,12 @@ class AsyncKMSMethods:
     async def update_alias(self, **request: Unpack[UpdateAliasRequest]) -> dict[str, Any]:
         """UpdateAlias: point an alias at another key of the same type and usage."""
         return await self._invoke("UpdateAlias", request)
+
+    async def update_custom_key_store(
+        self, **request: Unpack[UpdateCustomKeyStoreRequest]
+    ) -> dict[str, Any]:
+        """UpdateCustomKeyStore: a new name (any state); a new PIN or cluster (disconnected)."""
+        return await self._invoke("UpdateCustomKeyStore", request)
 
     async def update_key_description(
         self, **request: Unpack[UpdateKeyDescriptionRequest]

@@ -93,6 +93,12 @@ class KeyRecord:
     #: Moves with every change of the primary or the replicas: of two views
     #: of one multi-Region key's configuration, the higher epoch is newer.
     multi_region_epoch: int = 0
+    #: For a key in a custom key store: the store's id.
+    custom_key_store_id: str | None = None
+    #: For a key in an external key store: the external key's id at the proxy.
+    xks_key_id: str | None = None
+    #: For a key in an HSM store: the store's cluster id (DescribeKey shows it).
+    cloud_hsm_cluster_id: str | None = None
 
     @property
     def region(self) -> str:
@@ -162,6 +168,12 @@ class KeyRecord:
             md["ExpirationModel"] = self.expiration_model
         if self.valid_to is not None:
             md["ValidTo"] = self.valid_to
+        if self.custom_key_store_id is not None:
+            md["CustomKeyStoreId"] = self.custom_key_store_id
+        if self.cloud_hsm_cluster_id is not None:
+            md["CloudHsmClusterId"] = self.cloud_hsm_cluster_id
+        if self.xks_key_id is not None:
+            md["XksKeyConfiguration"] = {"Id": self.xks_key_id}
         return md
 
 

@@ -81,6 +81,9 @@ _CRYPTO: Final = frozenset(
     }
 )
 _USABLE: Final = frozenset({S.ENABLED, S.DISABLED})
+# Key management that AWS allows also while the key's custom key store is
+# disconnected (Unavailable) or its imported material is missing.
+_MANAGEABLE: Final = _USABLE | {S.PENDING_IMPORT, S.UNAVAILABLE}
 
 # Non-crypto operations and the states in which they are allowed.
 _ALLOWED: Final[dict[str, frozenset[KeyState]]] = {
@@ -95,20 +98,20 @@ _ALLOWED: Final[dict[str, frozenset[KeyState]]] = {
     "RetireGrant": _ALL,
     "EnableKey": _USABLE,
     "DisableKey": _USABLE,
-    "ScheduleKeyDeletion": _USABLE | {S.PENDING_IMPORT},
+    "ScheduleKeyDeletion": _MANAGEABLE,
     "CancelKeyDeletion": frozenset({S.PENDING_DELETION, S.PENDING_REPLICA_DELETION}),
-    "UpdateKeyDescription": _USABLE | {S.PENDING_IMPORT},
-    "CreateAlias": _USABLE | {S.PENDING_IMPORT},
-    "UpdateAlias": _USABLE | {S.PENDING_IMPORT},
-    "TagResource": _USABLE | {S.PENDING_IMPORT},
-    "UntagResource": _USABLE | {S.PENDING_IMPORT},
-    "PutKeyPolicy": _USABLE | {S.PENDING_IMPORT},
+    "UpdateKeyDescription": _MANAGEABLE,
+    "CreateAlias": _MANAGEABLE,
+    "UpdateAlias": _MANAGEABLE,
+    "TagResource": _MANAGEABLE,
+    "UntagResource": _MANAGEABLE,
+    "PutKeyPolicy": _MANAGEABLE,
     # AWS's key-state table: CreateGrant needs the key enabled ([1] disabled,
     # [5] pending import, [3] pending deletion), like the operations it grants.
     "CreateGrant": frozenset({S.ENABLED}),
     # AWS's key-state table lets GetKeyRotationStatus read a key pending
     # deletion; ListKeyRotations, the newer read, is taken to do the same.
-    "GetKeyRotationStatus": _USABLE | {S.PENDING_IMPORT, S.PENDING_DELETION},
+    "GetKeyRotationStatus": _MANAGEABLE | {S.PENDING_DELETION},
     "ListKeyRotations": _USABLE | {S.PENDING_IMPORT, S.PENDING_DELETION},
     # Rotation changes need the key enabled; a disabled key answers
     # DisabledException, as AWS does. Only EXTERNAL keys are PendingImport, and

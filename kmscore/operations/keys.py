@@ -10,8 +10,9 @@ from datetime import timedelta
 from typing import Any, Final
 
 from kmscore.crypto.asymmetric import generate_private_key
+from kmscore.crypto.pkcs11_token import TokenUnavailableError
 from kmscore.errors import (
-    CustomKeyStoreNotFoundException,
+    CustomKeyStoreInvalidStateException,
     UnsupportedOperationException,
     ValidationException,
 )
@@ -21,6 +22,7 @@ from kmscore.model.keyspecs import algorithms_for, require_supported
 from kmscore.model.keystate import KeyState, require_transition
 from kmscore.model.validation import Boolean, Integer, List, String
 from kmscore.operations.common import GRANT_TOKENS, KEY_ID, LIMIT, MARKER, page_args, page_result
+from kmscore.operations.custom_key_stores import store_for_new_key
 from kmscore.operations.importing import IMPORTABLE_SPECS
 from kmscore.operations.registry import operation
 from kmscore.operations.tags import TAG_LIST, check_new_tags, request_tag_conditions
@@ -75,14 +77,15 @@ def _create_key_checks(call: Call, req: dict[str, Any]) -> tuple[str, str, str, 
     spec = req.get("KeySpec") or req.get("CustomerMasterKeySpec") or "SYMMETRIC_DEFAULT"
     usage = req.get("KeyUsage", "ENCRYPT_DECRYPT")
     origin = req.get("Origin", "AWS_KMS")
-    if "CustomKeyStoreId" in req:
-        raise CustomKeyStoreNotFoundException(
-            f"Custom key store {req['CustomKeyStoreId']} does not exist."
+    if "XksKeyId" in req and "CustomKeyStoreId" not in req:
+        raise UnsupportedOperationException(
+            "XksKeyId needs the CustomKeyStoreId of an external key store."
         )
-    if "XksKeyId" in req or origin == "EXTERNAL_KEY_STORE":
-        raise UnsupportedOperationException("External key stores are not supported.")
-    if origin == "AWS_CLOUDHSM":
-        raise UnsupportedOperationException("CloudHSM key stores are not supported.")
+    if origin == "EXTERNAL_KEY_STORE" and "CustomKeyStoreId" not in req:
+        raise UnsupportedOperationException(
+            "Origin EXTERNAL_KEY_STORE needs the CustomKeyStoreId of an external key store."
+        )
+    store_for_new_key(call, req, spec, usage)
     if origin == "EXTERNAL" and spec not in IMPORTABLE_SPECS:
         raise UnsupportedOperationException(
             f"KeySpec {spec} does not support imported key material (Origin EXTERNAL)."
@@ -163,7 +166,36 @@ def create_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         # No material until ImportKeyMaterial brings it.
         svc.store.create_key(key, None, tags)
         return {"KeyMetadata": key.metadata()}
+    store_id = req.get("CustomKeyStoreId")
+    if store_id is not None:
+        return _create_custom_store_key(call, key, store_id, tags, req.get("XksKeyId"))
     material = new_material(svc, key_id, 1, now, key_spec=spec, raw=req.get(_PREPARED_MATERIAL))
+    svc.store.create_key(key, material, tags)
+    return {"KeyMetadata": key.metadata(material.material_id)}
+
+
+def _create_custom_store_key(
+    call: Call, key: KeyRecord, store_id: str, tags: Any, xks_key_id: str | None
+) -> dict[str, Any]:
+    """A key whose material the custom key store's token makes and keeps.
+
+    Raises:
+        CustomKeyStoreInvalidStateException: the token stopped answering.
+    """
+    svc = call.service
+    record = svc.custom_key_stores.require(store_id)
+    if record.store_type == "EXTERNAL_KEY_STORE":
+        # Double encryption: the key's own material (the KMS layer), and the
+        # external key (the proxy's layer).
+        key = key.replace(custom_key_store_id=store_id, xks_key_id=xks_key_id)
+        material = new_material(svc, key.key_id, 1, key.creation_date)
+        svc.store.create_key(key, material, tags)
+        return {"KeyMetadata": key.metadata(material.material_id)}
+    key = key.replace(custom_key_store_id=store_id, cloud_hsm_cluster_id=record.cluster_id)
+    try:
+        material = svc.custom_key_stores.new_material(store_id, key.key_id, 1, key.creation_date)
+    except TokenUnavailableError as exc:
+        raise CustomKeyStoreInvalidStateException(exc.message) from None
     svc.store.create_key(key, material, tags)
     return {"KeyMetadata": key.metadata(material.material_id)}
 
@@ -179,6 +211,9 @@ def describe_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         material_id = current.material_id if current and current.import_state else None
     else:
         material_id = call.service.keyring.material_id(key, key.current_version)
+    shown = call.service.key_state(key)
+    if shown is not key.state:
+        key = key.replace(state=shown)  # Unavailable: its custom key store is not connected
     return {"KeyMetadata": key.metadata(material_id)}
 
 

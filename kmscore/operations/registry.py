@@ -23,6 +23,7 @@ from kmscore.model.keystate import StateRule, state_rule
 from kmscore.model.validation import Shape, validate
 from kmscore.service import Call, Caller, KeyService, new_request_id
 from kmscore.service.maintenance import maintain_if_due
+from kmscore.service.xks_client import CURRENT_CALL
 from kmscore.wire.operations import AWS_OPERATIONS, OPERATION_FACTS, OperationFacts
 
 __all__ = ["OPERATIONS", "Handler", "Operation", "dispatch", "operation"]
@@ -183,7 +184,12 @@ def dispatch(
 
 
 def _run(op: Operation, call: Call, req: dict[str, Any]) -> dict[str, Any]:
-    response = op.handler(call, req)
+    # An external key store's proxy requests name the caller and request id.
+    token = CURRENT_CALL.set(call)
+    try:
+        response = op.handler(call, req)
+    finally:
+        CURRENT_CALL.reset(token)
     if not call.authorized:
         raise KMSInternalException(f"{op.name} did not authorize the call.")
     return response

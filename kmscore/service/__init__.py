@@ -68,6 +68,7 @@ def open_service(
     argon2_interactive: bool = False,
     root_key: RootKey | None = None,
     admin: bool = True,
+    root: str | None = None,
 ) -> KeyService:
     """Open a data dir, initializing it if it is new.
 
@@ -103,6 +104,8 @@ def open_service(
             under that key, checked against the dir's check value.
         admin: False to make no admin user in a new data dir (a region of an
             account whose users live in another).
+        root: For a new data dir, keep the root key inside the PKCS#11 token
+            this ``pkcs11:`` URI names; ``passphrase`` is then its PIN.
 
     Returns:
         The service; close it with :meth:`KeyService.close`.
@@ -120,7 +123,9 @@ def open_service(
     served_region, served_account = open_settings(key_store, region, account)
     secret = passphrase.encode() if isinstance(passphrase, str) else passphrase
     if root_key is None:
-        root_key = open_root_key(key_store, path, secret, interactive=argon2_interactive)
+        root_key = open_root_key(
+            key_store, path, secret, interactive=argon2_interactive, root_uri=root
+        )
     else:
         key_store.init_settings(
             {"root_key_mode": b"deployment", "root_key_check": root_key.check_value()}

@@ -90,7 +90,7 @@ class Call:
         """
         if self.states is None:
             raise KMSInvalidStateException(f"{self.operation} has no key state rule.")
-        self.states.check(key.arn, key.state)
+        self.states.check(key.arn, self.service.key_state(key))
 
     def resolve(self, ref: str, *, allow_alias: bool = True) -> KeyRecord:
         """Resolve a key reference (see :meth:`KeyService.resolve`) and note the key.

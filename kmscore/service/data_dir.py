@@ -141,9 +141,31 @@ def open_settings(store: KeyStore, region: str | None, account: str | None) -> t
 
 
 def _init_root_key(
-    store: KeyStore, data_dir: Path, passphrase: bytes | None, interactive: bool
+    store: KeyStore,
+    data_dir: Path,
+    passphrase: bytes | None,
+    interactive: bool,
+    root_uri: str | None = None,
 ) -> None:
     # A new data dir: make the root key, then record how to find it.
+    if root_uri is not None:
+        from kmscore.crypto.pkcs11_root import Pkcs11RootKey, parse_pkcs11_uri
+
+        if passphrase is None:
+            raise RootKeyError("A root key in a PKCS#11 token needs the token's PIN.")
+        uri = parse_pkcs11_uri(root_uri)
+        hsm_root = Pkcs11RootKey(uri, passphrase, create=True)
+        try:
+            store.init_settings(
+                {
+                    "root_key_mode": b"pkcs11",
+                    "root_pkcs11_uri": str(uri).encode(),
+                    "root_key_check": hsm_root.check_value(),
+                }
+            )
+        finally:
+            hsm_root.close()
+        return
     if passphrase is not None:
         params = Argon2Params.new(interactive=interactive)
         root = RootKey.from_passphrase(passphrase, params)
@@ -162,7 +184,12 @@ def _init_root_key(
 
 
 def open_root_key(
-    store: KeyStore, data_dir: Path, passphrase: bytes | None, *, interactive: bool = False
+    store: KeyStore,
+    data_dir: Path,
+    passphrase: bytes | None,
+    *,
+    interactive: bool = False,
+    root_uri: str | None = None,
 ) -> RootKey:
     """Load a data dir's root key, making it at the first open.
 
@@ -172,6 +199,8 @@ def open_root_key(
         passphrase: The passphrase of a passphrase-protected dir, or of a new
             dir that is to be one.
         interactive: Cheaper Argon2id cost for a new passphrase dir.
+        root_uri: For a new dir, keep the root key in the PKCS#11 token this
+            ``pkcs11:`` URI names (``passphrase`` is then the token's PIN).
 
     Raises:
         RootKeyError: the root key is missing or does not match, or a
@@ -184,8 +213,25 @@ def open_root_key(
         # so one makes the root key file and the others load it whole.
         with first_open_lock(data_dir):
             if store.get_setting("root_key_mode") is None:
-                _init_root_key(store, data_dir, passphrase, interactive)
+                _init_root_key(store, data_dir, passphrase, interactive, root_uri)
         mode = store.get_setting("root_key_mode")
+    elif root_uri is not None:
+        raise RootKeyError(f"The data dir {data_dir} has its root key already; --root is for init.")
+    if mode == b"pkcs11":
+        from kmscore.crypto.pkcs11_root import Pkcs11RootKey, parse_pkcs11_uri
+
+        if passphrase is None:
+            raise RootKeyError(
+                f"The root key of {data_dir} is in a PKCS#11 token; give its PIN as the passphrase."
+            )
+        root_key: RootKey = Pkcs11RootKey(
+            parse_pkcs11_uri((store.get_setting("root_pkcs11_uri") or b"").decode()), passphrase
+        )
+        check = store.get_setting("root_key_check")
+        if check is None:
+            raise RootKeyError("The data dir has no root key check value; it is damaged.")
+        root_key.verify_check_value(check)
+        return root_key
     if mode == b"passphrase":
         if passphrase is None:
             raise RootKeyError(f"The data dir {data_dir} is protected by a passphrase; give it.")

@@ -26,6 +26,7 @@ from kmscore.model.key import KeyRecord, utcnow
 from kmscore.model.keystate import KeyState
 from kmscore.policy import default_key_policy
 from kmscore.service.call import Auditor, Authorizer
+from kmscore.service.custom_key_stores import CustomKeyStores
 from kmscore.service.importing import expire_imported
 from kmscore.service.principals import Principals
 from kmscore.service.versions import DEFAULT_BLOCK, DEFAULT_LIMIT, Keyring
@@ -99,6 +100,9 @@ class KeyService:
         #: Multi-Region keys to converge after the call that changed them
         #: commits: (Region to start from, key id).
         self.replication_due: set[tuple[str, str]] = set()
+        #: Custom key stores (HSM and external): records, sessions, material.
+        self.custom_key_stores = CustomKeyStores(self)
+        self.keyring.custom_aead = self.custom_key_stores.aead
 
     # --- naming ----------------------------------------------------------------
 
@@ -167,6 +171,7 @@ class KeyService:
                 self._keys.clear()
                 self._aliases.clear()
             self.keyring.clear()
+            self.custom_key_stores.forget()
             self.access_changed()
 
     def forget(self, key_id: str) -> None:
@@ -273,8 +278,16 @@ class KeyService:
 
     # --- housekeeping --------------------------------------------------------------
 
+    def key_state(self, key: KeyRecord) -> KeyState:
+        """The state a key shows: Unavailable while its custom key store is not connected."""
+        if key.custom_key_store_id is None:
+            return key.state
+        return self.custom_key_stores.key_state(key)
+
     def delete_expired(self, key: KeyRecord) -> None:
         """Delete a key whose deletion window has ended, material and all."""
+        if key.custom_key_store_id is not None:
+            self.custom_key_stores.destroy_material(key, self.store.list_materials(key.key_id))
         self.store.delete_key(key.key_id)
         self.forget(key.key_id)
         if key.multi_region and key.primary_region not in (None, self.region):
@@ -301,6 +314,10 @@ class KeyService:
         if close_auditor is not None:
             close_auditor()
         self.keyring.clear()
+        self.custom_key_stores.close()
+        close_root = getattr(self.root_key, "close", None)
+        if close_root is not None:
+            close_root()  # a root key in a token: log out
         with self._cache_lock:
             self._keys.clear()
             self._aliases.clear()

@@ -134,11 +134,14 @@ class Principals:
         policy: str | None = None,
         tags: Mapping[str, str] | None = None,
         access_key: tuple[str, str] | None = None,
+        secret: str | None = None,
     ) -> tuple[Principal, str, str]:
         """Create a user with one access key.
 
         ``access_key`` gives the access key id and secret instead of new
-        random ones (``kms serve --dev``'s well-known test credentials).
+        random ones (``kms serve --dev``'s well-known test credentials);
+        ``secret`` alone gives the secret access key of a new id (an XKS
+        proxy credential's is longer than AWS's 40 characters).
 
         Returns:
             The user, its access key id and its secret access key (shown once).
@@ -160,7 +163,10 @@ class Principals:
         principal = Principal(
             name, user_arn(self._account, name), new_principal_id(), uid, policy, now, checked
         )
-        access_key_id, secret = access_key or (new_access_key_id(), new_secret_access_key())
+        if access_key is not None:
+            access_key_id, secret = access_key
+        else:
+            access_key_id, secret = new_access_key_id(), secret or new_secret_access_key()
         wrapped = self._root_key.wrap_secret(
             secret.encode(), ACCESS_KEY_AAD + access_key_id.encode()
         )

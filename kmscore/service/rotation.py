@@ -86,9 +86,15 @@ def rotate(
             return key
         now = service.clock()
         version = key.current_version + 1
-        material = new_material(
-            service, key.key_id, version, now, rotation_type, key_spec=key.key_spec
-        )
+        if key.custom_key_store_id is not None:
+            # Material of an HSM store's key is made inside its token.
+            material = service.custom_key_stores.new_material(
+                key.custom_key_store_id, key.key_id, version, now, rotation_type
+            )
+        else:
+            material = new_material(
+                service, key.key_id, version, now, rotation_type, key_spec=key.key_spec
+            )
         changes: dict[str, object] = {"current_version": version}
         if rotation_type == AUTOMATIC and key.rotation_enabled and key.rotation_period_days:
             changes["next_rotation_date"] = now + timedelta(days=key.rotation_period_days)

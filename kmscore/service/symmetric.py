@@ -29,12 +29,15 @@ __all__ = [
     "known_version",
     "open_blob",
     "open_blobs",
+    "open_parts",
     "seal",
+    "seal_parts",
 ]
 
 
 #: Rotations one call may wait through before it gives up.
 _ROTATION_ATTEMPTS: Final = 8
+_TAG: Final = 16
 
 
 def current_version(svc: KeyService, key: KeyRecord, count: int) -> tuple[KeyRecord, KeyVersion]:
@@ -158,3 +161,22 @@ def open_blobs(
         [memoryview(item)[len(header) :] for item in data],
         [blob.aad(header, context) for context in contexts],
     )
+
+
+def seal_parts(kv: KeyVersion, iv: bytes, plaintext: bytes, aad: bytes) -> tuple[bytes, bytes]:
+    """AES-GCM under a key version with a given IV and AAD: (ciphertext, tag).
+
+    For the XKS proxy (:mod:`kmscore.service.xks_proxy`), whose answers carry
+    the parts of an encryption, not a blob.
+    """
+    sealed = kv.aead.seal(iv, plaintext, aad)
+    return sealed[:-_TAG], sealed[-_TAG:]
+
+
+def open_parts(kv: KeyVersion, iv: bytes, ciphertext: bytes, tag: bytes, aad: bytes) -> bytes:
+    """Open what :func:`seal_parts` made.
+
+    Raises:
+        InvalidCiphertextException: it does not authenticate.
+    """
+    return kv.aead.open(iv, ciphertext + tag, aad)

@@ -15,16 +15,24 @@ says so and the service rotates the key first.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from kmscore.crypto.asymmetric import LoadedKey
+from kmscore.crypto.pkcs11_token import TokenAead
 from kmscore.crypto.rootkey import RootKey
 from kmscore.engine import AesGcmKey
 from kmscore.errors import KMSError, KMSInternalException
 from kmscore.model import blob
-from kmscore.model.key import KeyRecord
+from kmscore.model.key import KeyMaterialRecord, KeyRecord
 from kmscore.store import KeyStore
+
+if TYPE_CHECKING:
+    from kmscore.service.xks_client import XksAead
+
+#: Makes the AEAD of a custom key store's key version (kmscore.service.custom_key_stores).
+CustomAead = Callable[[KeyRecord, KeyMaterialRecord], "TokenAead | XksAead"]
 
 __all__ = ["DEFAULT_BLOCK", "DEFAULT_LIMIT", "AsymmetricVersion", "KeyVersion", "Keyring"]
 
@@ -41,7 +49,7 @@ class KeyVersion:
 
     key_id: str
     version: int
-    aead: AesGcmKey
+    aead: AesGcmKey | TokenAead | XksAead
     material_id: str
     header: bytes
     used: int = 0
@@ -86,6 +94,11 @@ class Keyring:
         self._by_header: dict[bytes, KeyVersion] = {}
         self._asymmetric: dict[tuple[str, int], AsymmetricVersion] = {}
         self._lock = threading.Lock()
+        #: Makes the AEAD of a key version whose material lives in a custom
+        #: key store (set by the service; see kmscore.service.custom_key_stores).
+        self.custom_aead: Callable[[KeyRecord, KeyMaterialRecord], TokenAead | XksAead] | None = (
+            None
+        )
 
     def _load(self, key: KeyRecord, version: int) -> KeyVersion:
         slot = self._versions.get((key.key_id, version))
@@ -100,15 +113,20 @@ class Keyring:
             material = self._store.get_material(key.key_id, version)
             if material is None:
                 raise KMSInternalException(f"Key {key.arn} has no key material version {version}.")
-            raw = self._root_key.unwrap(material.wrapped, key.arn, version)
+            if key.custom_key_store_id is not None and self.custom_aead is not None:
+                # Material in a custom key store: the store does the AES-GCM.
+                aead: AesGcmKey | TokenAead | XksAead = self.custom_aead(key, material)
+            else:
+                raw = self._root_key.unwrap(material.wrapped, key.arn, version)
+                aead = AesGcmKey(raw)
+                del raw
             slot = KeyVersion(
                 key.key_id,
                 version,
-                AesGcmKey(raw),
+                aead,
                 material.material_id,
                 blob.header(key.key_id, version),
             )
-            del raw
             self._versions[(key.key_id, version)] = slot
             self._by_header[slot.header] = slot
             return slot
@@ -161,7 +179,7 @@ class Keyring:
         """The loaded version whose blobs start with ``header``, if any."""
         return self._by_header.get(header)
 
-    def aead(self, key: KeyRecord, version: int) -> AesGcmKey:
+    def aead(self, key: KeyRecord, version: int) -> AesGcmKey | TokenAead | XksAead:
         """The engine context of one key version (loaded on first use).
 
         Raises:

@@ -41,6 +41,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
+from kmscore.model.custom_key_store import CustomKeyStoreRecord
 from kmscore.model.grant import Grant
 from kmscore.model.key import AliasRecord, KeyMaterialRecord, KeyRecord
 from kmscore.model.principal import AccessKey, Principal
@@ -272,6 +273,48 @@ class KeyStore(Protocol):
         Raises:
             NotFoundException: no such grant.
         """
+        ...
+
+    # --- custom key stores -----------------------------------------------------------
+    def create_custom_key_store(self, record: CustomKeyStoreRecord) -> None:
+        """Add a custom key store.
+
+        Raises:
+            CustomKeyStoreNameInUseException: another store has the name.
+        """
+        ...
+
+    def get_custom_key_store(self, custom_key_store_id: str) -> CustomKeyStoreRecord | None:
+        """A custom key store by id, or None."""
+        ...
+
+    def list_custom_key_stores(self) -> list[CustomKeyStoreRecord]:
+        """Every custom key store, by id."""
+        ...
+
+    def update_custom_key_store(self, record: CustomKeyStoreRecord) -> CustomKeyStoreRecord:
+        """Replace a custom key store if its revision is unchanged.
+
+        Returns:
+            The stored record, with its new revision.
+
+        Raises:
+            CustomKeyStoreNameInUseException: another store has the new name.
+            CustomKeyStoreNotFoundException: no such store.
+            ConflictException: the stored revision differs (retry).
+        """
+        ...
+
+    def delete_custom_key_store(self, custom_key_store_id: str) -> None:
+        """Remove a custom key store (absent ones are ignored)."""
+        ...
+
+    def count_custom_key_store_keys(self, custom_key_store_id: str) -> int:
+        """How many keys (in any state) a custom key store holds."""
+        ...
+
+    def find_xks_key(self, custom_key_store_id: str, xks_key_id: str) -> str | None:
+        """The key of an external key store that uses an external key id, or None."""
         ...
 
     # --- transactions ------------------------------------------------------------------

@@ -23,7 +23,8 @@ from kmscore.errors import (
 )
 from kmscore.model.key import AliasRecord, KeyMaterialRecord, KeyRecord, from_epoch, to_epoch
 from kmscore.model.keystate import KeyState
-from kmscore.store.access_tables import AccessTables, Session
+from kmscore.store.access_tables import Session
+from kmscore.store.custom_key_store_tables import CustomKeyStoreTables
 
 __all__ = ["KeyTables"]
 
@@ -31,9 +32,10 @@ _KEY_COLUMNS: Final = (
     "key_id, arn, account, creation_date, description, key_usage, key_spec, origin, state, "
     "current_version, multi_region, deletion_date, pending_window_days, rotation_enabled, "
     "rotation_period_days, next_rotation_date, on_demand_rotation_start, policy, revision, "
-    "expiration_model, valid_to, multi_region_config"
+    "expiration_model, valid_to, multi_region_config, custom_key_store_id, xks_key_id, "
+    "cloud_hsm_cluster_id"
 )
-_KEY_COLUMN_COUNT: Final = 22
+_KEY_COLUMN_COUNT: Final = 25
 _MATERIAL_COLUMNS: Final = (
     "key_id, version, wrapped, creation_date, material_id, rotation_type, reserved, "
     "import_state, expiration_model, valid_to, description"
@@ -96,6 +98,9 @@ def _key_from_row(row: Sequence[Any]) -> KeyRecord:
         expiration_model=row[19],
         valid_to=_opt_time(row[20]),
         **_multi_region_fields(row[21]),
+        custom_key_store_id=row[22],
+        xks_key_id=row[23],
+        cloud_hsm_cluster_id=row[24],
     )
 
 
@@ -123,6 +128,9 @@ def _key_values(k: KeyRecord, revision: int) -> tuple[Any, ...]:
         k.expiration_model,
         _opt_epoch(k.valid_to),
         _multi_region_config(k),
+        k.custom_key_store_id,
+        k.xks_key_id,
+        k.cloud_hsm_cluster_id,
     )
 
 
@@ -146,7 +154,7 @@ def _alias_from_row(row: Sequence[Any]) -> AliasRecord:
     return AliasRecord(row[0], row[1], from_epoch(row[2]), from_epoch(row[3]))
 
 
-class KeyTables(AccessTables):
+class KeyTables(CustomKeyStoreTables):
     """Keys, material, aliases and tags in SQL (and, inherited, the access tables)."""
 
     def _reservation_write(self) -> AbstractContextManager[Session]:

@@ -134,4 +134,33 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         ALTER TABLE keys ADD COLUMN multi_region_config TEXT
         """,
     ),
+    (
+        6,
+        """
+        ALTER TABLE keys ADD COLUMN custom_key_store_id TEXT;
+        ALTER TABLE keys ADD COLUMN xks_key_id TEXT;
+        ALTER TABLE keys ADD COLUMN cloud_hsm_cluster_id TEXT;
+        CREATE INDEX keys_by_custom_key_store ON keys(custom_key_store_id, xks_key_id);
+
+        CREATE TABLE custom_key_stores (
+            custom_key_store_id   TEXT PRIMARY KEY,
+            name                  TEXT NOT NULL UNIQUE,
+            store_type            TEXT NOT NULL,
+            connection_state      TEXT NOT NULL,
+            creation_date         REAL NOT NULL,
+            connection_error_code TEXT,
+            cluster_id            TEXT,
+            trust_anchor          TEXT,
+            wrapped_password      BLOB,
+            xks_uri_endpoint      TEXT,
+            xks_uri_path          TEXT,
+            xks_connectivity      TEXT,
+            xks_vpc_service_name  TEXT,
+            xks_vpc_service_owner TEXT,
+            xks_access_key_id     TEXT,
+            xks_wrapped_secret    BLOB,
+            revision              INTEGER NOT NULL
+        ) STRICT;
+        """,
+    ),
 )

@@ -137,17 +137,17 @@ OPERATION_FACTS: Final[Mapping[str, OperationFacts]] = _table(
     _aws("RetireGrant", read_only=_WRITE),
     _aws("RevokeGrant", read_only=_WRITE),
     # AWS operations kmscore does not serve yet.
-    _aws("ConnectCustomKeyStore", read_only=_WRITE, served=False),
-    _aws("CreateCustomKeyStore", read_only=_WRITE, served=False),
-    _aws("DeleteCustomKeyStore", read_only=_WRITE, served=False),
+    _aws("ConnectCustomKeyStore", read_only=_WRITE),
+    _aws("CreateCustomKeyStore", read_only=_WRITE),
+    _aws("DeleteCustomKeyStore", read_only=_WRITE),
     _aws("DeleteImportedKeyMaterial", read_only=_WRITE),
-    _aws("DescribeCustomKeyStores", read_only=_READ, served=False),
-    _aws("DisconnectCustomKeyStore", read_only=_WRITE, served=False),
+    _aws("DescribeCustomKeyStores", read_only=_READ),
+    _aws("DisconnectCustomKeyStore", read_only=_WRITE),
     _aws("GetKeyLastUsage", read_only=_READ),
     _aws("GetParametersForImport", read_only=_READ),
     _aws("ImportKeyMaterial", read_only=_WRITE),
     _aws("ReplicateKey", read_only=_WRITE),
-    _aws("UpdateCustomKeyStore", read_only=_WRITE, served=False),
+    _aws("UpdateCustomKeyStore", read_only=_WRITE),
     _aws("UpdatePrimaryRegion", read_only=_WRITE),
     # kmscore's batch extensions.
     OperationFacts(

@@ -59,8 +59,11 @@ _REASONS: Final = {
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
+    405: "Method Not Allowed",
     413: "Request Entity Too Large",
+    429: "Too Many Requests",
     500: "Internal Server Error",
+    501: "Not Implemented",
     503: "Service Unavailable",
 }
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -55,6 +55,13 @@ def _open(data_dir: Path | None) -> KeyService:
     "target_session_attrs=read-write for failover) instead of SQLite in the data dir; "
     "saved for every later use of the data dir. See docs/fleet.md.",
 )
+@click.option(
+    "--root",
+    default=None,
+    metavar="PKCS11-URI",
+    help="Keep the root key inside a PKCS#11 token (pkcs11:token=...;object=...?module-path=...); "
+    "--passphrase-env then names the token's PIN. See docs/keystores.md.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @kms_errors
 def init(
@@ -64,6 +71,7 @@ def init(
     passphrase_env: str | None,
     store: str | None,
     as_json: bool,
+    root: str | None = None,
 ) -> None:
     """Create a data dir: root key, key store, and an admin user for you."""
     path = resolve_data_dir(data_dir)
@@ -71,7 +79,9 @@ def init(
     if passphrase_env and not passphrase:
         raise click.UsageError(f"${passphrase_env} is empty or not set")
     try:
-        svc = open_service(path, region=region, account=account, passphrase=passphrase, store=store)
+        svc = open_service(
+            path, region=region, account=account, passphrase=passphrase, store=store, root=root
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:

@@ -15,7 +15,7 @@ def cli() -> None:
 
 def main() -> None:
     """Entry point of the ``kms`` console script."""
-    from . import access, admin, audit, crypto, envelope, importing, keys, serve, witness
+    from . import access, admin, audit, crypto, envelope, importing, keys, keystores, serve, witness
 
     for module in (admin, serve, keys, importing, crypto, access, audit, envelope, witness):
         module.register(cli)
@@ -24,6 +24,7 @@ def main() -> None:
     status.register(cli)
     ops_commands.register(cli)
     regions.register(cli)
+    keystores.register(cli)
     from kmscore.bench.cli import bench
 
     cli.add_command(bench)

@@ -62,6 +62,33 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None)
 )
 @click.option("--http", "http", default=None, metavar="HOST:PORT", help="Also serve AWS KMS HTTP.")
 @click.option(
+    "--xks",
+    "xks",
+    default=None,
+    metavar="HOST:PORT",
+    help="Also serve the XKS Proxy API over this data dir's keys (docs/keystores.md).",
+)
+@click.option("--xks-cert", default=None, metavar="PEM", help="TLS certificate chain for --xks.")
+@click.option("--xks-key", default=None, metavar="PEM", help="TLS private key for --xks.")
+@click.option(
+    "--xks-uri-path",
+    multiple=True,
+    default=("/kms/xks/v1",),
+    show_default=True,
+    help="An XksProxyUriPath to serve (repeat for a path prefix per tenant).",
+)
+@click.option(
+    "--xks-region",
+    default=None,
+    metavar="REGION",
+    help="The AWS Region whose KMS signs XKS requests [the data dir's].",
+)
+@click.option(
+    "--xks-plain-http",
+    is_flag=True,
+    help="Serve --xks without TLS (only behind a proxy that terminates TLS).",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
@@ -189,6 +216,12 @@ def serve(
     log_level: str,
     dev: bool,
     any_region: bool,
+    xks: str | None = None,
+    xks_cert: str | None = None,
+    xks_key: str | None = None,
+    xks_uri_path: tuple[str, ...] = ("/kms/xks/v1",),
+    xks_plain_http: bool = False,
+    xks_region: str | None = None,
 ) -> None:
     """Run the KMS daemon until SIGINT or SIGTERM (initializing the data dir if new)."""
     from kmscore.service.refusals import RefusalLimits
@@ -297,6 +330,9 @@ def serve(
                 )
             )
 
+    if xks is not None:
+        hooks.append(_xks_hook(xks, xks_cert, xks_key, xks_uri_path, xks_plain_http, xks_region))
+
     def ready(info: dict[str, Any]) -> None:
         lines = [
             f"kmscore daemon (pid {info['pid']}) listening on {info['socket']}",
@@ -383,3 +419,34 @@ class _Stopping:
 def register(group: click.Group) -> None:
     """Add ``serve`` to the ``kms`` group."""
     group.add_command(serve)
+
+
+def _xks_hook(
+    listen: str,
+    cert: str | None,
+    key: str | None,
+    uri_path: tuple[str, ...],
+    plain: bool,
+    region: str | None,
+) -> Any:
+    """The startup hook of ``--xks``: HTTPS unless ``--xks-plain-http``."""
+    from ..xks.server import tls_context, xks_startup
+
+    host, port = _listen(listen)
+    if plain and (cert or key):
+        raise click.UsageError("--xks-plain-http takes no --xks-cert or --xks-key")
+    if not plain and not (cert and key):
+        raise click.UsageError("--xks needs --xks-cert and --xks-key (or --xks-plain-http)")
+    context = None if plain else tls_context(str(cert), str(key))
+
+    def on_ready(server: Any) -> None:
+        click.echo(f"XKS proxy (XKS Proxy API v1, SigV4 kms-xks-proxy) on {server.uri}")
+
+    return xks_startup(
+        host,
+        port,
+        ssl_context=context,
+        uri_path=list(uri_path),
+        on_ready=on_ready,
+        region=region,
+    )
