@@ -17,6 +17,15 @@ from kmscore.frontends.ops.config import ConfigError, env_name, key_name, settin
 from kmscore.frontends.rpc import server as rpc_server
 
 
+@pytest.fixture(autouse=True)
+def _no_kms_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner's own KMS_* variables (KMS_DATA_DIR, say) would outrank the file."""
+    import os
+
+    for name in [n for n in os.environ if n.startswith("KMS_")]:
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """What ``kms serve`` would run the daemon with (the daemon is not started)."""
@@ -121,7 +130,10 @@ def test_every_flag_has_a_key_and_a_variable(tmp_path: Path, captured: dict[str,
         default = samples.get(str(param.name), param.default)
         if default is None:
             continue
-        if isinstance(default, bool):
+        if isinstance(default, tuple):  # a repeatable flag: an array
+            items = ", ".join(f'"{item}"' for item in default)
+            lines.append(f"{key_name(param)} = [{items}]")
+        elif isinstance(default, bool):
             lines.append(f"{key_name(param)} = {'true' if default else 'false'}")
         elif isinstance(default, str):
             lines.append(f'{key_name(param)} = "{default}"')
@@ -133,6 +145,21 @@ def test_every_flag_has_a_key_and_a_variable(tmp_path: Path, captured: dict[str,
     assert result.exit_code == 0, result.output
     assert len(lines) >= 13
     assert captured["extra_startup"]  # the HTTP endpoint and the metrics address
+
+
+def test_a_repeatable_flag_takes_an_array_or_a_spaced_variable(
+    tmp_path: Path, captured: dict[str, Any]
+) -> None:
+    ctx = click.Context(serve)
+    config = tmp_path / "kms.toml"
+    config.write_text('xks-uri-path = ["/kms/xks/v1", "/tenant-b/kms/xks/v1"]\n')
+    found = settings_for(serve, ctx, config, {}, skip={"config", "help"})
+    assert found["xks_uri_path"] == ("/kms/xks/v1", "/tenant-b/kms/xks/v1")
+    found = settings_for(serve, ctx, None, {"KMS_XKS_URI_PATH": "/a/kms/xks/v1 /b"}, skip=set())
+    assert found["xks_uri_path"] == ("/a/kms/xks/v1", "/b")
+    config.write_text('xks-uri-path = "/kms/xks/v1"\n')
+    with pytest.raises(ConfigError, match=r"kms.toml:1: xks-uri-path: .* not a list"):
+        settings_for(serve, ctx, config, {}, skip={"config", "help"})
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -86,6 +86,7 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None)
 @click.option(
     "--xks-plain-http",
     is_flag=True,
+    default=False,
     help="Serve --xks without TLS (only behind a proxy that terminates TLS).",
 )
 @click.option(

@@ -13,6 +13,7 @@ names the variable.
 
 from __future__ import annotations
 
+import copy
 import re
 import tomllib
 from collections.abc import Mapping
@@ -54,8 +55,16 @@ def _line_of(text: str, key: str, table: bool = False) -> int:
     return 0
 
 
-def _convert(param: click.Option, value: Any, ctx: click.Context) -> Any:
+def _convert(param: click.Option, value: Any, ctx: click.Context, *, from_env: bool = False) -> Any:
     """``value`` checked against the flag's type (raises click.BadParameter)."""
+    if param.multiple and not param.is_flag:
+        # A repeatable flag: an array in the file, whitespace-separated in a variable.
+        items = value.split() if from_env and isinstance(value, str) else value
+        if not isinstance(items, list) or not items:
+            raise click.BadParameter(f"{value!r} is not a list of values")
+        single = copy.copy(param)
+        single.multiple = False
+        return tuple(_convert(single, item, ctx) for item in items)
     if param.is_flag and not param.multiple:
         if isinstance(value, bool):
             return value
@@ -137,7 +146,7 @@ def settings_for(
         name = env_name(param)
         if name in environ:
             try:
-                values[str(param.name)] = _convert(param, environ[name], ctx)
+                values[str(param.name)] = _convert(param, environ[name], ctx, from_env=True)
             except click.BadParameter as exc:
                 raise ConfigError(f"${name}: {exc.message}") from None
     return values
