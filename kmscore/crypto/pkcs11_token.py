@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from kmscore.crypto.encrypt_only import DataKeysByEncrypt
 from kmscore.errors import InvalidCiphertextException, KMSError, KMSInvalidStateException
 
 if TYPE_CHECKING:
@@ -324,7 +325,7 @@ class TokenConnection:
                 self._session.close()
 
 
-class TokenAead:
+class TokenAead(DataKeysByEncrypt):
     """The engine's AEAD interface, done by a token key with ``CKM_AES_GCM``.
 
     Blobs are ``header | IV (12) | ciphertext | tag (16)``, as the engine makes
@@ -417,20 +418,6 @@ class TokenAead:
         if offset < 0 or len(b) - offset < IV_LENGTH + TAG_LENGTH:
             raise InvalidCiphertextException()
         return self.open(b[offset : offset + IV_LENGTH], b[offset + IV_LENGTH :], aad)
-
-    def generate_data_key(
-        self, key_length: int, aad: Buffer = b"", header: Buffer = b""
-    ) -> tuple[bytes, bytes]:
-        """A random data key and its blob (the data key is sealed by the token)."""
-        plaintext = os.urandom(key_length)
-        return plaintext, self.encrypt(plaintext, aad, header)
-
-    def generate_data_key_blobs(
-        self, count: int, key_length: int, aad: Buffer = b"", header: Buffer = b""
-    ) -> tuple[list[bytes], list[bytes]]:
-        """``count`` data keys and their blobs, one token call each."""
-        pairs = [self.generate_data_key(key_length, aad, header) for _ in range(count)]
-        return [p for p, _ in pairs], [c for _, c in pairs]
 
     def seal_many(self, plaintexts: Sequence[Buffer], aads: Sequence[Buffer]) -> list[bytes]:
         """IV || ciphertext || tag for each plaintext."""

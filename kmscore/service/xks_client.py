@@ -31,13 +31,13 @@ import hashlib
 import hmac
 import http.client
 import json
-import os
 import ssl
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from kmscore.crypto.encrypt_only import DataKeysByEncrypt
 from kmscore.engine import AesGcmKey
 from kmscore.errors import InvalidCiphertextException, KMSError, KMSInvalidStateException
 
@@ -351,7 +351,7 @@ class XksProxyClient:
 Buffer = bytes | bytearray | memoryview
 
 
-class XksAead:
+class XksAead(DataKeysByEncrypt):
     """The engine's AEAD interface for a key in an external key store: both layers."""
 
     __slots__ = ("_client", "_inner", "_key_arn", "_xks_key_id")
@@ -406,20 +406,6 @@ class XksAead:
         except XksFailure as exc:
             raise KMSInvalidStateException(exc.message) from None
         return self._inner.decrypt(inner, aad, 0)
-
-    def generate_data_key(
-        self, key_length: int, aad: Buffer = b"", header: Buffer = b""
-    ) -> tuple[bytes, bytes]:
-        """A random data key and its doubly encrypted blob."""
-        plaintext = os.urandom(key_length)
-        return plaintext, self.encrypt(plaintext, aad, header)
-
-    def generate_data_key_blobs(
-        self, count: int, key_length: int, aad: Buffer = b"", header: Buffer = b""
-    ) -> tuple[list[bytes], list[bytes]]:
-        """``count`` data keys, one proxy request each."""
-        pairs = [self.generate_data_key(key_length, aad, header) for _ in range(count)]
-        return [p for p, _ in pairs], [c for _, c in pairs]
 
     def seal(self, iv: Buffer, plaintext: Buffer, aad: Buffer = b"") -> bytes:
         """Not offered: an external key's blobs are only made by :meth:`encrypt`.
