@@ -305,7 +305,13 @@ class Deployment:
 
     def by_access_key(self, access_key_id: str) -> tuple[Principal, bytes] | None:
         """The user owning an access key, in whichever account, and its secret."""
+        # The home account's users first: every request looks its caller up here.
+        found = self.home.principals.by_access_key(access_key_id)
+        if found is not None or len(self._services) <= 1:
+            return found
         for account in self.accounts():
+            if account == self.home.account:
+                continue
             principals = self.principals_of(account)
             if principals is not None:
                 found = principals.by_access_key(access_key_id)
