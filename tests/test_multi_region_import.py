@@ -144,3 +144,75 @@ def test_rotation_waits_for_every_replica_to_hold_the_new_material(kms: LocalKMS
     assert west.decrypt(CiphertextBlob=old)["Plaintext"] == b"old"
     rotated = [m for m in materials(west, key_id) if m.get("RotationType")]
     assert [m["KeyMaterialId"] for m in rotated] == [new["KeyMaterialId"]]
+
+
+def test_deleting_the_primarys_material_pending_rotation_deletes_it_from_the_replicas(
+    kms: LocalKMS,
+) -> None:
+    key_id, west = replicated(kms)
+    first, second = os.urandom(32), os.urandom(32)
+    import_material(kms, key_id, first)
+    import_material(west, key_id, first)
+    new = import_material(kms, key_id, second, ImportType="NEW_KEY_MATERIAL")
+    import_material(west, key_id, second, ImportType="EXISTING_KEY_MATERIAL")
+    kms.delete_imported_key_material(KeyId=key_id, KeyMaterialId=new["KeyMaterialId"])
+    for client in (kms, west):
+        listed = {m["KeyMaterialId"]: m["ImportState"] for m in materials(client, key_id)}
+        assert listed[new["KeyMaterialId"]] == "PENDING_IMPORT"
+        assert state(client, key_id) == "Enabled"  # the current material is still there
+    # A replica deleting its own material leaves the primary's alone.
+    import_material(kms, key_id, second, ImportType="EXISTING_KEY_MATERIAL")
+    import_material(west, key_id, second, ImportType="EXISTING_KEY_MATERIAL")
+    west.delete_imported_key_material(KeyId=key_id, KeyMaterialId=new["KeyMaterialId"])
+    listed = {m["KeyMaterialId"]: m["ImportState"] for m in materials(kms, key_id)}
+    assert listed[new["KeyMaterialId"]] == "IMPORTED"
+
+
+def test_the_new_primary_after_update_primary_region_takes_new_material(kms: LocalKMS) -> None:
+    key_id, west = replicated(kms)
+    first, second = os.urandom(32), os.urandom(32)
+    import_material(kms, key_id, first)
+    import_material(west, key_id, first)
+    kms.update_primary_region(KeyId=key_id, PrimaryRegion=WEST)
+    # Now the old primary is the replica: new material starts in the West.
+    err = expect("IncorrectKeyMaterialException", import_material, kms, key_id, second)
+    assert WEST in err.message
+    import_material(west, key_id, second, ImportType="NEW_KEY_MATERIAL")
+    import_material(kms, key_id, second, ImportType="EXISTING_KEY_MATERIAL")
+    west.rotate_key_on_demand(KeyId=key_id)
+    blob = kms.encrypt(KeyId=key_id, Plaintext=b"after")["CiphertextBlob"]
+    assert west.decrypt(CiphertextBlob=blob)["Plaintext"] == b"after"
+
+
+def test_an_imported_hmac_key_replicates_and_verifies_across_regions(kms: LocalKMS) -> None:
+    key_id, west = replicated(kms, KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")
+    material = os.urandom(32)
+    import_material(kms, key_id, material)
+    expect("IncorrectKeyMaterialException", import_material, west, key_id, os.urandom(32))
+    import_material(west, key_id, material)
+    mac = kms.generate_mac(KeyId=key_id, Message=b"m", MacAlgorithm="HMAC_SHA_256")["Mac"]
+    out = west.verify_mac(KeyId=key_id, Message=b"m", MacAlgorithm="HMAC_SHA_256", Mac=mac)
+    assert out["MacValid"] is True
+
+
+def test_the_flow_through_boto3_over_http(tmp_path: Path) -> None:
+    from botocore.exceptions import ClientError
+
+    from tests.test_awsjson_support import REGION, running_endpoint
+
+    with running_endpoint(tmp_path / "data") as ep:
+        ep.service.deployment.add_region(WEST)
+        east, west = ep.client(region=REGION), ep.client(region=WEST)
+        md = east.create_key(Origin="EXTERNAL", MultiRegion=True)["KeyMetadata"]
+        key_id = md["KeyId"]
+        out = east.replicate_key(KeyId=key_id, ReplicaRegion=WEST)
+        assert out["ReplicaKeyMetadata"]["Arn"].split(":")[3] == WEST
+        assert west.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "PendingImport"
+        material = os.urandom(32)
+        import_material(east, key_id, material, algorithm="RSA_AES_KEY_WRAP_SHA_256")
+        with pytest.raises(ClientError) as err:
+            import_material(west, key_id, os.urandom(32))
+        assert err.value.response["Error"]["Code"] == "IncorrectKeyMaterialException"
+        import_material(west, key_id, material)
+        blob = west.encrypt(KeyId=key_id, Plaintext=b"http")["CiphertextBlob"]
+        assert east.decrypt(CiphertextBlob=blob)["Plaintext"] == b"http"

@@ -366,8 +366,28 @@ def delete_imported_key_material(call: Call, req: dict[str, Any]) -> dict[str, A
     if target is None or target.import_state == PENDING_IMPORT:
         # Nothing imported to delete: the key is already waiting for it.
         return {"KeyId": key.arn, "KeyMaterialId": target.material_id if target else ""}
+    if key.is_primary and target.version > key.current_version:
+        # As AWS: material of a primary pending rotation goes from its replicas too.
+        _delete_from_replicas(call, key, target.version)
     removed = remove_material(target)
     changed = summarize(key, [removed if m.version == target.version else m for m in materials])
     svc.store.put_material(changed, removed)
     svc.forget(key.key_id)
     return {"KeyId": key.arn, "KeyMaterialId": target.material_id}
+
+
+def _delete_from_replicas(call: Call, key: KeyRecord, version: int) -> None:
+    """Delete material ``version`` of the replicas of ``key`` in this deployment."""
+    for region in key.replica_regions:
+        there = call.service.related(region)
+        replica = there.store.get_key(key.key_id) if there is not None else None
+        if there is None or replica is None:
+            continue
+        held = there.store.list_materials(key.key_id)
+        target = next((m for m in held if m.version == version), None)
+        if target is None or target.import_state != IMPORTED:
+            continue
+        removed = remove_material(target)
+        changed = summarize(replica, [removed if m.version == version else m for m in held])
+        there.store.put_material(changed, removed)
+        there.forget(key.key_id)
