@@ -216,3 +216,23 @@ def test_the_flow_through_boto3_over_http(tmp_path: Path) -> None:
         import_material(west, key_id, material)
         blob = west.encrypt(KeyId=key_id, Plaintext=b"http")["CiphertextBlob"]
         assert east.decrypt(CiphertextBlob=blob)["Plaintext"] == b"http"
+
+
+def test_material_imported_under_the_old_arn_id_still_reimports(
+    kms: LocalKMS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before related keys shared ids, a multi-Region key's id came from its ARN.
+    from kmscore.operations import importing
+
+    key_id, _ = replicated(kms)
+    material = os.urandom(32)
+    with monkeypatch.context() as patch:
+        patch.setattr(importing, "material_id", importing._arn_material_id)
+        old_id = import_material(kms, key_id, material)["KeyMaterialId"]
+    arn = kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
+    digest = kms.service.root_key.digest(b"KeyMaterialId", arn.encode() + b"\x00" + material)
+    assert old_id == digest.hex()
+    kms.delete_imported_key_material(KeyId=key_id)
+    out = import_material(kms, key_id, material, KeyMaterialId=old_id)
+    assert out["KeyMaterialId"] == old_id and state(kms, key_id) == "Enabled"
+    expect("IncorrectKeyMaterialException", import_material, kms, key_id, os.urandom(32))

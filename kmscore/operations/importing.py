@@ -270,15 +270,14 @@ def import_key_material(call: Call, req: dict[str, Any]) -> dict[str, Any]:
             raise ValidationException(
                 "You cannot specify a KeyMaterialId with ImportType NEW_KEY_MATERIAL."
             )
-        if given is not None and not hmac.compare_digest(given, computed):
+        # Material imported into a multi-Region key before related keys shared
+        # ids has the id of the key's ARN; it stays.
+        ids = [computed, _arn_material_id(call, key, raw)] if key.multi_region else [computed]
+        if given is not None and not any(hmac.compare_digest(given, i) for i in ids):
             raise IncorrectKeyMaterialException(
                 "The key material does not match the KeyMaterialId."
             )
-        same = [m for m in materials if hmac.compare_digest(m.material_id, computed)]
-        if not same and key.multi_region and import_type == _EXISTING:
-            # Material imported before multi-Region keys had a shared id.
-            legacy = _arn_material_id(call, key, raw)
-            same = [m for m in materials if hmac.compare_digest(m.material_id, legacy)]
+        same = [m for i in ids for m in materials if hmac.compare_digest(m.material_id, i)]
         if key.is_replica and not same:
             # A replica holds only what its primary holds: the same material, by its id.
             primary = [
