@@ -47,7 +47,7 @@ from kmscore.service.importing import (
     EXPIRES,
     IMPORTED,
     PENDING_IMPORT,
-    remove_material,
+    delete_material,
     summarize,
 )
 
@@ -368,10 +368,7 @@ def delete_imported_key_material(call: Call, req: dict[str, Any]) -> dict[str, A
     if key.is_primary and target.version > key.current_version:
         # As AWS: material of a primary pending rotation goes from its replicas too.
         _delete_from_replicas(call, key, target.version)
-    removed = remove_material(target)
-    changed = summarize(key, [removed if m.version == target.version else m for m in materials])
-    svc.store.put_material(changed, removed)
-    svc.forget(key.key_id)
+    delete_material(svc, key, materials, target)
     return {"KeyId": key.arn, "KeyMaterialId": target.material_id}
 
 
@@ -386,7 +383,4 @@ def _delete_from_replicas(call: Call, key: KeyRecord, version: int) -> None:
         target = next((m for m in held if m.version == version), None)
         if target is None or target.import_state != IMPORTED:
             continue
-        removed = remove_material(target)
-        changed = summarize(replica, [removed if m.version == version else m for m in held])
-        there.store.put_material(changed, removed)
-        there.forget(key.key_id)
+        delete_material(there, replica, held, target)
