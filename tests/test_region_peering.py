@@ -295,3 +295,17 @@ def test_a_peer_learns_nothing_of_keys_not_related_to_it(pair: dict[str, Endpoin
         west.send(to_east, "sync", {"Key": forged, "Region": EAST})
     after = pair[EAST].service.store.get_key(key_id)
     assert after is not None and after.replica_regions == () and after.multi_region_epoch == 0
+
+
+def test_a_key_of_imported_material_is_not_replicated_to_a_peer(pair: dict[str, Endpoint]) -> None:
+    kms = clients(pair)
+    md = kms[EAST].create_key(Origin="EXTERNAL", MultiRegion=True)["KeyMetadata"]
+    with pytest.raises(ClientError) as err:
+        kms[EAST].replicate_key(KeyId=md["KeyId"], ReplicaRegion=WEST)
+    assert code(err) == "UnsupportedOperationException"
+    assert "EXTERNAL" in str(err.value)
+    after = kms[EAST].describe_key(KeyId=md["KeyId"])["KeyMetadata"]
+    assert after["MultiRegionConfiguration"]["ReplicaKeys"] == []
+    with pytest.raises(ClientError) as err:
+        kms[WEST].describe_key(KeyId=md["KeyId"])
+    assert code(err) == "NotFoundException"

@@ -127,7 +127,8 @@ _ALLOWED: Final[dict[str, frozenset[KeyState]]] = {
     "DeleteImportedKeyMaterial": _USABLE | {S.PENDING_IMPORT, S.PENDING_DELETION},
     "GetKeyLastUsage": _ALL,
     # Multi-Region keys (the primary's state; a replica's own is checked apart).
-    "ReplicateKey": _USABLE,
+    # A primary of imported material replicates before its import, as at AWS.
+    "ReplicateKey": _USABLE | {S.PENDING_IMPORT},
     "UpdatePrimaryRegion": _USABLE,
 }
 _DISABLED_MEANS_DISABLED: Final = _CRYPTO | {

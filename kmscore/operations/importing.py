@@ -47,7 +47,7 @@ from kmscore.service.importing import (
     EXPIRES,
     IMPORTED,
     PENDING_IMPORT,
-    remove_material,
+    delete_material,
     summarize,
 )
 
@@ -93,8 +93,45 @@ def _external(call: Call, ref: str) -> KeyRecord:
 
 
 def material_id(call: Call, key: KeyRecord, raw: bytes) -> str:
-    """The KeyMaterialId of imported material: a keyed digest of key and material."""
+    """The KeyMaterialId of imported material: a keyed digest of key and material.
+
+    Related multi-Region keys share it (their key id and account, not their
+    ARNs, go in), so a replica recognises the material of its primary by the
+    id alone; the Regions of one deployment share the digest key.
+    """
+    if key.multi_region:
+        who = f"{key.account}/{key.key_id}".encode()
+        return call.service.root_key.digest(
+            b"KeyMaterialId/multi-Region", who + b"\x00" + raw
+        ).hex()
+    return _arn_material_id(call, key, raw)
+
+
+def _arn_material_id(call: Call, key: KeyRecord, raw: bytes) -> str:
     return call.service.root_key.digest(b"KeyMaterialId", key.arn.encode() + b"\x00" + raw).hex()
+
+
+def _primary_materials(call: Call, key: KeyRecord) -> list[KeyMaterialRecord]:
+    """The material versions of the primary key of the replica ``key`` (ids, never material).
+
+    Raises:
+        UnsupportedOperationException: the primary is not in this deployment.
+        KMSInvalidStateException: the primary has no key material yet.
+    """
+    region = key.primary_region or key.region
+    there = call.service.related(region)
+    if there is None:
+        raise UnsupportedOperationException(
+            f"The primary key of {key.arn} is not in a Region of this deployment; kmscore "
+            "imports key material into replicas of primary keys in this deployment only."
+        )
+    materials = there.store.list_materials(key.key_id)
+    if not materials:
+        raise KMSInvalidStateException(
+            f"The primary key {key.related_arn(region)} has no key material yet: "
+            "import the key material into the primary key first."
+        )
+    return materials
 
 
 @operation(
@@ -233,17 +270,40 @@ def import_key_material(call: Call, req: dict[str, Any]) -> dict[str, Any]:
             raise ValidationException(
                 "You cannot specify a KeyMaterialId with ImportType NEW_KEY_MATERIAL."
             )
-        if given is not None and not hmac.compare_digest(given, computed):
+        # Material imported into a multi-Region key before related keys shared
+        # ids has the id of the key's ARN; it stays.
+        ids = [computed, _arn_material_id(call, key, raw)] if key.multi_region else [computed]
+        if given is not None and not any(hmac.compare_digest(given, i) for i in ids):
             raise IncorrectKeyMaterialException(
                 "The key material does not match the KeyMaterialId."
             )
-        same = [m for m in materials if hmac.compare_digest(m.material_id, computed)]
+        same = [m for i in ids for m in materials if hmac.compare_digest(m.material_id, i)]
+        if key.is_replica and not same:
+            # A replica holds only what its primary holds: the same material, by its id.
+            primary = [
+                m
+                for m in _primary_materials(call, key)
+                if hmac.compare_digest(m.material_id, computed)
+            ]
+            if not primary:
+                raise IncorrectKeyMaterialException(
+                    f"The key material is not the key material of the primary key "
+                    f"{key.related_arn(key.primary_region or key.region)}."
+                )
+            if import_type == _NEW and materials:
+                raise UnsupportedOperationException(
+                    f"{key.arn} is a replica key: import new key material into its primary "
+                    "key, then the same material here with ImportType EXISTING_KEY_MATERIAL."
+                )
+            import_type = _EXISTING
+            same = primary
         if import_type == _EXISTING:
             if not same:
                 raise IncorrectKeyMaterialException(
                     f"The key material is not the key material previously imported into {key.arn}."
                 )
             old = same[0]
+            computed = old.material_id  # the id it has (a legacy one stays)
             version, creation, rotation_type = old.version, old.creation_date, old.rotation_type
             description = req.get("KeyMaterialDescription", old.description)
         else:
@@ -305,8 +365,22 @@ def delete_imported_key_material(call: Call, req: dict[str, Any]) -> dict[str, A
     if target is None or target.import_state == PENDING_IMPORT:
         # Nothing imported to delete: the key is already waiting for it.
         return {"KeyId": key.arn, "KeyMaterialId": target.material_id if target else ""}
-    removed = remove_material(target)
-    changed = summarize(key, [removed if m.version == target.version else m for m in materials])
-    svc.store.put_material(changed, removed)
-    svc.forget(key.key_id)
+    if key.is_primary and target.version > key.current_version:
+        # As AWS: material of a primary pending rotation goes from its replicas too.
+        _delete_from_replicas(call, key, target.version)
+    delete_material(svc, key, materials, target)
     return {"KeyId": key.arn, "KeyMaterialId": target.material_id}
+
+
+def _delete_from_replicas(call: Call, key: KeyRecord, version: int) -> None:
+    """Delete material ``version`` of the replicas of ``key`` in this deployment."""
+    for region in key.replica_regions:
+        there = call.service.related(region)
+        replica = there.store.get_key(key.key_id) if there is not None else None
+        if there is None or replica is None:
+            continue
+        held = there.store.list_materials(key.key_id)
+        target = next((m for m in held if m.version == version), None)
+        if target is None or target.import_state != IMPORTED:
+            continue
+        delete_material(there, replica, held, target)

@@ -96,12 +96,19 @@ def _checks(call: Call, req: dict[str, Any]) -> tuple[KeyRecord, KeyService | Pe
     key = call.key(req["KeyId"], allow_alias=False)
     _multi_region_primary(key, "ReplicateKey")
     region = req["ReplicaRegion"]
-    if key.origin != "AWS_KMS":
+    if key.origin not in ("AWS_KMS", "EXTERNAL"):
         raise UnsupportedOperationException(
-            f"{key.arn} has {key.origin} key material; only AWS_KMS keys replicate here."
+            f"{key.arn} has {key.origin} key material; only AWS_KMS and EXTERNAL keys replicate."
         )
     dest = _region_service(svc, region, key)
     if isinstance(dest, Peer):
+        if key.origin == "EXTERNAL":
+            # The peer would have to check imports against this side's material ids.
+            raise UnsupportedOperationException(
+                f"{key.arn} has imported key material (Origin EXTERNAL): kmscore replicates "
+                f"it only to Regions of this deployment, and {region} is served by peer "
+                f"{dest.name}."
+            )
         return _remote_checks(call, req, key, dest)
     tags = check_new_tags(req.get("Tags", []))
     call.authorize(key, conditions={"kms:ReplicaRegion": region})
@@ -160,10 +167,16 @@ def _prepare_replicate(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         description=req.get("Description", ""),
         policy=policy or dest.default_key_policy,
     )
-    materials = [
-        copy_material(call.service, key, m, arn, dest)
-        for m in call.service.store.list_materials(key.key_id)
-    ]
+    # Imported material is not copied: the operator imports the same material
+    # into each related key (AWS's "Importing key material into multi-Region keys").
+    materials = (
+        []
+        if key.origin == "EXTERNAL"
+        else [
+            copy_material(call.service, key, m, arn, dest)
+            for m in call.service.store.list_materials(key.key_id)
+        ]
+    )
     with dest.store.transaction():
         dest.store.create_key(replica, materials[0] if materials else None, tags)
         stored = dest.store.get_key(key.key_id) or replica
@@ -235,6 +248,15 @@ def _remote_replica(call: Call, req: dict[str, Any], key: KeyRecord) -> dict[str
     }
 
 
+def _material_id(svc: KeyService, key: KeyRecord) -> str | None:
+    """The current KeyMaterialId of ``key``; none for imported material not (yet) there."""
+    if key.origin != "EXTERNAL":
+        found: str = svc.keyring.material_id(key, key.current_version)
+        return found
+    current = svc.store.get_material(key.key_id, key.current_version)
+    return current.material_id if current is not None and current.import_state else None
+
+
 @operation("ReplicateKey", _REPLICATE_SHAPE, prepare=_prepare_replicate)
 def replicate_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """ReplicateKey: a replica of a multi-Region primary key in another Region."""
@@ -259,9 +281,7 @@ def replicate_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     svc.note_replication(key.key_id)
     call.resources.append(replica.arn)
     return {
-        "ReplicaKeyMetadata": replica.metadata(
-            dest.keyring.material_id(replica, replica.current_version)
-        ),
+        "ReplicaKeyMetadata": replica.metadata(_material_id(dest, replica)),
         "ReplicaPolicy": replica.policy or dest.default_key_policy,
         "ReplicaTags": [{"TagKey": k, "TagValue": v} for k, v in dest.store.list_tags(key.key_id)],
     }

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from kmscore.errors import (
     InvalidMarkerException,
+    KMSInvalidStateException,
     LimitExceededException,
     UnsupportedOperationException,
 )
@@ -111,6 +112,17 @@ def get_key_rotation_status(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _replicas_lacking(call: Call, key: KeyRecord, version: int) -> list[str]:
+    """The Regions of replicas of ``key`` without imported key material ``version``."""
+    lacking = []
+    for region in key.replica_regions:
+        there = call.service.related(region)
+        held = there.store.get_material(key.key_id, version) if there is not None else None
+        if held is None or held.import_state != "IMPORTED":
+            lacking.append(region)
+    return lacking
+
+
 @operation("RotateKeyOnDemand", {"KeyId": KEY_ID})
 def rotate_key_on_demand(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """RotateKeyOnDemand: a new material version now (at most 25 per key)."""
@@ -124,7 +136,17 @@ def rotate_key_on_demand(call: Call, req: dict[str, Any]) -> dict[str, Any]:
             f"{key.arn} has reached the limit of {MAX_ON_DEMAND} on-demand rotations."
         )
     if key.origin == "EXTERNAL":
+        if key.multi_region:
+            missing = _replicas_lacking(call, key, key.current_version + 1)
+            if missing:
+                raise KMSInvalidStateException(
+                    f"The key material pending rotation of {key.arn} is not imported into "
+                    f"its replica keys in {', '.join(missing)}: import the same key material "
+                    "there (ImportType EXISTING_KEY_MATERIAL) before rotating."
+                )
         rotate_imported(svc, key, materials)
+        if key.multi_region:
+            svc.note_replication(key.key_id)  # the replicas' current version follows
     else:
         rotate(svc, key, ON_DEMAND)
     return {"KeyId": key.arn}
@@ -160,6 +182,12 @@ def list_key_rotations(call: Call, req: dict[str, Any]) -> dict[str, Any]:
         for m in svc.store.list_materials(key.key_id)
         if m.version > start and (everything or m.rotation_type is not None)
     ]
+    # New imported material of a primary waits for its replicas as well.
+    waiting = (
+        key.origin == "EXTERNAL"
+        and key.is_primary
+        and bool(_replicas_lacking(call, key, key.current_version + 1))
+    )
     items = []
     for m in materials[: limit + 1]:
         item: dict[str, Any] = {
@@ -168,6 +196,8 @@ def list_key_rotations(call: Call, req: dict[str, Any]) -> dict[str, Any]:
             "KeyMaterialState": (
                 "CURRENT"
                 if m.version == key.current_version
+                else "PENDING_MULTI_REGION_IMPORT_AND_ROTATION"
+                if m.version > key.current_version and waiting
                 else "PENDING_ROTATION"
                 if m.version > key.current_version
                 else "NON_CURRENT"

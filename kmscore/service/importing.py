@@ -31,6 +31,7 @@ __all__ = [
     "EXPIRES",
     "IMPORTED",
     "PENDING_IMPORT",
+    "delete_material",
     "expire_imported",
     "remove_material",
     "summarize",
@@ -89,6 +90,27 @@ def remove_material(material: KeyMaterialRecord) -> KeyMaterialRecord:
         valid_to=None,
         description=material.description,
     )
+
+
+def delete_material(
+    service: KeyService,
+    key: KeyRecord,
+    materials: Sequence[KeyMaterialRecord],
+    target: KeyMaterialRecord,
+) -> KeyRecord:
+    """Wipe one imported material version of ``key`` (its id stays) and store the key.
+
+    Returns:
+        The stored key (PendingImport when it lost material it needs).
+
+    Raises:
+        ConflictException: the key changed meanwhile.
+    """
+    removed = remove_material(target)
+    changed = summarize(key, [removed if m.version == target.version else m for m in materials])
+    stored = service.store.put_material(changed, removed)
+    service.forget(key.key_id)
+    return stored
 
 
 def _record_expiry(

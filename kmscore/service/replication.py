@@ -21,6 +21,7 @@ never leaves the process. Between deployments it travels sealed
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from kmscore.errors import ConflictException, KMSError
 from kmscore.model.key import KeyMaterialRecord, KeyRecord
 from kmscore.model.keystate import KeyState
+from kmscore.service.importing import summarize
 
 if TYPE_CHECKING:
     from kmscore.service.key_service import KeyService
@@ -280,9 +282,12 @@ def _sync_replica(
     p_svc: KeyService, primary: KeyRecord, r_svc: KeyService, key: KeyRecord, best: KeyRecord
 ) -> list[str]:
     applied: list[str] = []
+    imported = primary.origin == "EXTERNAL"
+    if imported:
+        applied += _sync_imported(p_svc, primary, r_svc, key)
     have = {m.version for m in r_svc.store.list_materials(key.key_id)}
     for material in p_svc.store.list_materials(primary.key_id):
-        if material.version in have:
+        if material.version in have or imported:
             continue
         copied = copy_material(p_svc, primary, material, key.arn, r_svc)
         try:
@@ -298,6 +303,9 @@ def _sync_replica(
         out = _with_config(k.replace(**shared), best)
         if out.state is KeyState.CREATING:
             out = out.replace(state=KeyState.ENABLED)
+        if imported:
+            # Its own imports decide whether it is usable (PendingImport until then).
+            out = summarize(out, r_svc.store.list_materials(k.key_id))
         return out
 
     wanted = change(fresh)
@@ -307,6 +315,27 @@ def _sync_replica(
         if fresh.current_version != primary.current_version:
             applied.append(f"{key.region}: current version {primary.current_version}")
         _write(r_svc, fresh, change)
+    return applied
+
+
+def _sync_imported(
+    p_svc: KeyService, primary: KeyRecord, r_svc: KeyService, key: KeyRecord
+) -> list[str]:
+    """A replica's imported versions take the primary's rotation facts (never its material)."""
+    applied: list[str] = []
+    facts = {m.version: m for m in p_svc.store.list_materials(primary.key_id)}
+    for m in r_svc.store.list_materials(key.key_id):
+        p = facts.get(m.version)
+        if p is None or (m.rotation_type, m.creation_date) == (p.rotation_type, p.creation_date):
+            continue
+        moved = dataclasses.replace(m, rotation_type=p.rotation_type, creation_date=p.creation_date)
+        try:
+            fresh = r_svc.store.get_key(key.key_id) or key
+            r_svc.store.put_material(fresh, moved)
+        except ConflictException:
+            continue  # the next pass sees it
+        r_svc.forget(key.key_id)
+        applied.append(f"{key.region}: key material version {m.version} rotated")
     return applied
 
 
