@@ -8,11 +8,11 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner, Result
+from test_awsjson_support import running_endpoint
 
 from kmscore.frontends.cli import regions, serve
 from kmscore.frontends.cli.main import cli
 from kmscore.service import open_service
-from tests.test_awsjson_support import running_endpoint
 
 
 @pytest.fixture(scope="module")

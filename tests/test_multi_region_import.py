@@ -197,8 +197,7 @@ def test_an_imported_hmac_key_replicates_and_verifies_across_regions(kms: LocalK
 
 def test_the_flow_through_boto3_over_http(tmp_path: Path) -> None:
     from botocore.exceptions import ClientError
-
-    from tests.test_awsjson_support import REGION, running_endpoint
+    from test_awsjson_support import REGION, running_endpoint
 
     with running_endpoint(tmp_path / "data") as ep:
         ep.service.deployment.add_region(WEST)

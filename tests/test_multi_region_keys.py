@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-
-from tests.test_awsjson_support import ACCOUNT, REGION, Endpoint, running_endpoint
+from test_awsjson_support import ACCOUNT, REGION, Endpoint, running_endpoint
 
 WEST = "us-west-2"
 SOUTH = "ap-south-1"

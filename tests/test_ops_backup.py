@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_cli_serve import _wait_ready
 
 from kmscore.audit import query, verify
 from kmscore.client import LocalKMS
@@ -26,7 +27,6 @@ from kmscore.frontends.ops.backup import (
     restore,
 )
 from kmscore.service import open_service
-from tests.test_cli_serve import _wait_ready
 
 KMS = shutil.which("kms")
 KEY = bytes(range(32))

@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_cli_serve import _wait_ready
 
 from kmscore.frontends.ops.notify import notify
-from tests.test_cli_serve import _wait_ready
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 UNIT = DEPLOY / "kmscore.service"

@@ -11,11 +11,11 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.config import Config
+from test_cli_serve import _wait_ready
 
 from kmscore.errors import InvalidSignatureException
 from kmscore.frontends.awsjson.sigv4 import SigV4Verifier
 from kmscore.frontends.ops.dev import DEV_ACCESS_KEY_ID, DEV_HTTP, DEV_SECRET_ACCESS_KEY
-from tests.test_cli_serve import _wait_ready
 
 KMS = shutil.which("kms")
 pytestmark = pytest.mark.skipif(KMS is None, reason="the kms console script is not installed")
@@ -87,7 +87,7 @@ def test_the_default_dev_address() -> None:
 
 
 def test_any_region_checks_the_signature_with_the_named_region() -> None:
-    from tests.test_awsjson_sigv4 import KEY_ID, NOW, SECRET, VANILLA, headers
+    from test_awsjson_sigv4 import KEY_ID, NOW, SECRET, VANILLA, headers
 
     strict = SigV4Verifier("eu-west-1", lambda k: ("user", SECRET), service="service",
                            clock=lambda: NOW)  # fmt: skip

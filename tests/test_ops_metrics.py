@@ -17,12 +17,12 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
+from test_awsjson_support import ACCOUNT, REGION, Endpoint, running_endpoint
 
 from kmscore.frontends.ops import health
 from kmscore.frontends.ops.endpoint import OpsRoutes, start_ops_server
 from kmscore.frontends.ops.metrics import BUCKETS, RequestMetrics
 from kmscore.service.versions import DEFAULT_LIMIT
-from tests.test_awsjson_support import ACCOUNT, REGION, Endpoint, running_endpoint
 
 TOKEN = "scrape-token-0123456789"
 

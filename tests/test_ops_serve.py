@@ -12,10 +12,9 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.config import Config
-
-from tests.test_awsjson_support import admin_credentials
-from tests.test_cli_serve import _wait_ready
-from tests.test_ops_metrics import get, samples, value
+from test_awsjson_support import admin_credentials
+from test_cli_serve import _wait_ready
+from test_ops_metrics import get, samples, value
 
 KMS = shutil.which("kms")
 pytestmark = pytest.mark.skipif(KMS is None, reason="the kms console script is not installed")

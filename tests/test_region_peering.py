@@ -13,13 +13,13 @@ import pytest
 from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_awsjson_support import Endpoint, running_endpoint
 
 from kmscore.crypto.sealing import PeerIdentity, open_sealed, seal
 from kmscore.errors import AccessDeniedException, InvalidCiphertextException
 from kmscore.service.peering import Peering, peering_of
 from kmscore.service.regions import Deployment
 from kmscore.service.replication import converge_all
-from tests.test_awsjson_support import Endpoint, running_endpoint
 
 EAST, WEST, SOUTH = "us-east-1", "us-west-2", "ap-south-1"
 

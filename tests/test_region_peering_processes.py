@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from test_awsjson_support import NO_RETRY, admin_credentials
 
 from kmscore.service import open_service
 from kmscore.service.peering import peering_of
 from kmscore.service.regions import Deployment
-from tests.test_awsjson_support import NO_RETRY, admin_credentials
 
 EAST, WEST = "us-east-1", "us-west-2"
 ROOT = Path(__file__).resolve().parent.parent

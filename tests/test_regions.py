@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from test_awsjson_support import ACCOUNT, REGION, Endpoint, running_endpoint
 
 from kmscore.service.regions import Deployment
-from tests.test_awsjson_support import ACCOUNT, REGION, Endpoint, running_endpoint
 
 OTHER_ACCOUNT = "777788889999"
 
