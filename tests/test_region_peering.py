@@ -167,18 +167,18 @@ def test_replayed_and_tampered_messages_are_refused(pair: dict[str, Endpoint]) -
 
     east, west = peering(pair[EAST]), peering(pair[WEST])
     captured: list[bytes] = []
-    original = east._post
+    original = east.channel.post
 
     def spy(url: str, body: bytes, signature: bytes | None) -> tuple[bytes, str]:
         sig = base64.b64encode(signature or b"").decode()
         captured.append(json.dumps({"Message": body.decode(), "Signature": sig}).encode())
         return original(url, body, signature)
 
-    east._post = spy  # type: ignore[method-assign]
+    east.channel.post = spy  # type: ignore[method-assign]
     try:
         east.send(east.peers()[0], "hello", {})
     finally:
-        east._post = original  # type: ignore[method-assign]
+        east.channel.post = original  # type: ignore[method-assign]
     status, body = west.handle(captured[0])
     assert status == 403 and b"replay" in body
     envelope = json.loads(captured[0])

@@ -26,34 +26,34 @@ report what they applied. During a partition each side serves its own keys.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import threading
-import time
-import urllib.error
-import urllib.request
 import uuid
-from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from kmscore.crypto.sealing import PeerIdentity, PublicIdentity, seal, verify_signature
+from kmscore.crypto.sealing import PeerIdentity, PublicIdentity
 from kmscore.errors import (
     AccessDeniedException,
     AlreadyExistsException,
-    DependencyTimeoutException,
     KMSError,
-    KMSInternalException,
     NotFoundException,
     ValidationException,
 )
 from kmscore.fsutil import open_private_file, replace_private_file
 from kmscore.model.caller import Caller
-from kmscore.model.key import KeyMaterialRecord, KeyRecord, from_epoch, to_epoch
+from kmscore.model.key import KeyRecord
 from kmscore.model.keystate import KeyState
 from kmscore.service.call import Call, new_request_id
+from kmscore.service.peer_channel import BACKOFF, PEER_PATH, Peer, PeerChannel
+from kmscore.service.peer_views import (
+    apply_view,
+    key_view,
+    open_materials,
+    seal_materials,
+    shared_from_view,
+)
 
 if TYPE_CHECKING:
     from kmscore.service.key_service import KeyService
@@ -70,36 +70,8 @@ __all__ = [
 
 #: Where a home data dir keeps its peers (0600).
 PEERS_FILE: Final = "peers.json"
-#: The HTTP path of peering messages on a deployment's KMS endpoint.
-PEER_PATH: Final = "/kmscore/peer"
-_DOMAIN: Final = b"kmscore peer message v1\n"
-_ANSWER_DOMAIN: Final = b"kmscore peer answer v1\n"
-#: Messages older or newer than this are refused (and nonces remembered this long).
-MAX_SKEW: Final = 300.0
-_TIMEOUT: Final = 5.0
-#: Seconds the background convergence leaves a peer that did not answer.
-BACKOFF: Final = 5.0
 _SIGNING_AAD: Final = b"kmscore peer signing key"
 _TRANSPORT_AAD: Final = b"kmscore peer transport key"
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """A registered peer deployment."""
-
-    name: str
-    url: str
-    identity: PublicIdentity
-    regions: tuple[str, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        """The peer as JSON members."""
-        return {
-            "Name": self.name,
-            "Url": self.url,
-            "Regions": list(self.regions),
-            **self.identity.to_json(),
-        }
 
 
 def _load_identity(home: KeyService) -> PeerIdentity:
@@ -124,39 +96,6 @@ def _load_identity(home: KeyService) -> PeerIdentity:
         del signing, transport
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def key_view(key: KeyRecord) -> dict[str, Any]:
-    """A multi-Region key's configuration and shared properties, as peers exchange them."""
-    return {
-        "KeyId": key.key_id,
-        "Account": key.account,
-        "Region": key.region,
-        "PrimaryRegion": key.primary_region or key.region,
-        "Replicas": list(key.replica_regions),
-        "Epoch": key.multi_region_epoch,
-        "KeySpec": key.key_spec,
-        "KeyUsage": key.key_usage,
-        "Origin": key.origin,
-        "CurrentVersion": key.current_version,
-        "RotationEnabled": key.rotation_enabled,
-        "RotationPeriodInDays": key.rotation_period_days,
-        "NextRotationDate": None
-        if key.next_rotation_date is None
-        else to_epoch(key.next_rotation_date),
-        "OnDemandRotationStart": None
-        if key.on_demand_rotation_start is None
-        else to_epoch(key.on_demand_rotation_start),
-        "State": key.state.value,
-    }
-
-
-def _material_aad(arn: str, version: int, material_id: str) -> bytes:
-    return f"{arn}\n{version}\n{material_id}".encode()
-
-
 class Peering:
     """This deployment's identity, its peers, and the messages between them."""
 
@@ -166,9 +105,8 @@ class Peering:
         self.home = deployment.home
         self.identity = _load_identity(self.home)
         self._path = self.home.data_dir / PEERS_FILE
+        self.channel = PeerChannel(self.identity)
         self._lock = threading.Lock()
-        self._nonces: OrderedDict[str, float] = OrderedDict()
-        self._down_until: dict[str, float] = {}
         self._peers = self._read()
 
     # --- the registry ----------------------------------------------------------------
@@ -260,7 +198,7 @@ class Peering:
 
     def _hello(self, url: str) -> dict[str, Any]:
         body = json.dumps({"Op": "identity"}).encode()
-        data, _ = self._post(url, body, None)
+        data, _ = self.channel.post(url, body, None)
         answer: dict[str, Any] = json.loads(data)
         return answer
 
@@ -270,88 +208,6 @@ class Peering:
     def public_info(self) -> dict[str, Any]:
         """What an unauthenticated ``identity`` request learns (public keys only)."""
         return {"Identity": self.identity.public.to_json(), "Regions": self._regions()}
-
-    # --- sending ---------------------------------------------------------------------
-
-    def _post(self, url: str, body: bytes, signature: bytes | None) -> tuple[bytes, str]:
-        """POST one envelope; the answer's message and signature."""
-        envelope: dict[str, str] = {"Message": body.decode()}
-        if signature is not None:
-            envelope["Signature"] = _b64(signature)
-        request = urllib.request.Request(  # noqa: S310 - a peer's http(s) URL
-            url.rstrip("/") + PEER_PATH,
-            data=json.dumps(envelope).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=_TIMEOUT) as response:  # noqa: S310
-                answer = json.loads(response.read())
-                return str(answer["Message"]).encode(), str(answer.get("Signature", ""))
-        except urllib.error.HTTPError as exc:
-            detail = exc.read()[:500].decode(errors="replace")
-            try:
-                parsed = json.loads(detail)
-            except ValueError:
-                parsed = {}
-            if parsed.get("__type") == "AlreadyExistsException":
-                raise AlreadyExistsException(parsed.get("message", detail)) from None
-            if parsed.get("__type") == "AccessDeniedException":
-                raise AccessDeniedException(parsed.get("message", detail)) from None
-            raise KMSInternalException(f"The peer at {url} refused: {detail}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise DependencyTimeoutException(f"The peer at {url} does not answer: {exc}") from None
-
-    def send(
-        self, peer: Peer, op: str, body: Mapping[str, Any], *, patient: bool = True
-    ) -> dict[str, Any]:
-        """Send one signed message to ``peer`` and check its signed answer.
-
-        A peer that did not answer is not asked again for :data:`BACKOFF`
-        seconds unless ``patient`` (the background convergence is not; a
-        caller's own request is), so a partition does not slow the calls
-        each side keeps serving.
-
-        Raises:
-            DependencyTimeoutException: the peer does not answer (a partition).
-            AccessDeniedException: its answer is not signed by its registered key.
-            KMSError: the peer's refusal.
-        """
-        if not patient and self._down_until.get(peer.name, 0.0) > time.monotonic():
-            raise DependencyTimeoutException(f"The peer {peer.name} did not answer lately.")
-        nonce = os.urandom(16).hex()
-        message = json.dumps(
-            {
-                "From": self.identity.public.deployment_id,
-                "To": peer.identity.deployment_id,
-                "Time": time.time(),
-                "Nonce": nonce,
-                "Op": op,
-                "Body": body,
-            }
-        ).encode()
-        try:
-            data, signature = self._post(peer.url, message, self.identity.sign(_DOMAIN + message))
-        except DependencyTimeoutException:
-            self._down_until[peer.name] = time.monotonic() + BACKOFF
-            raise
-        self._down_until.pop(peer.name, None)
-        try:
-            given = base64.b64decode(signature, validate=True)
-        except ValueError:
-            given = b""
-        if not verify_signature(peer.identity.identity_pub, given, _ANSWER_DOMAIN + data):
-            raise AccessDeniedException(
-                f"The answer from peer {peer.name} is not signed by its registered "
-                "identity: refused."
-            )
-        answer = json.loads(data)
-        if answer.get("Nonce") != nonce or answer.get("To") != self.identity.public.deployment_id:
-            raise AccessDeniedException(
-                f"The answer from peer {peer.name} is not for this request."
-            )
-        result: dict[str, Any] = answer["Body"]
-        return result
 
     # --- receiving -------------------------------------------------------------------
 
@@ -380,18 +236,10 @@ class Peering:
                 raise ValidationException("A peering message is a JSON object.")
             if message.get("Op") == "identity" and signature is None:
                 return 200, json.dumps(self.public_info()).encode(), None
-            peer = self._authenticate(message, body, signature)
+            sender = self._peer_by_id(str(message.get("From")))
+            peer = self.channel.authenticate(sender, message, body, signature)
             out = self._dispatch(peer, str(message.get("Op")), message.get("Body") or {})
-            answer = json.dumps(
-                {
-                    "From": self.identity.public.deployment_id,
-                    "To": peer.identity.deployment_id,
-                    "Nonce": message["Nonce"],
-                    "Time": time.time(),
-                    "Body": out,
-                }
-            ).encode()
-            return 200, answer, _b64(self.identity.sign(_ANSWER_DOMAIN + answer))
+            return 200, *self.channel.answer(peer, str(message["Nonce"]), out)
         except KMSError as exc:
             status = 403 if isinstance(exc, AccessDeniedException) else 400
             return status, json.dumps({"__type": exc.code, "message": exc.message}).encode(), None
@@ -401,33 +249,6 @@ class Peering:
                 "message": f"Bad peering message: {type(exc).__name__}",
             }
             return 400, json.dumps(error).encode(), None
-
-    def _authenticate(self, message: dict[str, Any], body: bytes, signature: str | None) -> Peer:
-        sender = self._peer_by_id(str(message.get("From")))
-        if sender is None:
-            raise AccessDeniedException("The sender is not a registered peer of this deployment.")
-        try:
-            given = base64.b64decode(signature or "", validate=True)
-        except ValueError:
-            given = b""
-        if not verify_signature(sender.identity.identity_pub, given, _DOMAIN + body):
-            raise AccessDeniedException(
-                f"The message is not signed by peer {sender.name}'s registered identity: refused."
-            )
-        if message.get("To") != self.identity.public.deployment_id:
-            raise AccessDeniedException("The message is for another deployment.")
-        now = time.time()
-        sent = float(message.get("Time", 0))
-        if abs(now - sent) > MAX_SKEW:
-            raise AccessDeniedException("The message is too old or too new.")
-        nonce = str(message.get("Nonce"))
-        with self._lock:
-            while self._nonces and next(iter(self._nonces.values())) < now - 2 * MAX_SKEW:
-                self._nonces.popitem(last=False)
-            if nonce in self._nonces:
-                raise AccessDeniedException("The message was seen before (a replay): refused.")
-            self._nonces[nonce] = now
-        return sender
 
     def _dispatch(self, peer: Peer, op: str, body: dict[str, Any]) -> dict[str, Any]:
         if op == "hello":
@@ -461,58 +282,17 @@ class Peering:
 
     # --- replication -------------------------------------------------------------------
 
-    def sealed_materials(
-        self, svc: KeyService, key: KeyRecord, peer: Peer, region: str
-    ) -> list[Any]:
-        """Every material version of ``key``, sealed to ``peer`` for its key in ``region``."""
-        dest_arn = key.related_arn(region)
-        out = []
-        for m in svc.store.list_materials(key.key_id):
-            raw = svc.root_key.unwrap(m.wrapped, key.arn, m.version)
-            try:
-                sealed = seal(
-                    peer.identity.transport_pub,
-                    raw,
-                    _material_aad(dest_arn, m.version, m.material_id),
-                )
-            finally:
-                del raw
-            out.append(
-                {
-                    "Version": m.version,
-                    "MaterialId": m.material_id,
-                    "CreationDate": to_epoch(m.creation_date),
-                    "RotationType": m.rotation_type,
-                    "Sealed": _b64(sealed),
-                }
-            )
-        return out
+    def send(
+        self, peer: Peer, op: str, body: Mapping[str, Any], *, patient: bool = True
+    ) -> dict[str, Any]:
+        """Send one signed message to ``peer``; its checked answer (see :class:`PeerChannel`).
 
-    def _open_materials(
-        self, svc: KeyService, arn: str, items: list[Any]
-    ) -> list[KeyMaterialRecord]:
-        out = []
-        for item in items:
-            version = int(item["Version"])
-            material_id = str(item["MaterialId"])
-            raw = self.identity.open(
-                base64.b64decode(item["Sealed"]), _material_aad(arn, version, material_id)
-            )
-            try:
-                wrapped = svc.root_key.wrap(raw, arn, version)
-            finally:
-                del raw
-            out.append(
-                KeyMaterialRecord(
-                    key_id=arn.rsplit("/", 1)[1],
-                    version=version,
-                    wrapped=wrapped,
-                    creation_date=from_epoch(float(item["CreationDate"])),
-                    material_id=material_id,
-                    rotation_type=item.get("RotationType"),
-                )
-            )
-        return sorted(out, key=lambda m: m.version)
+        Raises:
+            DependencyTimeoutException: the peer does not answer (a partition).
+            AccessDeniedException: its answer is not signed by its registered key.
+            KMSError: the peer's refusal.
+        """
+        return self.channel.send(peer, op, body, patient=patient)
 
     def replicate_to(
         self,
@@ -544,7 +324,7 @@ class Peering:
                 "Policy": policy,
                 "Description": description,
                 "Tags": dict(tags),
-                "Materials": self.sealed_materials(svc, key, peer, region),
+                "Materials": seal_materials(svc, key, peer.identity.transport_pub, region),
             },
         )
 
@@ -574,7 +354,7 @@ class Peering:
             raise AlreadyExistsException(
                 f"{arn} already exists: {region} holds a related multi-Region key."
             )
-        materials = self._open_materials(svc, arn, body.get("Materials") or [])
+        materials = open_materials(self.identity, svc, arn, body.get("Materials") or [])
         replica = KeyRecord(
             key_id=key_id,
             arn=arn,
@@ -591,7 +371,7 @@ class Peering:
             primary_region=str(view["PrimaryRegion"]),
             replica_regions=tuple(view["Replicas"]),
             multi_region_epoch=int(view["Epoch"]),
-            **_shared_from_view(view),
+            **shared_from_view(view),
         )
         tags = {str(k): str(v) for k, v in (body.get("Tags") or {}).items()}
         with svc.store.transaction():
@@ -610,7 +390,7 @@ class Peering:
         """Exchange views of ``key`` with its related key in ``region`` at ``peer``."""
         body: dict[str, Any] = {"Key": key_view(key), "Region": region}
         if key.is_primary:
-            body["Materials"] = self.sealed_materials(svc, key, peer, region)
+            body["Materials"] = seal_materials(svc, key, peer.identity.transport_pub, region)
         return self.send(peer, "sync", body, patient=patient)
 
     def _receive_sync(self, peer: Peer, body: dict[str, Any]) -> dict[str, Any]:
@@ -626,87 +406,16 @@ class Peering:
         if sender_region not in related:
             # Only a related key's holder learns anything of this key.
             raise AccessDeniedException(f"{sender_region} holds no key related to this one.")
-        applied = apply_view(self, svc, key, view, body.get("Materials") or [])
+        applied = apply_view(self.identity, svc, key, view, body.get("Materials") or [])
         if applied:
             self.audit(svc, peer, "SynchronizeMultiRegionKey", key.arn, applied)
         fresh = svc.get_key(key.key_id) or key
         out: dict[str, Any] = {"Key": key_view(fresh), "Applied": applied}
         if fresh.is_primary and fresh.multi_region_epoch >= int(view["Epoch"]):
-            out["Materials"] = self.sealed_materials(svc, fresh, peer, str(view["Region"]))
-        return out
-
-
-def _shared_from_view(view: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "rotation_enabled": bool(view["RotationEnabled"]),
-        "rotation_period_days": view.get("RotationPeriodInDays"),
-        "next_rotation_date": None
-        if view.get("NextRotationDate") is None
-        else from_epoch(float(view["NextRotationDate"])),
-        "on_demand_rotation_start": None
-        if view.get("OnDemandRotationStart") is None
-        else from_epoch(float(view["OnDemandRotationStart"])),
-    }
-
-
-def apply_view(
-    peering: Peering,
-    svc: KeyService,
-    key: KeyRecord,
-    view: Mapping[str, Any],
-    materials: list[Any],
-) -> list[str]:
-    """Apply a peer's view of a related key to ``key`` where it is newer.
-
-    The newer configuration (higher epoch) wins. When the view comes from the
-    primary (by the winning configuration), its missing material versions and
-    shared properties are taken, and a replica still Creating that the
-    primary lists becomes Enabled.
-
-    Returns:
-        What was applied, in words.
-    """
-    applied: list[str] = []
-    epoch = int(view["Epoch"])
-    # A replica still Creating only proposes its configuration: it decides nothing.
-    newer = epoch > key.multi_region_epoch and view.get("State") != KeyState.CREATING.value
-    primary_region = str(view["PrimaryRegion"]) if newer else (key.primary_region or key.region)
-    replicas = tuple(view["Replicas"]) if newer else key.replica_regions
-    from_primary = str(view["Region"]) == primary_region and epoch >= key.multi_region_epoch
-    if from_primary and materials:
-        have = {m.version for m in svc.store.list_materials(key.key_id)}
-        missing = [m for m in materials if int(m["Version"]) not in have]
-        for material in peering._open_materials(svc, key.arn, missing):
-            svc.store.put_material(svc.store.get_key(key.key_id) or key, material)
-            applied.append(f"{svc.region}: key material version {material.version}")
-        svc.forget(key.key_id)
-
-    def change(k: KeyRecord) -> KeyRecord:
-        out = k
-        if newer:
-            out = out.replace(
-                primary_region=primary_region, replica_regions=replicas, multi_region_epoch=epoch
+            out["Materials"] = seal_materials(
+                svc, fresh, peer.identity.transport_pub, str(view["Region"])
             )
-        if from_primary:
-            out = out.replace(
-                current_version=int(view["CurrentVersion"]), **_shared_from_view(view)
-            )
-            if out.state is KeyState.CREATING and svc.region in replicas:
-                out = out.replace(state=KeyState.ENABLED)
         return out
-
-    fresh = svc.store.get_key(key.key_id) or key
-    wanted = change(fresh)
-    if wanted != fresh:
-        if newer:
-            role = "primary" if primary_region == svc.region else f"replica of {primary_region}"
-            applied.append(f"{svc.region}: configuration epoch {epoch} ({role})")
-        if fresh.state is KeyState.CREATING and wanted.state is KeyState.ENABLED:
-            applied.append(f"{svc.region}: replica ready")
-        if fresh.current_version != wanted.current_version:
-            applied.append(f"{svc.region}: current version {wanted.current_version}")
-        svc.update_key(fresh, change)
-    return applied
 
 
 def peering_of(deployment: Deployment) -> Peering:

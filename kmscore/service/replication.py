@@ -234,7 +234,8 @@ def _converge_remote(
     remote = [r for r in related if r not in views and svc.related(r) is None]
     if not remote:
         return False
-    from kmscore.service.peering import apply_view, peering_of
+    from kmscore.service.peer_views import apply_view
+    from kmscore.service.peering import peering_of
 
     peering = peering_of(svc.deployment)
     s_svc, s_key = views[primary_region] if primary_region in views else views[best.region]
@@ -258,7 +259,9 @@ def _converge_remote(
                 done.applied.append(f"{region}: replica deleted at peer {peer.name}")
                 changed = True
             continue
-        got = apply_view(peering, s_svc, s_key, answer["Key"], answer.get("Materials") or [])
+        got = apply_view(
+            peering.identity, s_svc, s_key, answer["Key"], answer.get("Materials") or []
+        )
         if got:
             peering.audit(s_svc, peer, "SynchronizeMultiRegionKey", s_key.arn, got)
             done.applied += got
