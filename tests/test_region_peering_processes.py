@@ -24,7 +24,6 @@ from kmscore.service.peering import peering_of
 from kmscore.service.regions import Deployment
 
 EAST, WEST = "us-east-1", "us-west-2"
-ROOT = Path(__file__).resolve().parent.parent
 
 # Serves one data dir over HTTP, after running PATCH (a kill switch for one step).
 _SERVER = textwrap.dedent(
@@ -62,7 +61,8 @@ class Node:
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self, patch: str = "") -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        # The installed kmscore (under nox a wheel, never the source tree).
+        env = dict(os.environ)
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _SERVER, str(self.data_dir), f"127.0.0.1:{self.port}", patch],
             stdout=subprocess.PIPE,
@@ -123,7 +123,7 @@ class Node:
                 sys.executable, "-c", "from kmscore.frontends.cli.main import main; main()",
                 "region", "sync", "--data-dir", str(self.data_dir), "--json",
             ],
-            capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True, text=True, timeout=60, env=dict(os.environ),
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
         keys: list[dict[str, Any]] = json.loads(out.stdout)["Keys"]
