@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 from xks_support import ACCOUNT, Proxy, running_proxy
 
+from kmscore import errors
 from kmscore.errors import DependencyTimeoutException
+from kmscore.frontends.xks.handler import xks_error
 from kmscore.model.caller import Caller
 from kmscore.operations import dispatch
 from kmscore.service.xks_proxy import cdiv
@@ -299,3 +301,27 @@ def test_each_request_is_audited_without_secrets(proxy: Proxy) -> None:
     for secret in ("SGVsbG8gV29ybGQh", out["ciphertext"], out["authenticationTag"],
                    ENCRYPT_EXAMPLE["additionalAuthenticatedData"]):  # fmt: skip
         assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "name"),
+    [
+        (errors.InvalidSignatureException("x"), 401, "AuthenticationFailedException"),
+        (errors.UnrecognizedClientException("x"), 401, "AuthenticationFailedException"),
+        (errors.AccessDeniedException("x"), 403, "AccessDeniedException"),
+        (errors.NotFoundException("x"), 404, "KeyNotFoundException"),
+        (errors.DisabledException("x"), 400, "InvalidStateException"),
+        (errors.KMSInvalidStateException("x"), 400, "InvalidStateException"),
+        (errors.InvalidCiphertextException(), 400, "InvalidCiphertextException"),
+        (errors.InvalidKeyUsageException("x"), 400, "InvalidKeyUsageException"),
+        (errors.ValidationException("x"), 400, "ValidationException"),
+        (errors.ThrottlingException("x"), 429, "ThrottlingException"),
+        (errors.UnsupportedOperationException("x"), 501, "UnsupportedOperationException"),
+        (errors.DependencyTimeoutException("x"), 503, "DependencyTimeoutException"),
+        (errors.KMSInternalException("x"), 500, "InternalException"),
+    ],
+)
+def test_errors_take_the_specifications_names(
+    error: errors.KMSError, status: int, name: str
+) -> None:
+    assert xks_error(error) == (status, name)

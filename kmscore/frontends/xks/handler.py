@@ -85,30 +85,28 @@ class _Named(ValidationException):
         return (type(self), (self.name, self.status, self.message))
 
 
+#: KMS errors as the specification names them, most specific first.
+_SPEC_ERRORS: Final[tuple[tuple[type[KMSError] | tuple[type[KMSError], ...], int, str], ...]] = (
+    (_AUTH_ERRORS, 401, "AuthenticationFailedException"),
+    (AccessDeniedException, 403, "AccessDeniedException"),
+    (NotFoundException, 404, "KeyNotFoundException"),
+    ((KMSInvalidStateException, DisabledException), 400, "InvalidStateException"),
+    (InvalidCiphertextException, 400, "InvalidCiphertextException"),
+    (InvalidKeyUsageException, 400, "InvalidKeyUsageException"),
+    (ValidationException, 400, "ValidationException"),
+    (ThrottlingException, 429, "ThrottlingException"),
+    (UnsupportedOperationException, 501, "UnsupportedOperationException"),
+    (DependencyTimeoutException, 503, "DependencyTimeoutException"),
+)
+
+
 def xks_error(error: KMSError) -> tuple[int, str]:
     """The specification's HTTP status and ``errorName`` for an error."""
     if isinstance(error, _Named):
         return error.status, error.name
-    if isinstance(error, _AUTH_ERRORS):
-        return 401, "AuthenticationFailedException"
-    if isinstance(error, AccessDeniedException):
-        return 403, "AccessDeniedException"
-    if isinstance(error, NotFoundException):
-        return 404, "KeyNotFoundException"
-    if isinstance(error, (KMSInvalidStateException, DisabledException)):
-        return 400, "InvalidStateException"
-    if isinstance(error, InvalidCiphertextException):
-        return 400, "InvalidCiphertextException"
-    if isinstance(error, InvalidKeyUsageException):
-        return 400, "InvalidKeyUsageException"
-    if isinstance(error, ValidationException):
-        return 400, "ValidationException"
-    if isinstance(error, ThrottlingException):
-        return 429, "ThrottlingException"
-    if isinstance(error, UnsupportedOperationException):
-        return 501, "UnsupportedOperationException"
-    if isinstance(error, DependencyTimeoutException):
-        return 503, "DependencyTimeoutException"
+    for types, status, name in _SPEC_ERRORS:
+        if isinstance(error, types):
+            return status, name
     return 500, "InternalException"
 
 
