@@ -173,3 +173,31 @@ def test_a_local_client_reaches_the_regions_of_its_data_dir(tmp_path: Path) -> N
         assert west.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
         blob = west.encrypt(KeyId=key_id, Plaintext=b"w")["CiphertextBlob"]
         assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"w"
+
+
+def test_a_thread_converges_only_the_keys_its_own_call_changed(tmp_path: Path) -> None:
+    # Another thread finishing first must not converge a change still uncommitted.
+    import threading
+
+    home, deployment = _open(tmp_path / "data")
+    try:
+        noted, finish, done = threading.Event(), threading.Event(), threading.Event()
+
+        def call_in_progress() -> None:
+            home.note_replication("1234abcd-12ab-34cd-56ef-1234567890ab")
+            noted.set()
+            finish.wait(10)
+            home.replicate_due()
+            done.set()
+
+        worker = threading.Thread(target=call_in_progress)
+        worker.start()
+        assert noted.wait(10)
+        home.replicate_due()  # this thread noted nothing
+        assert len(home.replication_due) == 1
+        finish.set()
+        assert done.wait(10)
+        worker.join(10)
+        assert home.replication_due == set()
+    finally:
+        _close(home, deployment)

@@ -98,8 +98,8 @@ class KeyService:
         #: Region of, when it serves several (None: this Region alone).
         self.deployment: Any = None
         #: Multi-Region keys to converge after the call that changed them
-        #: commits: (Region to start from, key id).
-        self.replication_due: set[tuple[str, str]] = set()
+        #: commits: (thread id, Region to start from, key id).
+        self.replication_due: set[tuple[int, str, str]] = set()
         #: Custom key stores (HSM and external): records, sessions, material.
         self.custom_key_stores = CustomKeyStores(self)
         self.keyring.custom_aead = self.custom_key_stores.aead
@@ -133,21 +133,25 @@ class KeyService:
         return found
 
     def note_replication(self, key_id: str, region: str | None = None) -> None:
-        """Converge a multi-Region key's related keys once this call commits."""
-        self.replication_due.add((region or self.region, key_id))
+        """Converge a multi-Region key's related keys once this thread's call commits.
+
+        Notes are kept per thread: a call's changes are converged by the
+        thread that made them, after its transaction commits, never early by
+        another thread that finished first.
+        """
+        self.replication_due.add((threading.get_ident(), region or self.region, key_id))
 
     def replicate_due(self) -> None:
-        """Converge the multi-Region keys noted so far (see :mod:`.replication`)."""
+        """Converge the multi-Region keys this thread noted (see :mod:`.replication`)."""
         from kmscore.service.replication import converge_quietly
 
-        while self.replication_due:
-            try:
-                region, key_id = self.replication_due.pop()
-            except KeyError:
-                return  # another thread took the last one
-            start = self.related(region)
-            if start is not None:
-                converge_quietly(start, key_id)
+        me = threading.get_ident()
+        while mine := [d for d in list(self.replication_due) if d[0] == me]:
+            for due in mine:
+                self.replication_due.discard(due)
+                start = self.related(due[1])
+                if start is not None:
+                    converge_quietly(start, due[2])
 
     # --- caches ------------------------------------------------------------------
 
