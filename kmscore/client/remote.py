@@ -223,18 +223,13 @@ class _Connection:
                 raise ConnectionResetError(errno.ECONNRESET, "the daemon closed the connection")
             try:
                 unpacker.feed(view[:n])
-                # unpack() rather than iterating: the iterator's StopIteration at
-                # the end of the buffer costs a microsecond per call.
-                try:
-                    message = unpacker.unpack()
-                except msgpack.OutOfData:
-                    continue  # the answer is not complete yet
-                got = msgid_of(message)
-                if got != msgid:
-                    if got == REFUSAL_MSGID:
-                        decode_response(message, "the connection")  # raises its error
-                    raise KMSInternalException("The daemon sent an unexpected message.")
-                return message
+                for message in unpacker:
+                    got = msgid_of(message)
+                    if got != msgid:
+                        if got == REFUSAL_MSGID:
+                            decode_response(message, "the connection")  # raises its error
+                        raise KMSInternalException("The daemon sent an unexpected message.")
+                    return message
             except msgpack.BufferFull:
                 raise KMSInternalException("The daemon's answer is too large.") from None
             except (ValueError, msgpack.UnpackException) as exc:
