@@ -223,7 +223,13 @@ class RpcConnection(asyncio.Protocol):
                         message = unpacker.unpack()
                     except msgpack.OutOfData:
                         break  # a partial frame: the rest comes in a later read
-                    if not self._take(message) or self._blocked():
+                    if (
+                        not self._take(message)
+                        or self._closed
+                        or self._in_flight >= MAX_IN_FLIGHT
+                        or self._write_paused
+                        or self._daemon.stopping
+                    ):  # _blocked(), without the call
                         drained = False
                         break
             except Exception as exc:  # undecodable input, whatever msgpack raises
@@ -255,7 +261,12 @@ class RpcConnection(asyncio.Protocol):
         )
 
     def _take(self, message: Any) -> bool:
-        """Check and start one decoded message; False when the connection was closed."""
+        """Check and start one decoded message; False when the connection was closed.
+
+        An inline operation runs here, on the loop, in as few steps as possible
+        (this is every GenerateDataKey, Encrypt and Decrypt); anything else goes
+        through :meth:`_start`.
+        """
         start, self._consumed = self._consumed, self._unpacker.tell()
         try:
             request = parse_request(message, self._consumed - start)
@@ -263,7 +274,28 @@ class RpcConnection(asyncio.Protocol):
             self._violation(SerializationException(f"The message is not a request: {exc}."))
             return False
         try:
-            self._start(request)
+            if request.weight or request.error is not None:
+                self._start(request)
+                return True
+            started = time.perf_counter()
+            caller = self._caller
+            if caller is None or self._epoch != self._daemon.service.access_epoch:
+                caller = self._current_caller()
+            method = request.method
+            label = method if method in OPERATIONS else "Unknown"
+            try:
+                result = dispatch(self._daemon.service, method, request.params, caller)
+            except KMSError as exc:
+                self._answer_error(request.msgid, exc)
+                outcome = exc.code
+            except Exception:
+                log.exception("%s failed unexpectedly", method)
+                self._answer_error(request.msgid, KMSInternalException("An internal error."))
+                outcome = KMSInternalException.code
+            else:
+                self._answer(request.msgid, result)
+                outcome = _SUCCESS
+            self._count(label, outcome, started)
         except Exception:
             # A bug, not bad input: never take the daemon down with it.
             log.exception("a request could not be served")
@@ -272,32 +304,15 @@ class RpcConnection(asyncio.Protocol):
         return True
 
     def _start(self, request: Request) -> None:
+        """Answer a request refused without running, or run one in a worker thread."""
         started = time.perf_counter()
         if request.error is not None:
             self._refusal(request.method or "Unknown", request.error)
             self._answer_error(request.msgid, request.error)
             self._count(_label(request.method or ""), request.error.code, started)
             return
-        caller = self._caller
-        if caller is None or self._epoch != self._daemon.service.access_epoch:
-            caller = self._current_caller()
+        caller = self._current_caller()
         weight = request.weight
-        if not weight:
-            method = request.method
-            label = _label(method)
-            try:
-                result = dispatch(self._daemon.service, method, request.params, caller)
-            except KMSError as exc:
-                self._answer_error(request.msgid, exc)
-                self._count(label, exc.code, started)
-            except Exception:
-                log.exception("%s failed unexpectedly", method)
-                self._answer_error(request.msgid, KMSInternalException("An internal error."))
-                self._count(label, KMSInternalException.code, started)
-            else:
-                self._answer(request.msgid, result)
-                self._count(label, _SUCCESS, started)
-            return
         self._in_flight += weight
         future = self._daemon.run_in_worker(
             dispatch, self._daemon.service, request.method, request.params, caller
