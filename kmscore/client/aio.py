@@ -15,6 +15,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
+import msgpack  # type: ignore[import-untyped]
+
 from kmscore.client._methods import AsyncKMSMethods
 from kmscore.client.remote import (
     DEFAULT_TIMEOUT,
@@ -44,6 +46,8 @@ class _AsyncConnection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.unpacker = new_unpacker()
+        self.fed = 0  # bytes fed to the unpacker
+        self.consumed = 0  # bytes of the whole responses taken from it
         self.packer = new_packer()
         self.pending: dict[int, asyncio.Future[Any]] = {}
         self.msgid = 0
@@ -64,8 +68,17 @@ class _AsyncConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            self.unpacker.feed(data)
-            for message in self.unpacker:
+            unpacker = self.unpacker
+            unpacker.feed(data)
+            self.fed += len(data)
+            # unpack() while bytes past the last whole response are buffered:
+            # iterating ends in a StopIteration, which costs a microsecond.
+            while self.consumed < self.fed:
+                try:
+                    message = unpacker.unpack()
+                except msgpack.OutOfData:
+                    break  # the rest of a response comes in a later read
+                self.consumed = unpacker.tell()
                 msgid = msgid_of(message)
                 future = self.pending.pop(msgid, None) if msgid is not None else None
                 if future is None:

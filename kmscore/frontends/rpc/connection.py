@@ -31,7 +31,7 @@ from kmscore.errors import (
 from kmscore.operations import OPERATIONS, dispatch
 from kmscore.service import Caller
 from kmscore.service.authorization import UNMAPPED
-from kmscore.wire.rpc import MAX_REQUEST_BYTES, REFUSAL_MSGID, error_response, result_response
+from kmscore.wire.rpc import MAX_REQUEST_BYTES, REFUSAL_MSGID, RESPONSE, error_response
 
 from ..limits import REFUSAL_LINGER_SECONDS, over_limit_error
 from ..ops.metrics import requests_for
@@ -132,6 +132,9 @@ class RpcConnection(asyncio.Protocol):
         # Answers held back while a read's requests run (see _write).
         self._held: list[bytes] | None = None
         self._held_bytes = 0
+        # The requests of that read answered so far, counted in the metrics
+        # once their answers went out: (operation, outcome, seconds).
+        self._answered: list[tuple[str, str, float]] | None = None
         self.peer: PeerCredentials | None = None
         self._caller: Caller | None = None
         self._epoch = -1
@@ -210,19 +213,35 @@ class RpcConnection(asyncio.Protocol):
         drained = not self._blocked()
         if drained and unpacker is not None:
             self._held = []
+            self._answered = []
             try:
-                # Iterating (rather than unpack() until OutOfData) ends without
-                # raising an exception, which costs about a microsecond.
-                for message in unpacker:
-                    if not self._take(message) or self._blocked():
+                # unpack() only while bytes past the last whole frame are
+                # buffered: ending on OutOfData, or iterating the unpacker (its
+                # StopIteration), costs a microsecond per read.
+                while self._consumed < self._fed:
+                    try:
+                        message = unpacker.unpack()
+                    except msgpack.OutOfData:
+                        break  # a partial frame: the rest comes in a later read
+                    if (
+                        not self._take(message)
+                        or self._closed
+                        or self._in_flight >= MAX_IN_FLIGHT
+                        or self._write_paused
+                        or self._daemon.stopping
+                    ):  # _blocked(), without the call
                         drained = False
                         break
             except Exception as exc:  # undecodable input, whatever msgpack raises
                 self._flush()
+                self._count_answered()
                 why = f"The request is not valid msgpack ({type(exc).__name__})."
                 self._violation(SerializationException(why))
                 return
+            # The answers leave first: the client's next request can be on its
+            # way while the metrics are counted.
             self._flush()
+            self._count_answered()
         if self._closed:
             return
         if self._fed - self._consumed > MAX_REQUEST_BYTES:
@@ -242,7 +261,12 @@ class RpcConnection(asyncio.Protocol):
         )
 
     def _take(self, message: Any) -> bool:
-        """Check and start one decoded message; False when the connection was closed."""
+        """Check and start one decoded message; False when the connection was closed.
+
+        An inline operation runs here, on the loop, in as few steps as possible
+        (this is every GenerateDataKey, Encrypt and Decrypt); anything else goes
+        through :meth:`_start`.
+        """
         start, self._consumed = self._consumed, self._unpacker.tell()
         try:
             request = parse_request(message, self._consumed - start)
@@ -250,7 +274,28 @@ class RpcConnection(asyncio.Protocol):
             self._violation(SerializationException(f"The message is not a request: {exc}."))
             return False
         try:
-            self._start(request)
+            if request.weight or request.error is not None:
+                self._start(request)
+                return True
+            started = time.perf_counter()
+            caller = self._caller
+            if caller is None or self._epoch != self._daemon.service.access_epoch:
+                caller = self._current_caller()
+            method = request.method
+            label = method if method in OPERATIONS else "Unknown"
+            try:
+                result = dispatch(self._daemon.service, method, request.params, caller)
+            except KMSError as exc:
+                self._answer_error(request.msgid, exc)
+                outcome = exc.code
+            except Exception:
+                log.exception("%s failed unexpectedly", method)
+                self._answer_error(request.msgid, KMSInternalException("An internal error."))
+                outcome = KMSInternalException.code
+            else:
+                self._answer(request.msgid, result)
+                outcome = _SUCCESS
+            self._count(label, outcome, started)
         except Exception:
             # A bug, not bad input: never take the daemon down with it.
             log.exception("a request could not be served")
@@ -259,31 +304,15 @@ class RpcConnection(asyncio.Protocol):
         return True
 
     def _start(self, request: Request) -> None:
+        """Answer a request refused without running, or run one in a worker thread."""
         started = time.perf_counter()
         if request.error is not None:
             self._refusal(request.method or "Unknown", request.error)
             self._answer_error(request.msgid, request.error)
-            _METRICS.observe(
-                _label(request.method or ""), request.error.code, time.perf_counter() - started
-            )
+            self._count(_label(request.method or ""), request.error.code, started)
             return
         caller = self._current_caller()
         weight = request.weight
-        if not weight:
-            outcome = _SUCCESS
-            try:
-                result = dispatch(self._daemon.service, request.method, request.params, caller)
-            except KMSError as exc:
-                outcome = exc.code
-                self._answer_error(request.msgid, exc)
-            except Exception:
-                outcome = KMSInternalException.code
-                log.exception("%s failed unexpectedly", request.method)
-                self._answer_error(request.msgid, KMSInternalException("An internal error."))
-            else:
-                self._answer(request.msgid, result)
-            _METRICS.observe(_label(request.method), outcome, time.perf_counter() - started)
-            return
         self._in_flight += weight
         future = self._daemon.run_in_worker(
             dispatch, self._daemon.service, request.method, request.params, caller
@@ -291,6 +320,22 @@ class RpcConnection(asyncio.Protocol):
         future.add_done_callback(
             functools.partial(self._finished, request.msgid, weight, request.method, started)
         )
+
+    def _count(self, operation: str, outcome: str, started: float) -> None:
+        """Count an answered request in the metrics (after its read's answers are sent)."""
+        seconds = time.perf_counter() - started
+        answered = self._answered
+        if answered is not None:
+            answered.append((operation, outcome, seconds))
+        else:
+            _METRICS.observe(operation, outcome, seconds)
+
+    def _count_answered(self) -> None:
+        answered, self._answered = self._answered, None
+        if answered:
+            observe = _METRICS.observe
+            for operation, outcome, seconds in answered:
+                observe(operation, outcome, seconds)
 
     def _finished(
         self,
@@ -342,7 +387,7 @@ class RpcConnection(asyncio.Protocol):
 
     def _answer(self, msgid: int, result: dict[str, Any]) -> None:
         try:
-            data = self._daemon.pack(result_response(msgid, result))
+            data = self._daemon.pack([RESPONSE, msgid, None, result])
         except Exception as exc:
             log.error("cannot encode a result: %s", exc)
             self._answer_error(msgid, KMSInternalException("The result cannot be encoded."))
@@ -371,19 +416,23 @@ class RpcConnection(asyncio.Protocol):
         return held[0] if len(held) == 1 else b"".join(held)
 
     def _flush(self) -> None:
-        if self._held:
-            data = self._release()
-            self._held = None
-            self._write(data)
-        self._held = None
+        held, self._held = self._held, None
+        if held:
+            self._held_bytes = 0
+            data = held[0] if len(held) == 1 else b"".join(held)
+            transport = self._transport
+            if transport is not None and not self._closed and not transport.is_closing():
+                transport.write(data)
 
     # --- flow control and closing ------------------------------------------------------
 
     def _update_reading(self) -> None:
+        pause = self._in_flight >= MAX_IN_FLIGHT or self._write_paused or self._daemon.stopping
+        if pause is self._read_paused:
+            return  # the common case: nothing to change
         transport = self._transport
         if transport is None or self._closed or transport.is_closing():
             return
-        pause = self._in_flight >= MAX_IN_FLIGHT or self._write_paused or self._daemon.stopping
         if pause and not self._read_paused:
             self._read_paused = True
             transport.pause_reading()

@@ -44,14 +44,10 @@ MAX_IN_FLIGHT: Final = 256
 #: thread (the engine releases the GIL, so the loop keeps serving other
 #: clients), one at a time per connection: its answer can be tens of MB.
 INLINE_BATCH_MAX: Final = 1000
-#: RSA Encrypt, Decrypt and ReEncrypt (AWS requires a non-symmetric algorithm
-#: named in these members for them) take milliseconds of private-key work, so
-#: they go to a worker thread instead of holding up the loop.
-_ALGORITHM_MEMBERS: Final = (
-    "EncryptionAlgorithm",
-    "SourceEncryptionAlgorithm",
-    "DestinationEncryptionAlgorithm",
-)
+# RSA Encrypt, Decrypt and ReEncrypt (AWS requires a non-symmetric algorithm
+# named in EncryptionAlgorithm, SourceEncryptionAlgorithm or
+# DestinationEncryptionAlgorithm for them) take milliseconds of private-key
+# work, so they go to a worker thread instead of holding up the loop.
 
 # What may reach the dispatcher (and so the audit trail) as an operation name.
 _OPERATION_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9]{0,127}")
@@ -118,6 +114,13 @@ _WEIGHT: Final = {
     for name, facts in OPERATION_FACTS.items()
     if facts.served
 }
+# Batch operation -> the member counting its items.
+_BATCH_MEMBER: Final = {
+    name: facts.batch_member
+    for name, facts in OPERATION_FACTS.items()
+    if facts.batch_member is not None
+}
+_SYMMETRIC: Final = "SYMMETRIC_DEFAULT"
 
 
 def parse_request(message: Any, size: int) -> Request:
@@ -144,12 +147,31 @@ def parse_request(message: Any, size: int) -> Request:
     """
     if type(message) is not list or len(message) != 4 or message[0] != REQUEST:
         raise ProtocolViolation("expected a request [0, msgid, method, params]")
-    msgid = message[1]
+    msgid, method, params = message[1], message[2], message[3]
     if type(msgid) is not int or not 0 <= msgid <= 0xFFFFFFFF:
         raise ProtocolViolation("the msgid must be an unsigned 32-bit integer")
-    method, params = message[2], message[3]
     # A registered name needs no pattern check; hashing a non-string is fine.
     weight = _WEIGHT.get(method) if type(method) is str else None
+    if weight is not None and type(params) is dict and size <= MAX_REQUEST_BYTES:
+        # The common case, decided in as few steps as possible: this runs for
+        # every request on the daemon's loop.
+        if (
+            weight == 0
+            and params
+            and (
+                params.get("EncryptionAlgorithm", _SYMMETRIC) != _SYMMETRIC
+                or params.get("SourceEncryptionAlgorithm", _SYMMETRIC) != _SYMMETRIC
+                or params.get("DestinationEncryptionAlgorithm", _SYMMETRIC) != _SYMMETRIC
+            )
+        ):
+            weight = 1
+        member = _BATCH_MEMBER.get(method)
+        if member is not None:
+            items = params.get(member)
+            n = items if type(items) is int else len(items) if type(items) is list else 0
+            if n > INLINE_BATCH_MAX:
+                weight = MAX_IN_FLIGHT
+        return Request(msgid, method, params, None, weight)
     if size > MAX_REQUEST_BYTES:
         error: KMSError = ValidationException(
             f"The request is {size} bytes; the limit is {MAX_REQUEST_BYTES}."
@@ -158,26 +180,14 @@ def parse_request(message: Any, size: int) -> Request:
         error = UnknownOperationException("The method is not an operation name.")
     elif type(params) is not dict:
         error = SerializationException("The params of a request must be a map.")
-    elif weight is None and method in AWS_OPERATIONS:
+    elif method in AWS_OPERATIONS:
         error = UnsupportedOperationException(
             f"{method} is an AWS KMS operation that kmscore does not serve."
         )
-    elif weight is None:
+    else:
         # Answered here, not by the dispatcher, so a flood of them is
         # recorded at the refusal recorder's bounded rate.
         error = UnknownOperationException(f"Unknown operation {method!r}.")
-    else:
-        if weight == 0 and any(
-            params.get(m, "SYMMETRIC_DEFAULT") != "SYMMETRIC_DEFAULT" for m in _ALGORITHM_MEMBERS
-        ):
-            weight = 1
-        member = OPERATION_FACTS[method].batch_member
-        if member is not None:
-            items = params.get(member)
-            n = items if type(items) is int else len(items) if type(items) is list else 0
-            if n > INLINE_BATCH_MAX:
-                weight = MAX_IN_FLIGHT
-        return Request(msgid, method, params, None, weight or 0)
     # The name asked for goes into the refusal's record when it is one.
     name = (
         method
