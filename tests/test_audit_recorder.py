@@ -244,3 +244,49 @@ def test_prefault_ahead_follows_the_writer_and_stays_inside_the_file(tmp_path: P
     finally:
         file.seal()
     file.prefault_ahead(file.capacity)  # unmapped: nothing to do, no error
+
+
+REQUEST_IDS = [
+    "0123abcd-4567-89ef-0123-000000000001",
+    "0123abcd-4567-89ef-0123-000000000002",
+    "ffffeeee-4567-89ef-0123-000000000003",  # another prefix
+    "0123abcd-4567-89ef-0123-000000000004",  # the first again
+    "short-id",
+    "é" * 36,  # 36 characters, not ASCII: kept whole
+    "x" * 35,
+    "y" * 37,
+    "",
+]
+
+
+def test_request_ids_come_back_whole(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    recorder = recorder_for(journal, [])
+    for n, rid in enumerate(REQUEST_IDS):
+        call = a_call(n)
+        call.request_id = rid
+        recorder.record(call, {"KeyId": str(n)}, None, None)
+    journal.close()
+    assert [r["requestID"] for r in records(tmp_path)] == REQUEST_IDS
+
+
+def test_both_writers_split_request_ids_alike() -> None:
+    decoded = []
+    for cls in writers():
+        buffer = mmap.mmap(-1, 1 << 16)
+        writer = cls(
+            buffer, HEADER_BYTES, 0, genesis(7), 48,
+            jr._classify, jr._scrub, jr.DROP, jr.describe_caller,
+        )  # fmt: skip
+        for rid in REQUEST_IDS:
+            writer.append_call(1, "Encrypt", rid, CALLER, "r", "a", [ARN], True,
+                               None, None, {}, None, None)  # fmt: skip
+        offset, bodies = HEADER_BYTES, []
+        while (length := struct.unpack_from("<I", buffer, offset)[0]) != 0:
+            bodies.append(decode(bytes(buffer[offset + 24 : offset + 24 + length])))
+            offset = (offset + 24 + length + 7) & ~7
+        decoded.append(bodies)
+    assert all(d == decoded[0] for d in decoded)
+    calls = [body[3] for body in decoded[0] if body[0] == 1]
+    assert calls[0][1] == "000000000001" and calls[0][0] == calls[3][0] != calls[2][0]
+    assert calls[4:] == REQUEST_IDS[4:]

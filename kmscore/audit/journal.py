@@ -55,7 +55,10 @@ Bodies are MessagePack arrays whose first element is the kind:
 * ``[1, time_ns, operation, requestID, caller, region, account, [resources],
   readOnly, errorCode, errorMessage, request, response, additionalEventData]``
   records a call, naming defined values by their number; the three sections are
-  scrubbed by :func:`kmscore.audit.scrub` rules before they reach the file;
+  scrubbed by :func:`kmscore.audit.scrub` rules before they reach the file. A
+  request id of 36 ASCII characters (kmscore's UUID-shaped ids) is
+  ``[prefix, rest]``: its first 24 characters defined, then the last 12, so
+  that the per-process prefix is not in every entry;
 * ``[2, event]`` records a whole event, already scrubbed.
 
 The file is on disk, so nothing secret may reach it: the writer drops secret

@@ -27,6 +27,7 @@ _SECRET, _CONTEXT, _OTHER = 0, 1, 2
 _DEFINE, _CALL, _EVENT = 0, 1, 2
 _HEAD: Final = struct.Struct("<II")
 _COUNT: Final = struct.Struct("<Q")
+_ID_LEN, _ID_PREFIX = 36, 24
 _MADV_POPULATE_WRITE: Final = 23
 _PAGE: Final = 4096
 
@@ -199,12 +200,15 @@ class JournalWriter:
         region_ref = self._ref(region)
         account_ref = self._ref(account)
         resource_refs = [self._ref(arn) for arn in resources]
+        journaled_id: str | list[Any] = request_id
+        if len(request_id) == _ID_LEN and request_id.isascii():
+            journaled_id = [self._ref(request_id[:_ID_PREFIX]), request_id[_ID_PREFIX:]]
         body = self._pack(
             [
                 _CALL,
                 time_ns,
                 op_ref,
-                request_id,
+                journaled_id,
                 caller_ref,
                 region_ref,
                 account_ref,
