@@ -315,6 +315,11 @@ class Drainer:
         if type(time_ns) is not int:
             raise JournalDamaged(reader.path, seq, "a call record's time is not an integer")
         try:
+            if type(request_id) is list:  # [defined prefix, the rest] (see the journal's format)
+                prefix, rest = request_id
+                request_id = refs[prefix] + rest
+                if type(request_id) is not str:
+                    raise TypeError("a request id is a string")
             operation = refs[op]
             identity, source, agent = caller_identity(refs[caller])
             names = [refs[r] for r in resources]

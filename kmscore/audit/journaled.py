@@ -158,6 +158,7 @@ class JournaledTrail:
         if self._chainer is not None and self._chainer.poll() is not None:
             self._chainer = None
         self.journal.prepare_spare_if_due()
+        self.journal.prefault_ahead()
         pending = self.journal.pending()
         if pending == 0:
             return

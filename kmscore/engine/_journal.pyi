@@ -46,3 +46,21 @@ class JournalWriter:
         extra: Mapping[str, Any] | None,
     ) -> int: ...
     def append_event(self, event: Any) -> int: ...
+
+class CallRecorder:
+    def __init__(
+        self,
+        journal: Any,
+        fallback: Callable[..., None],
+        batches: frozenset[str] | set[str] | tuple[str, ...],
+        batch_extra: Callable[[str, Any], Any],
+    ) -> None: ...
+    def record(
+        self,
+        call: Any,
+        request: Mapping[str, Any],
+        response: Mapping[str, Any] | None,
+        error: Any,
+    ) -> None: ...
+
+def prefault_writable(mapping: Any, offset: int, length: int) -> bool: ...

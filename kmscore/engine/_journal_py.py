@@ -7,6 +7,7 @@ reader depends on. Use :mod:`kmscore.engine.journal`, not this module.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import struct
 import time
@@ -17,7 +18,7 @@ import msgpack  # type: ignore[import-untyped]
 
 from kmscore.engine._journal_base import JournalFull
 
-__all__ = ["JournalWriter"]
+__all__ = ["CallRecorder", "JournalWriter", "prefault_writable"]
 
 _ENTRY_HEAD: Final = 24
 _DIGEST_LEN: Final = 16
@@ -26,6 +27,9 @@ _SECRET, _CONTEXT, _OTHER = 0, 1, 2
 _DEFINE, _CALL, _EVENT = 0, 1, 2
 _HEAD: Final = struct.Struct("<II")
 _COUNT: Final = struct.Struct("<Q")
+_ID_LEN, _ID_PREFIX = 36, 24
+_MADV_POPULATE_WRITE: Final = 23
+_PAGE: Final = 4096
 
 
 def _check(value: Any, depth: int) -> None:
@@ -196,12 +200,15 @@ class JournalWriter:
         region_ref = self._ref(region)
         account_ref = self._ref(account)
         resource_refs = [self._ref(arn) for arn in resources]
+        journaled_id: str | list[Any] = request_id
+        if len(request_id) == _ID_LEN and request_id.isascii():
+            journaled_id = [self._ref(request_id[:_ID_PREFIX]), request_id[_ID_PREFIX:]]
         body = self._pack(
             [
                 _CALL,
                 time_ns,
                 op_ref,
-                request_id,
+                journaled_id,
                 caller_ref,
                 region_ref,
                 account_ref,
@@ -256,3 +263,70 @@ class JournalWriter:
         """
         self._commit(self._pack([_EVENT, event]))
         return self._seq - 1
+
+
+class CallRecorder:
+    """The auditor's hot path; see the native ``CallRecorder``."""
+
+    def __init__(
+        self,
+        journal: Any,
+        fallback: Callable[..., None],
+        batches: frozenset[str] | set[str] | tuple[str, ...],
+        batch_extra: Callable[[str, Any], Any],
+    ) -> None:
+        self._journal = journal
+        self._fallback = fallback
+        self._batches = frozenset(batches)
+        self._batch_extra = batch_extra
+        self._writer: JournalWriter | None = None
+
+    def record(
+        self,
+        call: Any,
+        request: Mapping[str, Any],
+        response: Mapping[str, Any] | None,
+        error: Any,
+    ) -> None:
+        """Record one service call before returning.
+
+        Raises:
+            KMSInternalException: from ``fallback``: it could not be recorded.
+            TypeError, ValueError: a value that cannot be journaled.
+        """
+        extra = call.additional_event_data
+        if extra is None and call.operation in self._batches:
+            extra = self._batch_extra(call.operation, request)
+        writer = self._writer
+        if writer is not None:
+            try:
+                writer.append_service_call(call, request, response, error, extra)
+                return
+            except JournalFull:
+                pass
+        self._fallback(call, request, response, error, extra)
+        current = self._journal.writer
+        self._writer = current if isinstance(current, JournalWriter) else None
+
+
+def prefault_writable(mapping: Any, offset: int, length: int) -> bool:
+    """Fault part of a shared mapping in, writable; see the native one.
+
+    Raises:
+        ValueError: the range is not inside the mapping.
+        OSError: the kernel refused for another reason.
+    """
+    size = len(mapping)
+    if offset < 0 or length < 0 or offset + length > size:
+        raise ValueError("the range is not inside the mapping")
+    start = offset & ~(_PAGE - 1)
+    end = min((offset + length + _PAGE - 1) & ~(_PAGE - 1), size & ~(_PAGE - 1))
+    if end <= start:
+        return True
+    try:
+        mapping.madvise(_MADV_POPULATE_WRITE, start, end - start)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            return False
+        raise
+    return True

@@ -21,7 +21,7 @@ from kmscore.audit.journal import DEFAULT_JOURNAL_BYTES
 from kmscore.audit.journaled import JournaledTrail
 from kmscore.audit.setup import open_service_trail
 from kmscore.audit.sink import AuditSink
-from kmscore.engine.journal import JournalFull
+from kmscore.engine.journal import CallRecorder
 from kmscore.errors import KMSError
 from kmscore.service.call import Call
 
@@ -38,8 +38,16 @@ def _batch_size(operation: str, request: Mapping[str, Any]) -> Mapping[str, Any]
     return {"batchSize": len(blobs)} if isinstance(blobs, list) else None
 
 
-class TrailAuditor:
-    """Appends one scrubbed event per call to the data dir's audit trail."""
+class TrailAuditor(CallRecorder):
+    """Appends one scrubbed event per call to the data dir's audit trail.
+
+    :meth:`record`, the per-call hot path, is the engine's
+    :class:`~kmscore.engine.journal.CallRecorder` method: the call goes into
+    the journal's current file in one native call, with no Python frame of
+    the auditor's (stop 29 of issue 13 measured that frame and its lookups at
+    a sixth of the record). It falls back to :meth:`_record_slowly` when the
+    file is full or not made yet.
+    """
 
     def __init__(self, data_dir: Path, **trail_options: Any) -> None:
         """Open (or create) ``<data_dir>/audit``, signed and exported as set up.
@@ -62,30 +70,21 @@ class TrailAuditor:
             raise
         self._sink: AuditSink = self.trail
         self._journal = self.trail.journal
+        super().__init__(self._journal, self._record_slowly, _BATCHES, _batch_size)
 
-    def record(
+    def _record_slowly(
         self,
         call: Call,
         request: Mapping[str, Any],
         response: Mapping[str, Any] | None,
         error: KMSError | None,
+        extra: Mapping[str, Any] | None,
     ) -> None:
-        """See :class:`~kmscore.service.Auditor`.
+        """Record through the sink, which makes or rolls the journal's file.
 
         Raises:
             KMSInternalException: the record could not be written.
         """
-        extra = call.additional_event_data
-        if extra is None and call.operation in _BATCHES:
-            extra = _batch_size(call.operation, request)
-        # The hot path: straight into the journal's current file.
-        writer = self._journal.writer
-        if writer is not None:
-            try:
-                writer.append_service_call(call, request, response, error, extra)
-                return
-            except JournalFull:
-                pass  # the file is full (or was let go): the journal rolls it
         self.trail.record_service_call(call, request, response, error, extra)
 
     def record_service_event(
