@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from test_audit_journal import ARN, CALLER, SECRET
 
 from kmscore.audit import journal as jr
 from kmscore.audit import query, verify
@@ -20,18 +21,9 @@ from kmscore.engine import BACKEND
 from kmscore.engine import _journal_py as twin
 from kmscore.engine.journal import CallRecorder, prefault_writable
 from kmscore.errors import AccessDeniedException
-from kmscore.model.caller import Caller
 from kmscore.service.call import Call
 
-CALLER = Caller(
-    arn="arn:aws:iam::111122223333:user/bob",
-    account="111122223333",
-    principal_id="AIDA",
-    kind="IAMUser",
-)
-ARN = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 SERVICE = SimpleNamespace(region="us-east-1", account="111122223333")
-SECRET = b"\x13\x37 very secret plaintext \x00\xff"
 
 
 def batch_size(operation: str, request: Any) -> dict[str, Any]:
@@ -174,6 +166,16 @@ def writers() -> list[Any]:
     return found
 
 
+def scratch_writer(cls: Any) -> tuple[mmap.mmap, Any]:
+    """A writer of ``cls`` over a fresh 64 KiB anonymous mapping."""
+    buffer = mmap.mmap(-1, 1 << 16)
+    writer = cls(
+        buffer, HEADER_BYTES, 0, genesis(7), 48,
+        jr._classify, jr._scrub, jr.DROP, jr.describe_caller,
+    )  # fmt: skip
+    return buffer, writer
+
+
 def test_many_members_pack_the_same_in_both_writers() -> None:
     # Sixteen members or more take the writer's map32 heads, fewer its fixmaps.
     request: dict[str, Any] = {f"Member{i}": i for i in range(20)}
@@ -182,11 +184,7 @@ def test_many_members_pack_the_same_in_both_writers() -> None:
     small = {"EncryptionContext": {"k": "v"}, "KeyId": "x"}
     decoded = []
     for cls in writers():
-        buffer = mmap.mmap(-1, 1 << 16)
-        writer = cls(
-            buffer, HEADER_BYTES, 0, genesis(7), 48,
-            jr._classify, jr._scrub, jr.DROP, jr.describe_caller,
-        )  # fmt: skip
+        buffer, writer = scratch_writer(cls)
         for req in (request, small):
             writer.append_call(1, "Encrypt", "r", CALLER, "r", "a", [ARN], False,
                                None, None, req, req, None)  # fmt: skip
@@ -273,11 +271,7 @@ def test_request_ids_come_back_whole(tmp_path: Path) -> None:
 def test_both_writers_split_request_ids_alike() -> None:
     decoded = []
     for cls in writers():
-        buffer = mmap.mmap(-1, 1 << 16)
-        writer = cls(
-            buffer, HEADER_BYTES, 0, genesis(7), 48,
-            jr._classify, jr._scrub, jr.DROP, jr.describe_caller,
-        )  # fmt: skip
+        buffer, writer = scratch_writer(cls)
         for rid in REQUEST_IDS:
             writer.append_call(1, "Encrypt", rid, CALLER, "r", "a", [ARN], True,
                                None, None, {}, None, None)  # fmt: skip
