@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from kmscore import LocalKMS, engine
-from kmscore.audit.journal import JournalFile, describe_caller
+from kmscore.audit.journal import JournalFile
+from kmscore.audit.journal_format import describe_caller
 
 try:
     from kmscore.engine.journal import prefault_writable  # type: ignore[attr-defined]

@@ -19,18 +19,19 @@ from hypothesis import strategies as st
 
 from kmscore.audit import VerifyError, query, verify
 from kmscore.audit import journal as jr
+from kmscore.audit import journal_format as jf
 from kmscore.audit.chainer import DRAIN_LOCK, Drainer, drain_journals
-from kmscore.audit.journal import (
+from kmscore.audit.journal import Journal
+from kmscore.audit.journal_format import (
     HEADER_BYTES,
-    Journal,
     JournalDamaged,
-    JournalReader,
     decode,
     event_id,
     genesis,
     journal_dir,
     parse_event_id,
 )
+from kmscore.audit.journal_reader import JournalReader
 from kmscore.audit.setup import open_service_trail
 from kmscore.client import LocalKMS
 from kmscore.engine import BACKEND
@@ -67,7 +68,7 @@ def new_writer(cls: Any, size: int = 1 << 20) -> tuple[Any, mmap.mmap]:
         jr._classify,
         jr._scrub,
         jr.DROP,
-        jr.describe_caller,
+        jf.describe_caller,
     )
     return writer, buffer
 
@@ -80,7 +81,7 @@ def entries_of(buffer: mmap.mmap) -> list[list[Any]]:
         if length == 0:
             return out
         body = bytes(buffer[offset + 24 : offset + 24 + length])
-        assert low == seq and jr.entry_digest(digest, seq, body) == stored
+        assert low == seq and jf.entry_digest(digest, seq, body) == stored
         out.append(decode(body))
         digest, seq = stored, seq + 1
         offset = (offset + 24 + length + 7) & ~7
@@ -463,7 +464,7 @@ def test_entries_no_writer_makes_stop_their_journal_and_nothing_else(
     # no writer would make), continuing the chain where the first writer stopped.
     raw = twin.JournalWriter(
         file.map, native.offset, native.seq, native.digest, 48,
-        jr._classify, jr._scrub, jr.DROP, jr.describe_caller,
+        jr._classify, jr._scrub, jr.DROP, jf.describe_caller,
     )  # fmt: skip
     native.release()
     journal.writer = raw

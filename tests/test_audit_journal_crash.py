@@ -27,7 +27,7 @@ from test_awsjson_support import NO_RETRY, admin_credentials
 from test_rpc_support import DaemonProcess
 
 from kmscore.audit import query, verify
-from kmscore.audit.journal import SUFFIX, journal_dir
+from kmscore.audit.journal_format import SUFFIX, journal_dir
 from kmscore.client import LocalKMS, RemoteKMS
 
 LOCAL_CHILD = r"""

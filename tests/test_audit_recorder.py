@@ -13,9 +13,11 @@ import pytest
 from test_audit_journal import ARN, CALLER, SECRET
 
 from kmscore.audit import journal as jr
+from kmscore.audit import journal_format as jf
 from kmscore.audit import query, verify
 from kmscore.audit.chainer import Drainer
-from kmscore.audit.journal import HEADER_BYTES, Journal, JournalFile, decode, genesis
+from kmscore.audit.journal import Journal, JournalFile
+from kmscore.audit.journal_format import HEADER_BYTES, decode, genesis
 from kmscore.audit.setup import open_service_trail
 from kmscore.engine import BACKEND
 from kmscore.engine import _journal_py as twin
@@ -171,7 +173,7 @@ def scratch_writer(cls: Any) -> tuple[mmap.mmap, Any]:
     buffer = mmap.mmap(-1, 1 << 16)
     writer = cls(
         buffer, HEADER_BYTES, 0, genesis(7), 48,
-        jr._classify, jr._scrub, jr.DROP, jr.describe_caller,
+        jr._classify, jr._scrub, jr.DROP, jf.describe_caller,
     )  # fmt: skip
     return buffer, writer
 
@@ -194,7 +196,7 @@ def test_many_members_pack_the_same_in_both_writers() -> None:
             if length == 0:
                 break
             body = bytes(buffer[offset + 24 : offset + 24 + length])
-            assert low == seq and jr.entry_digest(digest, seq, body) == stored
+            assert low == seq and jf.entry_digest(digest, seq, body) == stored
             bodies.append(decode(body))
             digest, seq = stored, seq + 1
             offset = (offset + 24 + length + 7) & ~7

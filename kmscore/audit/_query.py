@@ -73,7 +73,7 @@ def catch_up(data_dir: Path) -> list[Any]:
     that is away) is read as it is.
 
     Returns:
-        The journals found damaged (:class:`~kmscore.audit.journal.JournalDamaged`).
+        The journals found damaged (:class:`~kmscore.audit.journal_format.JournalDamaged`).
     """
     from kmscore.audit.chainer import drain_journals
 

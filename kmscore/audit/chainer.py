@@ -12,7 +12,7 @@ trail is removed. Passes are run by a chainer process (:func:`run`, started by
 
 Exactly once
 ------------
-A record's ``eventID`` names its journal and entry (:func:`~kmscore.audit.journal.event_id`).
+A record's ``eventID`` names its journal and entry (:func:`~kmscore.audit.journal_format.event_id`).
 Before writing a batch the drainer marks ``DRAIN`` busy, and clean after the
 cursors moved. A drainer that finds it busy (the last one died between the
 two) reads the trail's last :data:`BATCH` records and moves each journal's
@@ -20,7 +20,7 @@ cursor past the entries they hold, so no entry is written twice and none is
 skipped.
 
 A damaged journal (an entry that breaks its chain, see
-:class:`~kmscore.audit.journal.JournalDamaged`) is chained up to the damage and
+:class:`~kmscore.audit.journal_format.JournalDamaged`) is chained up to the damage and
 then left alone: the drainer logs it once and goes on with the others, and
 ``kms audit verify`` fails while it is there.
 """
@@ -45,14 +45,13 @@ from typing import Any, Final
 from kmscore import fsutil
 from kmscore.audit import _format as fmt
 from kmscore.audit.event import AuditEvent, build_event
-from kmscore.audit.journal import (
+from kmscore.audit.journal_format import (
     DEFINE,
     EVENT,
     HEADER_BYTES,
     NEW_SUFFIX,
     SUFFIX,
     JournalDamaged,
-    JournalReader,
     caller_identity,
     decode,
     event_id,
@@ -60,6 +59,7 @@ from kmscore.audit.journal import (
     journal_dir,
     parse_event_id,
 )
+from kmscore.audit.journal_reader import JournalReader
 from kmscore.audit.sink import AuditSink
 from kmscore.errors import KMSInternalException
 from kmscore.wire.operations import KMS_EVENT_SOURCE, OPERATION_FACTS
@@ -79,7 +79,10 @@ records are safe in the journals meanwhile: the pause delays only when they
 reach the trail."""
 
 ABANDONED_AFTER: Final = 10.0
-"""Seconds before a half-made journal (see :data:`~kmscore.audit.journal.NEW_SUFFIX`) is removed."""
+"""Seconds before a half-made journal is removed.
+
+See :data:`~kmscore.audit.journal_format.NEW_SUFFIX`.
+"""
 DRAIN_LOCK: Final = "DRAIN"
 CHAINER_LOCK: Final = "CHAINER"
 _CLEAN: Final = b"clean\n"
@@ -488,7 +491,7 @@ def drain_journals(data_dir: str | os.PathLike[str]) -> tuple[int, list[JournalD
     Raises:
         KMSInternalException: the trail cannot be opened or refused a batch.
     """
-    from kmscore.audit.journal import pending_journals
+    from kmscore.audit.journal_reader import pending_journals
     from kmscore.audit.setup import open_service_trail
 
     data = Path(data_dir)

@@ -13,63 +13,13 @@ turns entries into the trail's records, hash-chained and sealed by signed
 checkpoints as before, and fsyncs them; until then the journal itself is
 fsynced on :meth:`Journal.flush`.
 
-Files
------
-``<data_dir>/audit/journal/<id>.journal``, 0600, one per writing process at a
-time, preallocated (``posix_fallocate``) and mapped whole: a full disk is an
-error when the file is made, never a ``SIGBUS`` on a later page. The id is 60
-random bits in hex. The writer holds an exclusive ``flock`` on the file while
-it lives; a drainer that can take that lock knows the writer is gone.
-
-Header (the first 4096 bytes, little-endian):
-
-=======  =====  ==========================================================
-offset   size   field
-=======  =====  ==========================================================
-0        8      magic ``KMSJRNL1``
-8        8      journal id
-16       8      creation time, ns since the epoch
-24       4      writer's pid
-28       4      flags: 1 = the writer appends no more (closed or full)
-32       8      capacity (the file's size)
-48       8      entries committed (written by the writer after each entry)
-64       8      chained offset: where the first entry not yet in the trail is
-72       8      chained seq: that entry's seq
-80       16     chained digest: the digest of the entry before it
-=======  =====  ==========================================================
-
-Entries follow from offset 4096, each 8-aligned: u32 body length (the commit
-word, stored last; 0 marks the end), u32 low half of the seq, a 16-byte digest,
-the body, zero padding. The digest of entry ``n`` is the first 16 bytes of
-``SHA-256(digest of entry n-1 || seq n as u64 || body)``; entry 0 chains from
-``SHA-256(b"kmscore journal" || id)``. A changed, removed or reordered entry
-breaks the chain, and the drainer refuses the journal from there on (see
-:class:`JournalDamaged`).
-
-Bodies are MessagePack arrays whose first element is the kind:
-
-* ``[0, value]`` defines the next reference number (0, 1, ...) of this file:
-  an operation name, region, account, key ARN, or a caller as
-  ``[type, principalId, arn, accountId, accessKeyId, userName, sourceIP,
-  userAgent]``;
-* ``[1, time_ns, operation, requestID, caller, region, account, [resources],
-  readOnly, errorCode, errorMessage, request, response, additionalEventData]``
-  records a call, naming defined values by their number; the three sections are
-  scrubbed by :func:`kmscore.audit.scrub` rules before they reach the file. A
-  request id of 36 ASCII characters (kmscore's UUID-shaped ids) is
-  ``[prefix, rest]``: its first 24 characters defined, then the last 12, so
-  that the per-process prefix is not in every entry;
-* ``[2, event]`` records a whole event, already scrubbed.
-
-The file is on disk, so nothing secret may reach it: the writer drops secret
-member names and hands anything it does not know to the scrubber.
+The format of the files and their entries is :mod:`kmscore.audit.journal_format`;
+the drainer's side is :mod:`kmscore.audit.journal_reader`.
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
-import hashlib
 import mmap
 import os
 import secrets
@@ -77,147 +27,33 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-import msgpack  # type: ignore[import-untyped]
-
 from kmscore import fsutil
-from kmscore.audit.identity import Identity
+from kmscore.audit.journal_format import (
+    _CHAINED_AT,
+    _COUNT_AT,
+    _FLAGS_AT,
+    _HEADER,
+    _SEQ,
+    DEFAULT_JOURNAL_BYTES,
+    FLAG_CLOSED,
+    HEADER_BYTES,
+    MAGIC,
+    NEW_SUFFIX,
+    SUFFIX,
+    describe_caller,
+    genesis,
+    journal_dir,
+)
+from kmscore.audit.journal_reader import is_pending
 from kmscore.audit.scrub import DROP, is_context_map, is_secret_name, scrub_value
 from kmscore.engine.journal import JournalFull, JournalWriter, prefault_writable
 from kmscore.errors import KMSInternalException
-from kmscore.model.caller import Caller
 
-__all__ = [
-    "DEFAULT_JOURNAL_BYTES",
-    "HEADER_BYTES",
-    "Journal",
-    "JournalDamaged",
-    "JournalFile",
-    "JournalHeader",
-    "event_id",
-    "journal_dir",
-    "parse_event_id",
-]
-
-MAGIC: Final = b"KMSJRNL1"
-HEADER_BYTES: Final = 4096
-DEFAULT_JOURNAL_BYTES: Final = 8 * 1024 * 1024
-SUFFIX: Final = ".journal"
-NEW_SUFFIX: Final = ".new"
-"""A journal being made (``.<id>.new``); a crash can leave one, empty."""
-FLAG_CLOSED: Final = 1
-ENTRY_HEAD: Final = 24
-DEFINE, CALL, EVENT = 0, 1, 2
-
-_HEADER: Final = struct.Struct("<8sQQIIQ8xQ8xQQ16s")
-_COUNT_AT: Final = 48
-_FLAGS_AT: Final = 28
-_CHAINED_AT: Final = 64
-_CHAINED: Final = struct.Struct("<QQ16s")
-_ENTRY: Final = struct.Struct("<II16s")
-_SEQ: Final = struct.Struct("<Q")
-
-
-def journal_dir(data_dir: Path) -> Path:
-    """Where a data dir's journals live."""
-    return data_dir / "audit" / "journal"
-
-
-def genesis(journal_id: int) -> bytes:
-    """The digest entry 0 of a journal chains from."""
-    return hashlib.sha256(b"kmscore journal" + journal_id.to_bytes(8, "little")).digest()[:16]
-
-
-def entry_digest(previous: bytes, seq: int, body: bytes | memoryview) -> bytes:
-    """The chained digest of one entry."""
-    h = hashlib.sha256(previous)
-    h.update(_SEQ.pack(seq))
-    h.update(body)
-    return h.digest()[:16]
-
-
-def event_id(journal_id: int, seq: int) -> str:
-    """The trail record's ``eventID`` for a journal entry: a UUIDv8 (RFC 9562).
-
-    It holds the journal id (60 bits) and the entry's seq (62 bits), so the
-    trail itself tells a drainer how far each journal was chained.
-    """
-    j = f"{journal_id & (2**60 - 1):015x}"
-    s = seq & (2**62 - 1)
-    variant = "89ab"[s >> 60]
-    tail = f"{s & (2**60 - 1):015x}"
-    return f"{j[:8]}-{j[8:12]}-8{j[12:15]}-{variant}{tail[:3]}-{tail[3:]}"
-
-
-def parse_event_id(text: object) -> tuple[int, int] | None:
-    """(journal id, seq) from an ``eventID`` made by :func:`event_id`, else None."""
-    if type(text) is not str or len(text) != 36 or text[14] != "8":
-        return None
-    digits = text.replace("-", "")
-    try:
-        journal_id = int(digits[:12] + digits[13:16], 16)
-        high = "89ab".index(digits[16])
-        seq = (high << 60) | int(digits[17:], 16)
-    except ValueError:
-        return None
-    return journal_id, seq
-
-
-class JournalDamaged(KMSInternalException):
-    """A journal entry does not continue the journal's chain."""
-
-    def __init__(self, path: Path, seq: int, reason: str) -> None:
-        super().__init__(f"The audit journal {path.name} is damaged at entry {seq}: {reason}.")
-        self.path = path
-        self.seq = seq
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class JournalHeader:
-    """A journal's header fields."""
-
-    journal_id: int
-    created_ns: int
-    pid: int
-    flags: int
-    capacity: int
-    count: int
-    chained_offset: int
-    chained_seq: int
-    chained_digest: bytes
-
-    @property
-    def closed(self) -> bool:
-        """Whether the writer appends to this journal no more."""
-        return bool(self.flags & FLAG_CLOSED)
-
-
-def read_header(data: bytes | mmap.mmap, path: Path) -> JournalHeader:
-    """Parse a journal's header.
-
-    Raises:
-        JournalDamaged: it is not a journal header.
-    """
-    if len(data) < _HEADER.size:
-        raise JournalDamaged(path, 0, "the header is cut short")
-    magic, jid, created, pid, flags, capacity, count, c_off, c_seq, c_dig = _HEADER.unpack_from(
-        data, 0
-    )
-    if magic != MAGIC:
-        raise JournalDamaged(path, 0, "the header's magic is wrong")
-    # (The chained seq may pass the count by one: a live writer stores the count
-    # just after the entry's commit word, and a drainer may chain in between.)
-    if c_off < HEADER_BYTES or c_off % 8 or c_off > capacity or c_seq > count + 1:
-        raise JournalDamaged(path, 0, "the header's chained position is impossible")
-    return JournalHeader(jid, created, pid, flags, capacity, count, c_off, c_seq, c_dig)
-
-
-# --- the writer's side ------------------------------------------------------------
+__all__ = ["BEHIND_WAIT", "Journal", "JournalFile"]
 
 
 def _classify(name: str) -> int:
@@ -228,35 +64,6 @@ def _classify(name: str) -> int:
 
 def _scrub(name: str, value: object) -> object:
     return scrub_value(value, 1, False)
-
-
-def describe_caller(caller: Caller) -> list[str | None]:
-    """A caller as a journal defines it (see the module's format)."""
-    name = caller.arn.rsplit("/", 1)[-1] if caller.kind == "IAMUser" else None
-    return [
-        caller.kind,
-        caller.principal_id,
-        caller.arn,
-        caller.account,
-        caller.access_key_id,
-        name,
-        caller.source,
-        caller.user_agent,
-    ]
-
-
-def caller_identity(described: list[Any]) -> tuple[Identity, str, str]:
-    """The identity, source IP and user agent of a defined caller."""
-    kind, principal_id, arn, account, access_key_id, user_name, source, agent = described
-    identity = Identity(
-        type=kind,
-        principal_id=principal_id,
-        arn=arn,
-        account_id=account,
-        access_key_id=access_key_id,
-        user_name=user_name,
-    )
-    return identity, source, agent
 
 
 class JournalFile:
@@ -580,7 +387,7 @@ class Journal:
     def _wait_for_drainer(self) -> None:
         deadline = None
         while True:
-            self._full = [f for f in self._full if f.path.exists() and _pending_in(f.path)]
+            self._full = [f for f in self._full if f.path.exists() and is_pending(f.path)]
             if len(self._full) < self.max_behind:
                 return
             if deadline is None:
@@ -677,140 +484,3 @@ class Journal:
 
 BEHIND_WAIT: Final = 10.0
 """Seconds an append waits for the drainer when too many files are behind."""
-
-
-def pending_journals(directory: Path) -> list[Path]:
-    """The journals in ``directory`` that hold entries not yet in the trail.
-
-    A header that cannot be read counts as waiting (the drainer then says why).
-    """
-    try:
-        paths = sorted(p for p in directory.iterdir() if p.name.endswith(SUFFIX))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return [path for path in paths if _pending_in(path, damaged=True)]
-
-
-def _pending_in(path: Path, *, damaged: bool = False) -> bool:
-    """Whether the entry at the journal's chained cursor is committed.
-
-    The commit word, not the count, is the truth: a writer killed between the
-    two leaves the count one short.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
-        return False
-    try:
-        head = read_header(os.pread(fd, _HEADER.size, 0), path)
-        if head.chained_seq < head.count:
-            return True
-        if head.chained_offset + 4 > head.capacity:
-            return False
-        return os.pread(fd, 4, head.chained_offset) not in (b"", b"\0\0\0\0")
-    except JournalDamaged:
-        return damaged
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-# --- the drainer's side -----------------------------------------------------------
-
-
-class JournalReader:
-    """A journal opened by a drainer: its header, its entries, its chained cursor."""
-
-    def __init__(self, path: Path) -> None:
-        """Open and map a journal read-only (the cursor is written with ``pwrite``).
-
-        Raises:
-            FileNotFoundError: it is gone (drained and removed meanwhile).
-            JournalDamaged: it is not a journal.
-            OSError: it cannot be opened.
-        """
-        self.path = path
-        self.fd = fsutil.open_private_file(path, os.O_RDWR | os.O_CLOEXEC)
-        try:
-            size = os.fstat(self.fd).st_size
-            if size < HEADER_BYTES:
-                raise JournalDamaged(path, 0, "the file is shorter than its header")
-            self.map = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
-            self.header = read_header(self.map, path)
-            if self.header.capacity != size:
-                raise JournalDamaged(path, 0, "the file's size is not its capacity")
-        except BaseException:
-            os.close(self.fd)
-            raise
-        self.journal_id = self.header.journal_id
-
-    def refresh(self) -> JournalHeader:
-        self.header = read_header(self.map, self.path)
-        return self.header
-
-    def writer_alive(self) -> bool:
-        """Whether the writing process still holds the journal."""
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return True
-            raise
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        return False
-
-    def entries(
-        self, offset: int, seq: int, digest: bytes
-    ) -> Iterator[tuple[int, bytes, int, bytes]]:
-        """Committed entries from ``offset``: (seq, body, offset after it, digest).
-
-        The digest of each is checked against the chain from ``digest``.
-
-        Raises:
-            JournalDamaged: an entry breaks the chain, or a length runs past
-                the file.
-        """
-        data = self.map
-        capacity = len(data)
-        while offset + ENTRY_HEAD <= capacity:
-            length, low, stored = _ENTRY.unpack_from(data, offset)
-            if length == 0:
-                return
-            end = offset + ENTRY_HEAD + length
-            if end > capacity:
-                raise JournalDamaged(self.path, seq, "an entry's length runs past the file")
-            body = data[offset + ENTRY_HEAD : end]
-            if low != seq & 0xFFFFFFFF:
-                raise JournalDamaged(self.path, seq, "an entry is out of place")
-            expected = entry_digest(digest, seq, body)
-            if expected != stored:
-                raise JournalDamaged(self.path, seq, "an entry does not match its digest")
-            digest = stored
-            offset = (end + 7) & ~7
-            yield seq, body, offset, stored
-            seq += 1
-
-    def set_chained(self, offset: int, seq: int, digest: bytes) -> None:
-        """Record how far the trail holds this journal.
-
-        Raises:
-            OSError: the write failed.
-        """
-        os.pwrite(self.fd, _CHAINED.pack(offset, seq, digest), _CHAINED_AT)
-
-    def close(self) -> None:
-        self.map.close()
-        os.close(self.fd)
-
-
-def decode(body: bytes) -> list[Any]:
-    """An entry's body.
-
-    Raises:
-        ValueError: it is not a MessagePack array of a known kind.
-    """
-    value = msgpack.unpackb(body, raw=False, strict_map_key=False, unicode_errors="surrogatepass")
-    if type(value) is not list or not value or value[0] not in (DEFINE, CALL, EVENT):
-        raise ValueError("not a journal entry")
-    return value

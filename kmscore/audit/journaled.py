@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from kmscore.audit.chainer import Drainer, chainer_running, start_chainer
-from kmscore.audit.journal import DEFAULT_JOURNAL_BYTES, Journal, journal_dir
+from kmscore.audit.journal import Journal
+from kmscore.audit.journal_format import DEFAULT_JOURNAL_BYTES, journal_dir
 from kmscore.audit.scrub import scrub_event
 from kmscore.audit.trail import AuditTrail
 

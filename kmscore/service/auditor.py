@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from kmscore.audit.event import build_event
-from kmscore.audit.journal import DEFAULT_JOURNAL_BYTES
+from kmscore.audit.journal_format import DEFAULT_JOURNAL_BYTES
 from kmscore.audit.journaled import JournaledTrail
 from kmscore.audit.setup import open_service_trail
 from kmscore.audit.sink import AuditSink

@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from kmscore.audit.chainer import DRAIN_LOCK
-from kmscore.audit.journal import _COUNT_AT, ENTRY_HEAD, HEADER_BYTES, SUFFIX, journal_dir
+from kmscore.audit.journal_format import _COUNT_AT, ENTRY_HEAD, HEADER_BYTES, SUFFIX, journal_dir
 from kmscore.fsutil import create_private_file, ensure_private_dir, open_private_file
 from kmscore.store.sqlite import DB_FILE
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from kmscore.audit.journal import DEFAULT_JOURNAL_BYTES, journal_dir
+from kmscore.audit.journal_format import DEFAULT_JOURNAL_BYTES, journal_dir
 from kmscore.service import KeyService
 
 __all__ = ["PROBE_FILE", "Readiness", "audit_writable", "readiness", "store_reachable"]

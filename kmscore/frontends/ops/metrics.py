@@ -260,7 +260,8 @@ class ServiceCollector(Collector):
             "Audit entries this process journaled that are not in the chained trail yet.",
         )
         lag.add_metric([], journal.pending())
-        from kmscore.audit.journal import journal_dir, pending_journals
+        from kmscore.audit.journal_format import journal_dir
+        from kmscore.audit.journal_reader import pending_journals
 
         depth = GaugeMetricFamily(
             "kms_audit_journal_depth",
