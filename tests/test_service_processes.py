@@ -237,6 +237,34 @@ def test_other_process_notices_changes_within_a_short_time(tmp_path: Path) -> No
             peer.close()
 
 
+def test_alternating_processes_reserve_no_block_in_steady_state(tmp_path: Path) -> None:
+    # A reservation by one process must not make the other drop its cached key
+    # version: it would reserve a fresh block (2**20 invocations of the
+    # version's 2**32) on its next encryption, after every call of the other.
+    with open_kms(tmp_path) as kms:
+        key = new_key(kms)
+        peer = Peer(tmp_path)
+        try:
+            for _ in range(2):  # warm both: a block each, and the peer's opening seen
+                kms.generate_data_key_without_plaintext(KeyId=key, NumberOfBytes=16)
+                assert peer.encrypt(key)["ok"].endswith(key)
+                time.sleep(0.07)
+            ((warm,),) = db_rows(tmp_path, "SELECT reserved FROM key_materials")
+            for _ in range(6):
+                kms.generate_data_key_without_plaintext(KeyId=key, NumberOfBytes=16)
+                time.sleep(0.07)  # past the 50 ms recheck of the store
+                assert peer.encrypt(key)["ok"].endswith(key)
+                time.sleep(0.07)
+            ((after,),) = db_rows(tmp_path, "SELECT reserved FROM key_materials")
+            assert after == warm
+            # A real change is still noticed across the reservations.
+            assert peer.call("DisableKey", KeyId=key) == {"ok": None}
+            time.sleep(0.2)
+            expect("DisabledException", kms.encrypt, KeyId=key, Plaintext=b"x")
+        finally:
+            peer.close()
+
+
 def test_other_process_sees_a_key_deleted_after_its_window(tmp_path: Path) -> None:
     clock = Clock()
     with open_kms(tmp_path, clock) as kms:

@@ -7,6 +7,7 @@ session by service_helpers.postgres): same calls, same answers, same errors.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -405,6 +406,24 @@ def test_change_token_moves_on_another_writers_commit(opener: Opener) -> None:
     b.create_key(key("k2"), None, {})
     assert wait_until(lambda: a.change_token() != before, timeout=5)
     assert a.get_key("k2") is not None
+
+
+def test_change_token_ignores_another_writers_reservations(opener: Opener) -> None:
+    a, b = opener(), opener()
+    a.create_key(key(), material(), {})
+    time.sleep(0.5)  # past any notification of b's opening (PostgreSQL polls every 0.2 s)
+    before = a.change_token()
+    for _ in range(5):
+        b.reserve_invocations("k1", 1, 10)
+    time.sleep(0.5)
+    assert a.change_token() == before, "a reservation changes nothing a cache holds"
+    # Another writer's change, then one of a's own before a looks: still seen.
+    b.create_key(key("k2"), None, {})
+    a.create_key(key("k3"), None, {})
+    assert wait_until(lambda: a.change_token() != before, timeout=5)
+    after = a.change_token()
+    a.reserve_invocations("k1", 1, 10)
+    assert a.change_token() == after, "own reservations do not move it either"
 
 
 def test_committed_changes_survive_reopening(opener: Opener) -> None:

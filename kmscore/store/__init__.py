@@ -22,8 +22,9 @@ The contract every implementation keeps:
   principals or settings committed by another writer (another connection,
   process or node), so caches can be invalidated across processes cheaply.
   Changes made through this store object do not move it: their callers
-  invalidate their own caches. A store may or may not move it for another
-  writer's reservations, which change nothing a cache holds.
+  invalidate their own caches. Another writer's invocation reservations must
+  not move it: they change nothing a cache holds, and a reader that dropped
+  its cached key version would reserve a fresh block on its next encryption.
 - **Linearizable.** Concurrent writers of one key are ordered: a method that
   reads inside :meth:`KeyStore.transaction` (``list_materials``, ``key_grants``)
   and the writes after it see no change by another writer in between.

@@ -163,4 +163,16 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         ) STRICT;
         """,
     ),
+    (
+        7,
+        # How many changes other processes must see (the change token):
+        # every write but an invocation reservation adds one.
+        """
+        CREATE TABLE changes (
+            id         INTEGER PRIMARY KEY CHECK (id = 0),
+            generation INTEGER NOT NULL
+        ) STRICT;
+        INSERT INTO changes VALUES (0, 0);
+        """,
+    ),
 )

@@ -6,6 +6,13 @@ busy timeout so several processes can share one data dir: writes take the
 database lock with ``BEGIN IMMEDIATE`` and wait for each other. The database
 and its ``-wal``/``-shm`` side files are created 0600 with ``O_EXCL`` before
 SQLite opens them, inside a 0700 directory.
+
+Other processes notice changes by the ``changes`` table's generation, which
+every committed write adds one to, except an AES-GCM invocation reservation:
+reservations change nothing another process caches, and moving the token for
+them made each worker drop its caches, reload the key version and reserve a
+new block after every reservation of another (a block per call under
+alternating load, each spending 2**20 of the version's invocations).
 """
 
 from __future__ import annotations
@@ -51,6 +58,13 @@ class SQLiteKeyStore(KeyTables):
         fsync_dir(data_dir)
         self._lock = threading.RLock()
         self._depth = 0
+        # A write in the open transaction that other processes must notice.
+        self._changed = False
+        # The changes generation accounted for, the data_version it was read
+        # at, and the token built from them (see change_token).
+        self._generation = -1
+        self._data_version = -1
+        self._token = 0
         try:
             self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000
@@ -84,7 +98,7 @@ class SQLiteKeyStore(KeyTables):
                 time.sleep(0.002)
 
     def _migrate(self) -> None:
-        with self._write():
+        with self.transaction():
             current = self._db.execute("PRAGMA user_version").fetchone()[0]
             latest = MIGRATIONS[-1][0]
             if current > latest:
@@ -97,6 +111,7 @@ class SQLiteKeyStore(KeyTables):
                     for statement in sql.split(";"):
                         if statement.strip():
                             self._db.execute(statement)
+                    self._changed = True
                     self._db.execute(f"PRAGMA user_version={number}")
 
     @contextlib.contextmanager
@@ -119,13 +134,25 @@ class SQLiteKeyStore(KeyTables):
                 raise
             else:
                 try:
+                    generation = None
+                    if self._changed:
+                        (generation,) = self._db.execute(
+                            "UPDATE changes SET generation = generation + 1 RETURNING generation"
+                        ).fetchone()
                     self._db.execute("COMMIT")
                 except sqlite3.Error:
                     with contextlib.suppress(sqlite3.Error):
                         self._db.execute("ROLLBACK")
                     raise
+                if generation is not None:
+                    # One more than known: only this write. More: another
+                    # process changed something this one has not noticed yet.
+                    if generation != self._generation + 1:
+                        self._token += 1
+                    self._generation = generation
             finally:
                 self._depth = 0
+                self._changed = False
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -133,6 +160,13 @@ class SQLiteKeyStore(KeyTables):
 
         Inside :meth:`transaction` it joins the open transaction instead.
         """
+        with self.transaction():
+            self._changed = True
+            yield self._db
+
+    @contextlib.contextmanager
+    def _reservation_write(self) -> Iterator[sqlite3.Connection]:
+        """A write other processes need not notice (an invocation reservation)."""
         with self.transaction():
             yield self._db
 
@@ -155,11 +189,22 @@ class SQLiteKeyStore(KeyTables):
 
     def change_token(self) -> int:
         """See :meth:`KeyStore.change_token`."""
-        # data_version moves only when *another* connection commits; this
-        # store's own writers invalidate caches themselves.
+        # data_version moves only when *another* connection commits, and is
+        # free to read; the generation then tells a change from a reservation.
+        # This store's own writes move neither: their callers invalidate
+        # their caches themselves.
         with self._lock:
-            (other,) = self._db.execute("PRAGMA data_version").fetchone()
-            return int(other)
+            (data_version,) = self._db.execute("PRAGMA data_version").fetchone()
+            if data_version != self._data_version:
+                self._data_version = data_version
+                (generation,) = self._db.execute(
+                    "SELECT generation FROM changes WHERE id = 0"
+                ).fetchone()
+                if generation != self._generation:
+                    if self._generation >= 0:
+                        self._token += 1
+                    self._generation = generation
+            return self._token
 
     def close(self) -> None:
         """See :meth:`KeyStore.close`."""
