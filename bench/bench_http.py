@@ -31,6 +31,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -156,6 +157,20 @@ def stop(process: subprocess.Popen[str]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def reserved_blocks(data_dir: Path) -> int:
+    """Blocks of 2**20 AES-GCM invocations the server reserved, over all key versions.
+
+    A server that reserves more than one per worker per key version under load
+    spends the version's 2**32 budget on cache misses (CHANGELOG, "Fixed").
+    """
+    db = sqlite3.connect(f"file:{data_dir / 'kms.db'}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT reserved FROM key_materials").fetchall()
+    finally:
+        db.close()
+    return sum(-(-int(r) // (1 << 20)) for (r,) in rows)
 
 
 def wait_for_chainer(data_dir: Path, timeout: float = 60.0) -> None:
@@ -384,6 +399,9 @@ def main() -> int:
                 if not audit:
                     name = "diagnostic: no audit"
                 results += measure(name, process, url, requests, args, work, args.seconds)
+                print(
+                    f"  {name:<22} AES-GCM invocation blocks reserved: {reserved_blocks(data_dir)}"
+                )
             finally:
                 stop(process)
                 wait_for_chainer(data_dir)
