@@ -9,7 +9,8 @@ outcome to the auditor, allowed or denied.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from time import monotonic
 from typing import Any
 
 from kmscore.errors import (
@@ -20,7 +21,7 @@ from kmscore.errors import (
     UnsupportedOperationException,
 )
 from kmscore.model.keystate import StateRule, state_rule
-from kmscore.model.validation import Shape, validate
+from kmscore.model.validation import Shape, validator
 from kmscore.service import Call, Caller, KeyService, new_request_id
 from kmscore.service.maintenance import maintain_if_due
 from kmscore.service.xks_client import CURRENT_CALL
@@ -48,6 +49,10 @@ class Operation:
         states: The key states it may act in, for an operation that acts on
             a key (:data:`kmscore.model.keystate.STATE_RULES`).
         prepare: Slow work to do before the store transaction, if any.
+        read_only: The operation changes nothing in the store (from
+            ``facts``; a field, not a property, because every call reads it).
+        validator: The request's checker, made once from ``shape``
+            (:func:`kmscore.model.validation.validator`).
     """
 
     name: str
@@ -56,11 +61,12 @@ class Operation:
     facts: OperationFacts
     states: StateRule | None = None
     prepare: Prepare | None = None
+    read_only: bool = field(init=False)
+    validator: Callable[[Mapping[str, Any]], dict[str, Any]] = field(init=False, repr=False)
 
-    @property
-    def read_only(self) -> bool:
-        """The operation changes nothing in the store."""
-        return self.facts.read_only
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "read_only", self.facts.read_only)
+        object.__setattr__(self, "validator", validator(self.shape))
 
 
 OPERATIONS: dict[str, Operation] = {}
@@ -151,17 +157,25 @@ def dispatch(
         )
         service.auditor.record(call, {}, None, error)
         raise error
-    call.read_only = op.read_only
+    read_only = call.read_only = op.read_only
     call.states = op.states
-    maintain_if_due(service)
+    if monotonic() >= service.maintenance_deadline:
+        maintain_if_due(service)
     recorded = False
     try:
-        req = validate(op.shape, request)
-        tokens = req.get("GrantTokens")
-        if tokens:
-            call.token_grants = check_grant_tokens(service, tokens)
-        if op.read_only:
-            response = _run(op, call, req)
+        req = op.validator(request)
+        if req.get("GrantTokens"):
+            call.token_grants = check_grant_tokens(service, req["GrantTokens"])
+        if read_only:
+            # An external key store's proxy requests name the caller and
+            # request id (kmscore.service.xks_client).
+            token = CURRENT_CALL.set(call)
+            try:
+                response = op.handler(call, req)
+            finally:
+                CURRENT_CALL.reset(token)
+            if not call.authorized:
+                raise KMSInternalException(f"{name} did not authorize the call.")
             recorded = True
             service.auditor.record(call, request, response, None)
         else:

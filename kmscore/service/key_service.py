@@ -87,7 +87,9 @@ class KeyService:
         # A store whose token is a local read (PostgreSQL's moves from a
         # listener thread) is asked on every call, not every 50 ms.
         self._free_token = bool(getattr(store, "change_token_is_local", False))
-        self._maintained = 0.0
+        #: When periodic maintenance is next due (``time.monotonic()``); the
+        #: dispatcher compares it on every call, so it is a plain attribute.
+        self.maintenance_deadline = MAINTENANCE_SECONDS
         self.root_arn = f"arn:aws:iam::{self.account}:root"
         self.default_key_policy = default_key_policy(self.account)
         #: Moves on every policy, grant or principal change; empties the
@@ -300,11 +302,11 @@ class KeyService:
 
     def maintenance_due(self) -> bool:
         """Whether periodic maintenance should run now (cheap to ask)."""
-        return time.monotonic() - self._maintained >= MAINTENANCE_SECONDS
+        return time.monotonic() >= self.maintenance_deadline
 
     def mark_maintained(self) -> None:
         """Note that maintenance just ran."""
-        self._maintained = time.monotonic()
+        self.maintenance_deadline = time.monotonic() + MAINTENANCE_SECONDS
 
     def close(self) -> None:
         """Seal the audit trail, release the store and forget all material.
