@@ -84,7 +84,12 @@ def decryption_key(
     if key is None:
         raise NotFoundException(f"Key '{svc.key_arn(key_id)}' does not exist")
     call.check_state(key)
-    require_symmetric_encryption(key, algorithm)
+    if (
+        algorithm is not None
+        or key.key_usage != ENCRYPT_DECRYPT
+        or key.key_spec != SYMMETRIC_DEFAULT
+    ):
+        require_symmetric_encryption(key, algorithm)
     return key, version
 
 
@@ -209,18 +214,23 @@ def encrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
 )
 def decrypt(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """Decrypt: a blob made by Encrypt or GenerateDataKey; KeyId is optional."""
-    refuse_recipient(req)
+    if "Recipient" in req:
+        refuse_recipient(req)
     data = req["CiphertextBlob"]
-    named = _named_key(call, req.get("KeyId"))
-    if named is not None and is_rsa_encryption(named):
-        return _rsa_decrypt(call, req)
-    key, version = decryption_key(call, data, req.get("KeyId"), req.get("EncryptionAlgorithm"))
+    ref = req.get("KeyId")
+    if ref is not None:
+        named = _named_key(call, ref)
+        if named is not None and is_rsa_encryption(named):
+            return _rsa_decrypt(call, req)
+    key, version = decryption_key(call, data, ref, req.get("EncryptionAlgorithm"))
     context, aad = ec.prepare(req.get("EncryptionContext"))
     call.authorize(key, conditions=conditions(context), context_key=aad)
-    if req.get("DryRun") and "IGNORE_CIPHERTEXT" in req.get("DryRunModifiers", ()):
+    dry = req.get("DryRun")
+    if dry and "IGNORE_CIPHERTEXT" in req.get("DryRunModifiers", ()):
         dry_run(req)
     plaintext, kv = open_blob(call.service, key, version, data, aad)
-    dry_run(req)
+    if dry:
+        dry_run(req)
     return {
         "KeyId": key.arn,
         "Plaintext": plaintext,
@@ -360,11 +370,16 @@ _DATA_KEY_SHAPE = {
 
 
 def _data_key(call: Call, req: dict[str, Any]) -> tuple[KeyRecord, bytes, bytes, str]:
-    length = data_key_length(req)
-    key = encryption_key(call, req["KeyId"], None)
+    # The hot path of envelope encryption: the common checks are inline.
+    spec = req.get("KeySpec")
+    length = 32 if spec == "AES_256" and "NumberOfBytes" not in req else data_key_length(req)
+    key = call.key(req["KeyId"])
+    if key.key_usage != ENCRYPT_DECRYPT or key.key_spec != SYMMETRIC_DEFAULT:
+        require_symmetric_encryption(key)
     context, aad = ec.prepare(req.get("EncryptionContext"))
     call.authorize(key, conditions=conditions(context), context_key=aad)
-    dry_run(req)
+    if req.get("DryRun"):
+        dry_run(req)
     plaintext, ciphertext, kv = symmetric.generate_data_key(call.service, key, length, aad)
     return key, plaintext, ciphertext, kv.material_id
 
@@ -372,7 +387,8 @@ def _data_key(call: Call, req: dict[str, Any]) -> tuple[KeyRecord, bytes, bytes,
 @operation("GenerateDataKey", {**_DATA_KEY_SHAPE, "Recipient": RECIPIENT})
 def generate_data_key(call: Call, req: dict[str, Any]) -> dict[str, Any]:
     """GenerateDataKey: a random data key, in plaintext and under the KMS key."""
-    refuse_recipient(req)
+    if "Recipient" in req:
+        refuse_recipient(req)
     key, plaintext, ciphertext, material_id = _data_key(call, req)
     return {
         "CiphertextBlob": ciphertext,

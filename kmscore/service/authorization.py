@@ -244,7 +244,8 @@ class PolicyAuthorizer:
             # another process's changes yet (an identity policy, a removed
             # user): look now, at most every 50 ms as resolving does.
             svc.recheck()
-        self._sync(svc)
+        if svc.access_epoch != self._epoch:
+            self._sync(svc)
         cache_key: tuple[Any, ...] | None
         if call.token_grants:
             cache_key = None  # decided with extra grants: not reusable

@@ -36,6 +36,15 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
 
 
+#: ``kms:<operation>`` by operation name, made once per name.
+_ACTIONS: dict[str, str] = {}
+
+
+def _action(operation: str) -> str:
+    action = _ACTIONS[operation] = f"kms:{operation}"
+    return action
+
+
 @dataclass(slots=True)
 class Call:
     """One operation in progress: who, what, and what it touched."""
@@ -77,7 +86,13 @@ class Call:
                 operation.
         """
         key = self.resolve(ref, allow_alias=allow_alias)
-        self.check_state(key)
+        # check_state, inline: this runs on every call that names a key.
+        states = self.states
+        if states is None:
+            raise KMSInvalidStateException(f"{self.operation} has no key state rule.")
+        state = key.state if key.custom_key_store_id is None else self.service.key_state(key)
+        if state not in states.allowed:
+            states.check(key.arn, state)
         return key
 
     def check_state(self, key: KeyRecord) -> None:
@@ -88,9 +103,12 @@ class Call:
             KMSInvalidStateException: as :meth:`key`, or the operation has no
                 state rule.
         """
-        if self.states is None:
+        states = self.states
+        if states is None:
             raise KMSInvalidStateException(f"{self.operation} has no key state rule.")
-        self.states.check(key.arn, self.service.key_state(key))
+        state = key.state if key.custom_key_store_id is None else self.service.key_state(key)
+        if state not in states.allowed:
+            states.check(key.arn, state)
 
     def resolve(self, ref: str, *, allow_alias: bool = True) -> KeyRecord:
         """Resolve a key reference (see :meth:`KeyService.resolve`) and note the key.
@@ -135,9 +153,9 @@ class Call:
         """
         if key is not None and key.arn not in self.resources:
             self.resources.append(key.arn)
-        self.service.authorizer.authorize(
-            self, action or f"kms:{self.operation}", key, conditions or {}, context_key
-        )
+        if action is None:
+            action = _ACTIONS.get(self.operation) or _action(self.operation)
+        self.service.authorizer.authorize(self, action, key, conditions or {}, context_key)
         self.authorized = True
 
 

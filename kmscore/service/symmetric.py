@@ -51,8 +51,9 @@ def current_version(svc: KeyService, key: KeyRecord, count: int) -> tuple[KeyRec
     """
     for _ in range(_ROTATION_ATTEMPTS):
         version = key.current_version
-        if svc.keyring.reserve(key, version, count):
-            return key, svc.keyring.load(key, version)
+        kv = svc.keyring.reserve(key, version, count)
+        if kv is not None:
+            return key, kv
         # Other threads or processes may use up the version this rotation
         # (theirs or ours) makes before this call reserves from it: try again.
         key = rotate(svc, key, AUTOMATIC, after_version=version)

@@ -201,27 +201,31 @@ class Keyring:
             return material.material_id
         return self._load(key, version).material_id
 
-    def reserve(self, key: KeyRecord, version: int, count: int) -> bool:
+    def reserve(self, key: KeyRecord, version: int, count: int) -> KeyVersion | None:
         """Count ``count`` encryptions under a key version before they happen.
 
         Returns:
-            True when they may proceed; False when they would pass the limit,
-            so the caller must rotate the key and use the new version.
+            The version, loaded, when they may proceed; None when they would
+            pass the limit, so the caller must rotate the key and use the new
+            version.
+
+        Raises:
+            KMSInternalException: as :meth:`load`.
         """
-        slot = self._load(key, version)
+        slot = self._versions.get((key.key_id, version)) or self._load(key, version)
         with slot.lock:
             if slot.used + count <= slot.reserved:
                 slot.used += count
-                return True
+                return slot
             want = max(self._block, count)
             total = self._store.reserve_invocations(key.key_id, version, want)
             if total > self._limit:
                 # Spent or not, this reservation is counted durably: the
                 # version stays retired for encryption.
                 slot.used = slot.reserved = total
-                return False
+                return None
             slot.used, slot.reserved = total - want + count, total
-            return True
+            return slot
 
     def invalidate(self, key_id: str) -> None:
         """Forget every cached version of a key (its state changed)."""
