@@ -24,7 +24,7 @@ from kmscore import LocalKMS
 from kmscore.bench import timing
 from kmscore.model import context as ec
 from kmscore.operations.crypto import conditions, encryption_key
-from kmscore.operations.registry import OPERATIONS, dispatch, validate
+from kmscore.operations.registry import OPERATIONS, dispatch
 from kmscore.service import Call, new_request_id, symmetric
 
 
@@ -69,7 +69,7 @@ def main() -> int:
                 "dispatch() directly",
                 lambda: dispatch(service, "GenerateDataKey", request, kms.caller),
             ),
-            ("validate the request against its shape", lambda: validate(op.shape, request)),
+            ("validate the request against its shape", lambda: op.validator(request)),
             ("the Call and its request id", new_call),
             ("resolve the key, check its state", lambda: encryption_key(call, key_id, None)),
             ("the encryption context's canonical AAD", lambda: ec.prepare(ctx)),
