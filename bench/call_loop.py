@@ -27,6 +27,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         kms = LocalKMS(os.path.join(tmp, "data"), audit=audit)
         key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+        # Under valgrind a loop runs for minutes: keep periodic maintenance,
+        # which comes due by the clock, out of the counted calls.
+        kms.service.maintenance_deadline = float("inf")
         ctx = {"purpose": "bench", "tenant": "t-0042"}
         generate, decrypt = kms.generate_data_key, kms.decrypt
         blob = generate(KeyId=key_id, KeySpec="AES_256", EncryptionContext=ctx)["CiphertextBlob"]
