@@ -167,15 +167,7 @@ def dispatch(
         if req.get("GrantTokens"):
             call.token_grants = check_grant_tokens(service, req["GrantTokens"])
         if read_only:
-            # An external key store's proxy requests name the caller and
-            # request id (kmscore.service.xks_client).
-            token = CURRENT_CALL.set(call)
-            try:
-                response = op.handler(call, req)
-            finally:
-                CURRENT_CALL.reset(token)
-            if not call.authorized:
-                raise KMSInternalException(f"{name} did not authorize the call.")
+            response = _run(op, call, req)
             recorded = True
             service.auditor.record(call, request, response, None)
         else:

@@ -244,8 +244,7 @@ class PolicyAuthorizer:
             # another process's changes yet (an identity policy, a removed
             # user): look now, at most every 50 ms as resolving does.
             svc.recheck()
-        if svc.access_epoch != self._epoch:
-            self._sync(svc)
+        self._sync(svc)
         cache_key: tuple[Any, ...] | None
         if call.token_grants:
             cache_key = None  # decided with extra grants: not reusable

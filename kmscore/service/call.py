@@ -86,13 +86,7 @@ class Call:
                 operation.
         """
         key = self.resolve(ref, allow_alias=allow_alias)
-        # check_state, inline: this runs on every call that names a key.
-        states = self.states
-        if states is None:
-            raise KMSInvalidStateException(f"{self.operation} has no key state rule.")
-        state = key.state if key.custom_key_store_id is None else self.service.key_state(key)
-        if state not in states.allowed:
-            states.check(key.arn, state)
+        self.check_state(key)
         return key
 
     def check_state(self, key: KeyRecord) -> None:
